@@ -1,0 +1,1 @@
+//! makeit3d-bff
