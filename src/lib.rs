@@ -1,1 +1,33 @@
-//! makeit3d-bff
+//! makeit3d-bff: the backend-for-frontend of MakeIt3D, a Cloudflare Worker.
+//!
+//! Entry points only. `core` decides (pure, tested natively); `http`, `api`, `jobs`,
+//! `task_object`, `providers` and `supabase` translate between the runtime and the core.
+
+pub mod config;
+pub mod core;
+pub mod error;
+pub mod http;
+pub mod log;
+
+pub mod api;
+pub mod jobs;
+pub mod task_object;
+
+pub use task_object::TaskObject;
+
+use worker::{event, Context, Env, MessageBatch, Request, Response};
+
+#[event(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    http::handle(req, env, ctx).await
+}
+
+#[event(queue)]
+async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) -> worker::Result<()> {
+    jobs::consume(batch, env).await
+}

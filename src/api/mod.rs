@@ -1,0 +1,4 @@
+//! Request handlers: one module per group of endpoints. Each validates with `core`, acts through
+//! `supabase`/`providers`/the task Durable Object, and answers JSON or an `ApiError`.
+
+pub mod health;

@@ -1,0 +1,261 @@
+//! Settings from the Worker's environment (SPEC §8), validated once per isolate, with every
+//! problem reported by the setting's name and never with its value.
+//!
+//! Pure: the glue passes a lookup function (`env.var` / `env.secret`), so this is tested natively.
+
+use serde::Serialize;
+
+/// How callers are authenticated (SPEC §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// Verify a Supabase user access token (HS256 secret, else the project's JWKS).
+    Supabase,
+    /// No authentication: every caller is the fixed local user. Local development only.
+    None,
+}
+
+/// The user every request runs as under `AUTH_MODE=none`.
+pub const LOCAL_USER_ID: &str = "00000000-0000-4000-8000-000000000001";
+
+/// Validated configuration of the worker.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `https://<ref>.supabase.co`, without a trailing slash.
+    pub supabase_url: String,
+    pub supabase_service_key: String,
+    pub supabase_jwt_secret: Option<String>,
+    pub bucket: String,
+    /// Whether the generated-assets bucket is public (decides the non-expiring asset URL form).
+    pub bucket_public: bool,
+    pub input_assets_table: String,
+    pub concept_images_table: String,
+    pub models_table: String,
+    pub openai_base_url: String,
+    pub openai_api_key: String,
+    pub openai_image_model: String,
+    pub openai_image_size: String,
+    pub tripo_base_url: String,
+    pub tripo_api_key: String,
+    pub auth_mode: AuthMode,
+    pub jwt_leeway_s: u64,
+    pub max_body_bytes: usize,
+    pub max_input_bytes: u64,
+    pub job_max_attempts: u32,
+    pub tripo_deadline_s: u64,
+    pub cors_allow_origin: String,
+}
+
+/// One setting that is missing or invalid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub name: &'static str,
+    pub problem: String,
+}
+
+/// Every setting: name, whether it is a secret, default (None = required).
+pub const SETTINGS: &[(&str, bool, Option<&str>)] = &[
+    ("SUPABASE_URL", false, None),
+    ("SUPABASE_SERVICE_KEY", true, None),
+    ("SUPABASE_JWT_SECRET", true, Some("")),
+    ("GENERATED_ASSETS_BUCKET_NAME", false, Some("makeit3d_app_assets")),
+    ("GENERATED_ASSETS_BUCKET_PUBLIC", false, Some("true")),
+    ("INPUT_ASSETS_TABLE_NAME", false, Some("input_assets")),
+    ("CONCEPT_IMAGES_TABLE_NAME", false, Some("concept_images")),
+    ("MODELS_TABLE_NAME", false, Some("models")),
+    ("OPENAI_BASE_URL", false, Some("https://api.openai.com/v1")),
+    ("OPENAI_API_KEY", true, None),
+    ("OPENAI_IMAGE_MODEL", false, Some("gpt-image-1")),
+    ("OPENAI_IMAGE_SIZE", false, Some("1024x1024")),
+    ("TRIPO_BASE_URL", false, Some("https://api.tripo3d.ai/v2/openapi")),
+    ("TRIPO_API_KEY", true, None),
+    ("AUTH_MODE", false, Some("supabase")),
+    ("JWT_LEEWAY_SECONDS", false, Some("30")),
+    ("MAX_BODY_BYTES", false, Some("65536")),
+    ("MAX_INPUT_BYTES", false, Some("20971520")),
+    ("JOB_MAX_ATTEMPTS", false, Some("5")),
+    ("TRIPO_DEADLINE_SECONDS", false, Some("1800")),
+    ("CORS_ALLOW_ORIGIN", false, Some("*")),
+];
+
+struct Reader<F> {
+    lookup: F,
+    problems: Vec<Problem>,
+}
+
+impl<F: Fn(&str) -> Option<String>> Reader<F> {
+    fn raw(&mut self, name: &'static str) -> Option<String> {
+        let default = SETTINGS.iter().find(|s| s.0 == name).and_then(|s| s.2);
+        match (self.lookup)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+            Some(v) => Some(v),
+            None => match default {
+                Some(d) => Some(d.to_owned()),
+                None => {
+                    self.problems.push(Problem { name, problem: "missing".into() });
+                    None
+                }
+            },
+        }
+    }
+
+    fn string(&mut self, name: &'static str) -> String {
+        self.raw(name).unwrap_or_default()
+    }
+
+    fn url(&mut self, name: &'static str) -> String {
+        let v = self.string(name);
+        if v.is_empty() {
+            return v;
+        }
+        let ok = (v.starts_with("https://") || v.starts_with("http://"))
+            && !v.contains(char::is_whitespace)
+            && v.split("://").nth(1).is_some_and(|rest| !rest.is_empty() && !rest.contains('@'));
+        if !ok {
+            self.problems.push(Problem { name, problem: "must be an http(s) URL".into() });
+        }
+        v.trim_end_matches('/').to_owned()
+    }
+
+    fn number<T: std::str::FromStr>(&mut self, name: &'static str, min: T, max: T) -> T
+    where
+        T: PartialOrd + Copy + std::fmt::Display,
+    {
+        let v = self.string(name);
+        match v.parse::<T>() {
+            Ok(n) if n >= min && n <= max => n,
+            _ => {
+                self.problems.push(Problem { name, problem: format!("must be a number from {min} to {max}") });
+                min
+            }
+        }
+    }
+
+    fn boolean(&mut self, name: &'static str) -> bool {
+        match self.string(name).as_str() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            _ => {
+                self.problems.push(Problem { name, problem: "must be true or false".into() });
+                false
+            }
+        }
+    }
+
+    fn identifier(&mut self, name: &'static str) -> String {
+        let v = self.string(name);
+        let ok = !v.is_empty()
+            && v.len() <= 63
+            && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !ok {
+            self.problems.push(Problem { name, problem: "must be 1–63 letters, digits, '_' or '-'".into() });
+        }
+        v
+    }
+}
+
+impl Config {
+    /// Reads and validates every setting. `Err` lists every problem at once.
+    pub fn load(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Vec<Problem>> {
+        let mut r = Reader { lookup, problems: Vec::new() };
+        let auth_mode = match r.string("AUTH_MODE").as_str() {
+            "supabase" => AuthMode::Supabase,
+            "none" => AuthMode::None,
+            _ => {
+                r.problems.push(Problem { name: "AUTH_MODE", problem: "must be supabase or none".into() });
+                AuthMode::Supabase
+            }
+        };
+        let secret = r.string("SUPABASE_JWT_SECRET");
+        let config = Config {
+            supabase_url: r.url("SUPABASE_URL"),
+            supabase_service_key: r.string("SUPABASE_SERVICE_KEY"),
+            supabase_jwt_secret: (!secret.is_empty()).then_some(secret),
+            bucket: r.identifier("GENERATED_ASSETS_BUCKET_NAME"),
+            bucket_public: r.boolean("GENERATED_ASSETS_BUCKET_PUBLIC"),
+            input_assets_table: r.identifier("INPUT_ASSETS_TABLE_NAME"),
+            concept_images_table: r.identifier("CONCEPT_IMAGES_TABLE_NAME"),
+            models_table: r.identifier("MODELS_TABLE_NAME"),
+            openai_base_url: r.url("OPENAI_BASE_URL"),
+            openai_api_key: r.string("OPENAI_API_KEY"),
+            openai_image_model: r.string("OPENAI_IMAGE_MODEL"),
+            openai_image_size: r.string("OPENAI_IMAGE_SIZE"),
+            tripo_base_url: r.url("TRIPO_BASE_URL"),
+            tripo_api_key: r.string("TRIPO_API_KEY"),
+            auth_mode,
+            jwt_leeway_s: r.number("JWT_LEEWAY_SECONDS", 0, 300),
+            max_body_bytes: r.number("MAX_BODY_BYTES", 1024, 1 << 20),
+            max_input_bytes: r.number("MAX_INPUT_BYTES", 1024, 50 << 20),
+            job_max_attempts: r.number("JOB_MAX_ATTEMPTS", 1, 20),
+            tripo_deadline_s: r.number("TRIPO_DEADLINE_SECONDS", 60, 24 * 3600),
+            cors_allow_origin: r.string("CORS_ALLOW_ORIGIN"),
+        };
+        if r.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(r.problems)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const COMPLETE: &[(&str, &str)] = &[
+        ("SUPABASE_URL", "https://abc.supabase.co/"),
+        ("SUPABASE_SERVICE_KEY", "sb_secret_x"),
+        ("OPENAI_API_KEY", "sk-x"),
+        ("TRIPO_API_KEY", "tsk_x"),
+    ];
+
+    #[test]
+    fn defaults_apply_and_urls_are_trimmed() {
+        let c = Config::load(env(COMPLETE)).unwrap();
+        assert_eq!(c.supabase_url, "https://abc.supabase.co");
+        assert_eq!(c.bucket, "makeit3d_app_assets");
+        assert_eq!(c.openai_image_model, "gpt-image-1");
+        assert_eq!(c.auth_mode, AuthMode::Supabase);
+        assert_eq!(c.max_body_bytes, 65536);
+        assert!(c.supabase_jwt_secret.is_none());
+        assert!(c.bucket_public);
+    }
+
+    #[test]
+    fn missing_settings_are_named_not_valued() {
+        let problems = Config::load(env(&[("OPENAI_API_KEY", "sk-secret-value")])).unwrap_err();
+        let names: Vec<_> = problems.iter().map(|p| p.name).collect();
+        assert_eq!(names, vec!["SUPABASE_URL", "SUPABASE_SERVICE_KEY", "TRIPO_API_KEY"]);
+        let text = serde_json::to_string(&problems).unwrap();
+        assert!(!text.contains("sk-secret-value"));
+    }
+
+    #[test]
+    fn invalid_values_are_reported() {
+        let mut pairs = COMPLETE.to_vec();
+        pairs.push(("AUTH_MODE", "open"));
+        pairs.push(("JOB_MAX_ATTEMPTS", "0"));
+        pairs.push(("MODELS_TABLE_NAME", "models; drop table x"));
+        pairs[0] = ("SUPABASE_URL", "ftp://abc");
+        let problems = Config::load(env(&pairs)).unwrap_err();
+        let names: Vec<_> = problems.iter().map(|p| p.name).collect();
+        assert!(names.contains(&"AUTH_MODE"));
+        assert!(names.contains(&"JOB_MAX_ATTEMPTS"));
+        assert!(names.contains(&"MODELS_TABLE_NAME"));
+        assert!(names.contains(&"SUPABASE_URL"));
+    }
+
+    #[test]
+    fn every_setting_is_listed_once() {
+        let mut names: Vec<_> = SETTINGS.iter().map(|s| s.0).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), SETTINGS.len());
+    }
+}

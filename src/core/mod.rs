@@ -1,0 +1,20 @@
+//! The pure core of the service: every decision the worker makes, with no `worker` import.
+//!
+//! Everything here compiles and is unit-tested natively (`cargo test`). The glue in `http/`,
+//! `api/`, `jobs/`, `task_object.rs`, `providers/` and `supabase/` calls into these modules to
+//! decide, then acts on the runtime.
+
+pub mod ids;
+pub mod step;
+
+pub mod request;
+pub mod storage_path;
+pub mod status;
+pub mod task;
+pub mod jwt;
+
+pub mod jobs;
+pub mod openai;
+pub mod rest;
+pub mod retry;
+pub mod tripo;

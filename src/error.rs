@@ -1,0 +1,205 @@
+//! The one error type of the HTTP API and its mapping to status codes and the JSON shape of
+//! SPEC §4.4: `{"error":{"code":"…","message":"…","details":[{"field":"…","message":"…"}]}}`.
+//!
+//! Every handler returns `Result<_, ApiError>`; `http::respond` turns it into a response, so the
+//! status-code mapping lives here and nowhere else. Pure: no `worker` import.
+
+use serde::Serialize;
+
+/// A problem with one field of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError { field: field.into(), message: message.into() }
+    }
+}
+
+/// Every error the API can answer with. Messages are safe to show: never a secret, key or trace.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("not found")]
+    NotFound,
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    #[error("method {method} is not allowed here; allowed: {allowed}")]
+    MethodNotAllowed { method: String, allowed: String },
+    #[error("{0}")]
+    TaskConflict(String),
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    #[error("the request is not valid")]
+    Validation(Vec<FieldError>),
+    #[error("input asset not found")]
+    InputAssetNotFound(Vec<FieldError>),
+    #[error("too many requests")]
+    RateLimited { retry_after_s: u64 },
+    #[error("the service is not configured: missing or invalid {}", .0.join(", "))]
+    Misconfigured(Vec<String>),
+    #[error("{dependency} failed: {message}")]
+    DependencyFailed { dependency: String, message: String },
+    #[error("{dependency} is unavailable: {message}")]
+    DependencyUnavailable { dependency: String, message: String },
+    #[error("internal error")]
+    Internal,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    details: &'a [FieldError],
+}
+
+impl ApiError {
+    /// HTTP status of SPEC §4.4.
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::MalformedJson(_) => 400,
+            ApiError::Unauthorized(_) => 401,
+            ApiError::NotFound | ApiError::RouteNotFound(_) => 404,
+            ApiError::MethodNotAllowed { .. } => 405,
+            ApiError::TaskConflict(_) => 409,
+            ApiError::PayloadTooLarge { .. } => 413,
+            ApiError::UnsupportedMediaType => 415,
+            ApiError::Validation(_) | ApiError::InputAssetNotFound(_) => 422,
+            ApiError::RateLimited { .. } => 429,
+            ApiError::Internal => 500,
+            ApiError::Misconfigured(_) | ApiError::DependencyUnavailable { .. } => 503,
+            ApiError::DependencyFailed { .. } => 502,
+        }
+    }
+
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::MalformedJson(_) => "malformed_json",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::NotFound | ApiError::RouteNotFound(_) => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::TaskConflict(_) => "task_conflict",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::Validation(_) => "validation_error",
+            ApiError::InputAssetNotFound(_) => "input_asset_not_found",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Misconfigured(_) => "misconfigured",
+            ApiError::DependencyFailed { .. } => "dependency_failed",
+            ApiError::DependencyUnavailable { .. } => "dependency_unavailable",
+            ApiError::Internal => "internal_error",
+        }
+    }
+
+    pub fn details(&self) -> &[FieldError] {
+        match self {
+            ApiError::Validation(d) | ApiError::InputAssetNotFound(d) => d,
+            _ => &[],
+        }
+    }
+
+    /// Extra response headers (`Allow` on 405, `Retry-After` on 429).
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            ApiError::MethodNotAllowed { allowed, .. } => vec![("allow", allowed.clone())],
+            ApiError::RateLimited { retry_after_s } => vec![("retry-after", retry_after_s.to_string())],
+            _ => vec![],
+        }
+    }
+
+    /// The JSON body of SPEC §4.4.
+    pub fn body(&self) -> String {
+        let body = Body {
+            error: Inner { code: self.code(), message: self.to_string(), details: self.details() },
+        };
+        serde_json::to_string(&body).unwrap_or_else(|_| {
+            r#"{"error":{"code":"internal_error","message":"internal error"}}"#.to_owned()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn parse(e: &ApiError) -> Value {
+        serde_json::from_str(&e.body()).unwrap()
+    }
+
+    #[test]
+    fn every_error_has_the_one_shape() {
+        let all = [
+            ApiError::MalformedJson("expected value at line 1".into()),
+            ApiError::Unauthorized("missing bearer token".into()),
+            ApiError::NotFound,
+            ApiError::RouteNotFound("/nope".into()),
+            ApiError::MethodNotAllowed { method: "DELETE".into(), allowed: "GET".into() },
+            ApiError::TaskConflict("different body".into()),
+            ApiError::PayloadTooLarge { limit: 65536 },
+            ApiError::UnsupportedMediaType,
+            ApiError::Validation(vec![FieldError::new("n", "must be between 1 and 10")]),
+            ApiError::InputAssetNotFound(vec![FieldError::new("input_image_asset_url", "no such object")]),
+            ApiError::RateLimited { retry_after_s: 3 },
+            ApiError::Misconfigured(vec!["SUPABASE_URL".into()]),
+            ApiError::DependencyFailed { dependency: "storage".into(), message: "HTTP 500".into() },
+            ApiError::DependencyUnavailable { dependency: "queue".into(), message: "send failed".into() },
+            ApiError::Internal,
+        ];
+        for e in &all {
+            let v = parse(e);
+            let obj = v.as_object().unwrap();
+            assert_eq!(obj.len(), 1, "{e:?}");
+            let inner = v["error"].as_object().unwrap();
+            assert_eq!(inner["code"], e.code());
+            assert!(!inner["message"].as_str().unwrap().is_empty());
+            assert!((400..600).contains(&e.status()));
+        }
+    }
+
+    #[test]
+    fn validation_carries_field_details() {
+        let e = ApiError::Validation(vec![
+            FieldError::new("n", "must be between 1 and 10"),
+            FieldError::new("colour", "unknown field"),
+        ]);
+        let v = parse(&e);
+        assert_eq!(e.status(), 422);
+        assert_eq!(v["error"]["details"][1]["field"], "colour");
+        assert_eq!(v["error"]["details"][0]["message"], "must be between 1 and 10");
+    }
+
+    #[test]
+    fn statuses_follow_the_spec() {
+        assert_eq!(ApiError::MalformedJson(String::new()).status(), 400);
+        assert_eq!(ApiError::UnsupportedMediaType.status(), 415);
+        assert_eq!(ApiError::PayloadTooLarge { limit: 1 }.status(), 413);
+        assert_eq!(ApiError::TaskConflict(String::new()).status(), 409);
+        assert_eq!(ApiError::InputAssetNotFound(vec![]).code(), "input_asset_not_found");
+        let e = ApiError::MethodNotAllowed { method: "DELETE".into(), allowed: "GET, HEAD".into() };
+        assert_eq!(e.headers(), vec![("allow", "GET, HEAD".to_string())]);
+        assert_eq!(ApiError::RateLimited { retry_after_s: 7 }.headers()[0].1, "7");
+    }
+
+    #[test]
+    fn internal_errors_reveal_nothing() {
+        let v = parse(&ApiError::Internal);
+        assert_eq!(v["error"]["message"], "internal error");
+        assert!(v["error"].get("details").is_none());
+    }
+}

@@ -1,0 +1,107 @@
+//! HTTP glue: routing a `worker::Request` to a handler, CORS, and turning every `ApiError` into
+//! the one JSON error response. Decisions live in `route` and `crate::error`; this only translates.
+
+pub mod route;
+
+use serde_json::Value;
+use worker::{Context, Env, Headers, Request, Response};
+
+use crate::api;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::log::{self, Level};
+use route::Route;
+
+/// Reads a setting from `[vars]` or a secret, whichever holds it.
+pub fn lookup(env: &Env, name: &str) -> Option<String> {
+    if let Ok(v) = env.var(name) {
+        return Some(v.to_string());
+    }
+    env.secret(name).ok().map(|s| s.to_string())
+}
+
+/// The worker's configuration, or the misconfiguration error naming every bad setting.
+pub fn config(env: &Env) -> Result<Config, ApiError> {
+    Config::load(|name| lookup(env, name))
+        .map_err(|problems| ApiError::Misconfigured(problems.into_iter().map(|p| p.name.to_owned()).collect()))
+}
+
+/// A JSON response with the given status.
+pub fn json(status: u16, body: String) -> worker::Result<Response> {
+    let headers = Headers::new();
+    headers.set("content-type", "application/json; charset=utf-8")?;
+    headers.set("cache-control", "no-store")?;
+    Ok(Response::ok(body)?.with_status(status).with_headers(headers))
+}
+
+/// A JSON response from a serializable value.
+pub fn json_value(status: u16, value: &Value) -> worker::Result<Response> {
+    json(status, value.to_string())
+}
+
+fn error_response(e: &ApiError) -> worker::Result<Response> {
+    let resp = json(e.status(), e.body())?;
+    for (name, value) in e.headers() {
+        resp.headers().set(name, &value)?;
+    }
+    Ok(resp)
+}
+
+fn add_cors(resp: &Response, origin: &str) -> worker::Result<()> {
+    let h = resp.headers();
+    h.set("access-control-allow-origin", origin)?;
+    h.set("access-control-allow-methods", "GET, HEAD, POST, OPTIONS")?;
+    h.set("access-control-allow-headers", "authorization, content-type, apikey, x-client-info")?;
+    h.set("access-control-max-age", "86400")?;
+    if origin != "*" {
+        h.set("vary", "origin")?;
+    }
+    Ok(())
+}
+
+/// Entry point of every HTTP request.
+pub async fn handle(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    let method = req.method().to_string();
+    let path = req.path();
+    let origin = lookup(&env, "CORS_ALLOW_ORIGIN").unwrap_or_else(|| "*".into());
+    let result = match route::route(&method, &path) {
+        Ok(route) => dispatch(route, req, &env, &ctx).await,
+        Err(e) => Err(e),
+    };
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            if e.status() >= 500 {
+                log::emit(Level::Error, "http.error", None, None, serde_json::json!({
+                    "method": method, "path": path, "status": e.status(), "code": e.code(), "message": e.to_string(),
+                }));
+            }
+            error_response(&e)?
+        }
+    };
+    add_cors(&resp, &origin)?;
+    if method == "HEAD" {
+        let headers = resp.headers().clone();
+        return Ok(Response::empty()?.with_status(resp.status_code()).with_headers(headers));
+    }
+    Ok(resp)
+}
+
+async fn dispatch(route: Route, req: Request, env: &Env, ctx: &Context) -> Result<Response, ApiError> {
+    let _ = ctx;
+    match route {
+        Route::Preflight => Response::empty().map(|r| r.with_status(204)).map_err(internal),
+        Route::Health => api::health::handle(env),
+        Route::OpenApi => Err(ApiError::NotFound),
+        Route::Generate(_) | Route::Status(_) => {
+            let _ = req;
+            Err(ApiError::DependencyUnavailable { dependency: "api".into(), message: "not implemented yet".into() })
+        }
+    }
+}
+
+/// Maps a runtime error to a 500 without leaking its text to the client (it is logged).
+pub fn internal(e: worker::Error) -> ApiError {
+    log::emit(Level::Error, "runtime.error", None, None, serde_json::json!({ "error": e.to_string() }));
+    ApiError::Internal
+}

@@ -1,0 +1,93 @@
+//! The route table: which (method, path) pairs exist and what they mean. Pure, so unknown
+//! routes (404) and wrong methods (405 with `Allow`) are decided and tested natively.
+
+use crate::error::ApiError;
+
+/// The five generation endpoints, by their path segment under `/generate/`.
+pub const GENERATE_PATHS: [&str; 5] =
+    ["image-to-image", "text-to-model", "image-to-model", "sketch-to-model", "refine-model"];
+
+/// A matched route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Health,
+    OpenApi,
+    /// `POST /generate/{name}`; `name` is one of [`GENERATE_PATHS`].
+    Generate(&'static str),
+    /// `GET /tasks/{task_id}/status`; the raw (still percent-encoded) path segment.
+    Status(String),
+    /// `OPTIONS` on any known path (CORS preflight).
+    Preflight,
+}
+
+/// Which path pattern a path belongs to, and the methods it allows.
+fn pattern(path: &str) -> Option<(Route, &'static str)> {
+    match path {
+        "/health" => return Some((Route::Health, "GET, HEAD, OPTIONS")),
+        "/openapi.json" => return Some((Route::OpenApi, "GET, HEAD, OPTIONS")),
+        _ => {}
+    }
+    if let Some(name) = path.strip_prefix("/generate/") {
+        let known = GENERATE_PATHS.iter().find(|p| **p == name)?;
+        return Some((Route::Generate(known), "POST, OPTIONS"));
+    }
+    if let Some(rest) = path.strip_prefix("/tasks/") {
+        let id = rest.strip_suffix("/status")?;
+        if id.is_empty() || id.contains('/') {
+            return None;
+        }
+        return Some((Route::Status(id.to_owned()), "GET, HEAD, OPTIONS"));
+    }
+    None
+}
+
+/// Matches a request line. `HEAD` is served wherever `GET` is.
+pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
+    let Some((route, allowed)) = pattern(path) else {
+        return Err(ApiError::RouteNotFound(path.chars().take(200).collect()));
+    };
+    if method == "OPTIONS" {
+        return Ok(Route::Preflight);
+    }
+    let ok = allowed.split(", ").any(|m| m == method);
+    if ok {
+        Ok(route)
+    } else {
+        Err(ApiError::MethodNotAllowed { method: method.chars().take(20).collect(), allowed: allowed.into() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_routes_match() {
+        assert_eq!(route("GET", "/health"), Ok(Route::Health));
+        assert_eq!(route("HEAD", "/health"), Ok(Route::Health));
+        assert_eq!(route("GET", "/openapi.json"), Ok(Route::OpenApi));
+        for p in GENERATE_PATHS {
+            assert_eq!(route("POST", &format!("/generate/{p}")), Ok(Route::Generate(p)));
+        }
+        assert_eq!(route("GET", "/tasks/t-1/status"), Ok(Route::Status("t-1".into())));
+        assert_eq!(route("OPTIONS", "/generate/text-to-model"), Ok(Route::Preflight));
+    }
+
+    #[test]
+    fn unknown_paths_are_404() {
+        for p in ["/nope", "/", "/generate/", "/generate/select-concept", "/tasks//status", "/tasks/a/b/status", "/health/"] {
+            let e = route("GET", p).unwrap_err();
+            assert_eq!(e.status(), 404, "{p}");
+        }
+        assert_eq!(route("OPTIONS", "/nope").unwrap_err().status(), 404);
+    }
+
+    #[test]
+    fn wrong_methods_are_405_with_allow() {
+        let e = route("DELETE", "/health").unwrap_err();
+        assert_eq!(e.status(), 405);
+        assert_eq!(e.headers()[0].1, "GET, HEAD, OPTIONS");
+        assert_eq!(route("GET", "/generate/text-to-model").unwrap_err().status(), 405);
+        assert_eq!(route("POST", "/tasks/t/status").unwrap_err().status(), 405);
+    }
+}
