@@ -39,7 +39,8 @@ pub fn json_value(status: u16, value: &Value) -> worker::Result<Response> {
     json(status, value.to_string())
 }
 
-fn error_response(e: &ApiError) -> worker::Result<Response> {
+/// The JSON error response of SPEC §4.4 for `e`, with its extra headers.
+pub fn error_response(e: &ApiError) -> worker::Result<Response> {
     let resp = json(e.status(), e.body())?;
     for (name, value) in e.headers() {
         resp.headers().set(name, &value)?;

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Starts the worker locally with everything it needs: the local stack (PostgreSQL + PostgREST
+# with our migrations, a Supabase-compatible gateway and Storage service, OpenAI and Tripo fakes)
+# and `wrangler dev` on http://127.0.0.1:${PORT:-8787}. Ctrl-C stops everything.
+#
+# Real providers: export OPENAI_API_KEY and/or TRIPO_API_KEY before running to use the real
+# services instead of the fakes (their base URLs default to the public APIs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+real_openai_key="${OPENAI_API_KEY:-}"
+real_tripo_key="${TRIPO_API_KEY:-}"
+bash scripts/setup.sh
+source scripts/env.sh
+PORT="${PORT:-8787}"
+state=.stack
+mkdir -p "$state"
+rm -f "$state/env"
+
+cargo build -q -p stack --release
+./target/release/stack up --dev-vars "$state/dev.vars" --env-out "$state/env" > "$state/stack.log" 2>&1 &
+stack_pid=$!
+cleanup() {
+  [ -n "${wrangler_pid:-}" ] && kill -- -"$wrangler_pid" 2>/dev/null || true
+  kill "$stack_pid" 2>/dev/null || true
+  wait "$stack_pid" 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+for _ in $(seq 1 120); do
+  [ -s "$state/env" ] && break
+  kill -0 "$stack_pid" 2>/dev/null || { cat "$state/stack.log" >&2; exit 1; }
+  sleep 0.5
+done
+[ -s "$state/env" ] || { echo "stack did not start" >&2; cat "$state/stack.log" >&2; exit 1; }
+# shellcheck disable=SC1090
+source "$state/env"
+
+# Real keys replace the fakes for that provider.
+if [ -n "$real_openai_key" ]; then
+  sed -i '/^OPENAI_API_KEY=/d; /^OPENAI_BASE_URL=/d' "$state/dev.vars"
+  printf 'OPENAI_API_KEY=%s\nOPENAI_BASE_URL=https://api.openai.com/v1\n' "$real_openai_key" >> "$state/dev.vars"
+  echo "using the real OpenAI API"
+fi
+if [ -n "$real_tripo_key" ]; then
+  sed -i '/^TRIPO_API_KEY=/d; /^TRIPO_BASE_URL=/d' "$state/dev.vars"
+  printf 'TRIPO_API_KEY=%s\nTRIPO_BASE_URL=https://api.tripo3d.ai/v2/openapi\n' "$real_tripo_key" >> "$state/dev.vars"
+  echo "using the real Tripo API"
+fi
+
+cat <<TXT
+
+  makeit3d-bff is starting on http://127.0.0.1:$PORT  (stack: $(grep -o 'started in [0-9.]*s' "$state/stack.log" || true))
+  Supabase URL:  $STACK_SUPABASE_URL
+  User id:       $STACK_USER_ID
+  User token:    $STACK_USER_TOKEN
+
+  Try:
+    curl -s http://127.0.0.1:$PORT/health
+    curl -s -X POST http://127.0.0.1:$PORT/generate/text-to-model \\
+      -H "Authorization: Bearer $STACK_USER_TOKEN" -H 'Content-Type: application/json' \\
+      -d '{"task_id":"demo-1","prompt":"a small red chair"}'
+    curl -s http://127.0.0.1:$PORT/tasks/demo-1/status -H "Authorization: Bearer $STACK_USER_TOKEN"
+
+TXT
+export WORKER_BUILD_PROFILE="${WORKER_BUILD_PROFILE:---dev}"
+setsid "$NODE22" "$WRANGLER_JS" dev --local --ip 127.0.0.1 --port "$PORT" \
+  --persist-to "$state/wrangler" --env-file "$state/dev.vars" &
+wrangler_pid=$!
+wait "$wrangler_pid"

@@ -1,0 +1,49 @@
+//! WebAssembly tests (`cargo test --target wasm32-unknown-unknown`, run under Node by
+//! wasm-bindgen-test-runner): the code that must behave the same inside the Workers runtime —
+//! the JSON error layer through real `Response` objects, config, ids and log lines.
+#![cfg(target_arch = "wasm32")]
+
+use makeit3d_bff::config::Config;
+use makeit3d_bff::core::ids::{row_id, TaskId};
+use makeit3d_bff::core::step::Step;
+use makeit3d_bff::error::{ApiError, FieldError};
+use makeit3d_bff::http::{error_response, json};
+use wasm_bindgen_test::wasm_bindgen_test;
+
+#[wasm_bindgen_test]
+async fn error_response_has_status_headers_and_shape() {
+    let e = ApiError::Validation(vec![FieldError::new("n", "must be between 1 and 10")]);
+    let mut resp = error_response(&e).unwrap();
+    assert_eq!(resp.status_code(), 422);
+    let ct = resp.headers().get("content-type").unwrap().unwrap();
+    assert!(ct.starts_with("application/json"), "{ct}");
+    let v: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(v["error"]["code"], "validation_error");
+    assert_eq!(v["error"]["details"][0]["field"], "n");
+}
+
+#[wasm_bindgen_test]
+async fn method_not_allowed_sets_allow() {
+    let e = ApiError::MethodNotAllowed { method: "DELETE".into(), allowed: "GET, HEAD, OPTIONS".into() };
+    let resp = error_response(&e).unwrap();
+    assert_eq!(resp.status_code(), 405);
+    assert_eq!(resp.headers().get("allow").unwrap().as_deref(), Some("GET, HEAD, OPTIONS"));
+}
+
+#[wasm_bindgen_test]
+async fn json_response_round_trips() {
+    let mut resp = json(202, r#"{"task_id":"t-1"}"#.to_owned()).unwrap();
+    assert_eq!(resp.status_code(), 202);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["task_id"], "t-1");
+}
+
+#[wasm_bindgen_test]
+fn config_and_ids_behave_as_natively() {
+    let problems = Config::load(|_| None).unwrap_err();
+    assert!(problems.iter().any(|p| p.name == "SUPABASE_URL"));
+    let t = TaskId::parse("t-1").unwrap();
+    // Same value as the native build computes: v5 is deterministic across targets.
+    assert_eq!(row_id(&t, Step::Model, 0), row_id(&TaskId::parse("t-1").unwrap(), Step::Model, 0));
+    assert_eq!(row_id(&t, Step::Model, 0).get_version_num(), 5);
+}
