@@ -1,1 +1,44 @@
-//! placeholder
+//! Test-only Supabase look-alike for `makeit3d-bff`, never compiled into the worker.
+//!
+//! [`Gateway`] is one loopback port that acts like a Supabase project URL:
+//!
+//! * `/rest/v1/*`: Kong-style key-auth (`apikey` header or `?apikey=` must be the anon or the
+//!   service key; it is removed before forwarding), then a streaming reverse proxy to a real
+//!   PostgREST. The URI after `/rest/v1` is forwarded byte for byte.
+//! * `/storage/v1/*`: an in-process Supabase Storage API as `shared/reference/supabase-http.md`
+//!   §2 records it (every 4xx is HTTP 400 with the real status as a string in the body).
+//!   Objects stream to and from disk under `storage_root`; metadata lives in memory.
+//!   Permissions emulate a new project plus the owner-folder policy: `service_role` may do
+//!   everything; anyone with a valid JWT may read public buckets; an `authenticated` user may
+//!   read and write objects whose first folder is their `sub`, in any bucket.
+//! * `/__fake/storage/faults` (`POST` a [`FaultSpec`], `DELETE` to clear) and
+//!   `/__fake/storage/log?path_prefix=…[&method=…]` (a JSON array of [`LogEntry`]): fault
+//!   injection and the request log of the storage routes, for tests. No auth.
+//! * anything else: 404 `{"message":"no Route matched with those values"}`.
+//!
+//! Known differences from the real services:
+//! * `POST /object/list` filters by the read rule above (the real server applies RLS `select`
+//!   policies, so with no policies only the service role lists anything).
+//! * Deleting an object the caller may not delete answers `NoSuchKey`, as RLS makes it
+//!   invisible (the real behaviour); uploads there answer `403 AccessDenied`.
+//! * Over-limit uploads get Storage's JSON `413` (as HTTP 400), never a proxy's HTML 413.
+//! * No TUS resumable uploads, signed upload URLs, image transformation or S3 protocol.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use fake_storage::{Gateway, GatewayConfig};
+//! let gw = Gateway::start(GatewayConfig::default()).await?;
+//! println!("SUPABASE_URL={}", gw.url());
+//! gw.stop().await;
+//! # Ok(()) }
+//! ```
+
+mod control;
+mod gateway;
+pub mod jwt;
+mod proxy;
+mod storage;
+mod util;
+
+pub use control::{FaultSpec, LogEntry};
+pub use gateway::{Gateway, GatewayConfig, DEFAULT_JWT_SECRET};

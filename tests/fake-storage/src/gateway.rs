@@ -1,0 +1,150 @@
+//! The gateway: one loopback port that looks like a Supabase project URL.
+//!
+//! Owns the listener, start/stop, and the top-level dispatch: `/rest/v1/*` → the PostgREST proxy
+//! ([`crate::proxy`]), `/storage/v1/*` → the in-process Storage API ([`crate::storage`]),
+//! `/__fake/storage/*` → the test-control endpoints ([`crate::control`]); anything else → Kong's
+//! 404.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Request, Response, StatusCode};
+use axum::Router;
+use serde_json::json;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::control::Control;
+use crate::proxy::Proxy;
+use crate::storage::Storage;
+use crate::util::json_response;
+
+/// The JWT secret of self-hosted Supabase's example configuration; the default for tests.
+pub const DEFAULT_JWT_SECRET: &str = "super-secret-jwt-token-with-at-least-32-characters-long";
+
+/// How to start a [`Gateway`].
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Listen address; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Upstream for `/rest/v1/*`, e.g. `http://127.0.0.1:3000`.
+    pub postgrest_url: String,
+    /// Where objects live on disk (a temp dir in tests). Created if missing; never removed.
+    /// The default is a new directory under the system temp dir.
+    pub storage_root: PathBuf,
+    /// The project's HS256 JWT secret (Storage verifies `Authorization` with it).
+    pub jwt_secret: String,
+    /// The keys `/rest/v1` accepts in `apikey`.
+    pub anon_key: String,
+    pub service_key: String,
+    /// Storage's global upload limit (`UPLOAD_FILE_SIZE_LIMIT`).
+    pub upload_limit_bytes: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            postgrest_url: "http://127.0.0.1:3000".to_string(),
+            storage_root: std::env::temp_dir()
+                .join(format!("fake-storage-{}", uuid::Uuid::new_v4())),
+            jwt_secret: DEFAULT_JWT_SECRET.to_string(),
+            anon_key: crate::jwt::anon_key(DEFAULT_JWT_SECRET),
+            service_key: crate::jwt::service_role_key(DEFAULT_JWT_SECRET),
+            upload_limit_bytes: 1 << 30,
+        }
+    }
+}
+
+/// A running gateway. Dropping it without [`Gateway::stop`] leaves the server running until the
+/// runtime ends.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+pub(crate) struct AppState {
+    pub(crate) proxy: Proxy,
+    pub(crate) storage: Storage,
+    pub(crate) control: Control,
+}
+
+impl Gateway {
+    /// Binds the listener and serves in a background task.
+    pub async fn start(cfg: GatewayConfig) -> std::io::Result<Gateway> {
+        let storage = Storage::new(&cfg).await?;
+        let state = Arc::new(AppState {
+            proxy: Proxy::new(&cfg),
+            storage,
+            control: Control::default(),
+        });
+        let app = Router::new()
+            .fallback(dispatch)
+            // Uploads are streamed and limited by Storage itself (also for multipart).
+            .layer(DefaultBodyLimit::disable())
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+            if let Err(e) = served {
+                eprintln!("fake-storage gateway: server error: {e}");
+            }
+        });
+        Ok(Gateway {
+            addr,
+            shutdown: Some(tx),
+            task,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`: the project URL (append `/rest/v1` or `/storage/v1`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, lets requests in flight finish (at most 5 s), then ends the server.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.task)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
+}
+
+async fn dispatch(State(state): State<Arc<AppState>>, req: Request<Body>) -> Response<Body> {
+    let path = req.uri().path();
+    if path.starts_with("/rest/v1/") {
+        state.proxy.handle(req).await
+    } else if path.starts_with("/storage/v1/") {
+        state.storage.handle(&state.control, req).await
+    } else if path.starts_with("/__fake/storage/") {
+        crate::control::handle(&state.control, req).await
+    } else {
+        no_route()
+    }
+}
+
+/// Kong's answer for a path that matches no route.
+pub(crate) fn no_route() -> Response<Body> {
+    json_response(
+        StatusCode::NOT_FOUND,
+        &json!({"message": "no Route matched with those values"}),
+    )
+}
