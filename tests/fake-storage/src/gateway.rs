@@ -2,8 +2,9 @@
 //!
 //! Owns the listener, start/stop, and the top-level dispatch: `/rest/v1/*` → the PostgREST proxy
 //! ([`crate::proxy`]), `/storage/v1/*` → the in-process Storage API ([`crate::storage`]),
-//! `/__fake/storage/*` → the test-control endpoints ([`crate::control`]); anything else → Kong's
-//! 404.
+//! `/__fake/storage/*` → the test-control endpoints ([`crate::control`]),
+//! `/auth/v1/.well-known/jwks.json` and `/__fake/auth/*` → the signing keys ([`crate::jwks`]);
+//! anything else → Kong's 404.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,6 +20,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::control::Control;
+use crate::jwks::{Auth, JWKS_PATH};
+use crate::keys::SigningKeys;
 use crate::proxy::Proxy;
 use crate::storage::Storage;
 use crate::util::json_response;
@@ -64,6 +67,7 @@ impl Default for GatewayConfig {
 /// runtime ends.
 pub struct Gateway {
     pub addr: SocketAddr,
+    state: Arc<AppState>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -72,22 +76,25 @@ pub(crate) struct AppState {
     pub(crate) proxy: Proxy,
     pub(crate) storage: Storage,
     pub(crate) control: Control,
+    pub(crate) auth: Auth,
 }
 
 impl Gateway {
-    /// Binds the listener and serves in a background task.
+    /// Binds the listener and serves in a background task. New [`SigningKeys`] are made for
+    /// every gateway.
     pub async fn start(cfg: GatewayConfig) -> std::io::Result<Gateway> {
         let storage = Storage::new(&cfg).await?;
         let state = Arc::new(AppState {
             proxy: Proxy::new(&cfg),
             storage,
             control: Control::default(),
+            auth: Auth::new(Arc::new(SigningKeys::new())),
         });
         let app = Router::new()
             .fallback(dispatch)
             // Uploads are streamed and limited by Storage itself (also for multipart).
             .layer(DefaultBodyLimit::disable())
-            .with_state(state);
+            .with_state(Arc::clone(&state));
         let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = oneshot::channel::<()>();
@@ -103,6 +110,7 @@ impl Gateway {
         });
         Ok(Gateway {
             addr,
+            state,
             shutdown: Some(tx),
             task,
         })
@@ -111,6 +119,27 @@ impl Gateway {
     /// `http://127.0.0.1:PORT`: the project URL (append `/rest/v1` or `/storage/v1`).
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The project's asymmetric signing keys, shared with the server: tokens they mint verify
+    /// against [`Gateway::jwks_url`], and a rotation shows there at once.
+    pub fn keys(&self) -> Arc<SigningKeys> {
+        Arc::clone(&self.state.auth.keys)
+    }
+
+    /// `http://127.0.0.1:PORT/auth/v1`: the `iss` of the project's user tokens.
+    pub fn auth_issuer(&self) -> String {
+        format!("{}/auth/v1", self.url())
+    }
+
+    /// `http://127.0.0.1:PORT/auth/v1/.well-known/jwks.json`.
+    pub fn jwks_url(&self) -> String {
+        format!("{}{JWKS_PATH}", self.url())
+    }
+
+    /// How many times the JWKS was requested so far.
+    pub fn jwks_hits(&self) -> u64 {
+        self.state.auth.jwks_hits()
     }
 
     /// Stops accepting, lets requests in flight finish (at most 5 s), then ends the server.
@@ -136,6 +165,10 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request<Body>) -> Res
         state.storage.handle(&state.control, req).await
     } else if path.starts_with("/__fake/storage/") {
         crate::control::handle(&state.control, req).await
+    } else if path == JWKS_PATH {
+        state.auth.jwks(req.method())
+    } else if path.starts_with("/__fake/auth/") {
+        state.auth.control(&req)
     } else {
         no_route()
     }

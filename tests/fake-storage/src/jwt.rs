@@ -136,6 +136,12 @@ pub fn anon_key(secret: &str) -> String {
 /// `email`, `iat` = now, `exp` = now + `ttl_secs` (negative for an already expired token), and
 /// `iss` when given (Supabase uses `<SUPABASE_URL>/auth/v1`).
 pub fn user_token(secret: &str, sub: &str, ttl_secs: i64, iss: Option<&str>) -> String {
+    sign(&user_claims(sub, ttl_secs, iss), secret)
+}
+
+/// The claims of [`user_token`] (also used by the ES256 / RS256 helpers of
+/// [`crate::SigningKeys`]).
+pub fn user_claims(sub: &str, ttl_secs: i64, iss: Option<&str>) -> Value {
     let now = now_unix();
     let mut claims = json!({
         "aud": "authenticated",
@@ -149,7 +155,7 @@ pub fn user_token(secret: &str, sub: &str, ttl_secs: i64, iss: Option<&str>) -> 
     if let (Some(iss), Some(obj)) = (iss, claims.as_object_mut()) {
         obj.insert("iss".to_string(), Value::String(iss.to_string()));
     }
-    sign(&claims, secret)
+    claims
 }
 
 #[cfg(test)]

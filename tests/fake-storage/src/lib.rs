@@ -14,6 +14,11 @@
 //! * `/__fake/storage/faults` (`POST` a [`FaultSpec`], `DELETE` to clear) and
 //!   `/__fake/storage/log?path_prefix=…[&method=…]` (a JSON array of [`LogEntry`]): fault
 //!   injection and the request log of the storage routes, for tests. No auth.
+//! * `/auth/v1/.well-known/jwks.json`: the public keys of the gateway's [`SigningKeys`] (ES256 and
+//!   RS256; no `apikey` needed; `cache-control: public, max-age=600`). [`Gateway::keys`] mints
+//!   tokens with them. `POST /__fake/auth/rotate` rotates the ES256 key (`{"kid": new}`),
+//!   `POST /__fake/auth/revoke?kid=…` unpublishes an old one, and `GET /__fake/auth/jwks-hits`
+//!   (`{"hits": n}`) counts JWKS requests. No auth.
 //! * anything else: 404 `{"message":"no Route matched with those values"}`.
 //!
 //! Known differences from the real services:
@@ -35,10 +40,13 @@
 
 mod control;
 mod gateway;
+mod jwks;
 pub mod jwt;
+pub mod keys;
 mod proxy;
 mod storage;
 mod util;
 
 pub use control::{FaultSpec, LogEntry};
 pub use gateway::{Gateway, GatewayConfig, DEFAULT_JWT_SECRET};
+pub use keys::SigningKeys;

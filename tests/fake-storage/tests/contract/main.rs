@@ -7,6 +7,7 @@ mod common;
 
 mod auth;
 mod control;
+mod jwks;
 mod large;
 mod rest;
 mod storage;
