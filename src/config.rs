@@ -116,9 +116,9 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         v.trim_end_matches('/').to_owned()
     }
 
-    fn number<T: std::str::FromStr>(&mut self, name: &'static str, min: T, max: T) -> T
+    fn number<T>(&mut self, name: &'static str, min: T, max: T) -> T
     where
-        T: PartialOrd + Copy + std::fmt::Display,
+        T: std::str::FromStr + PartialOrd + Copy + std::fmt::Display,
     {
         let v = self.string(name);
         match v.parse::<T>() {

@@ -1,0 +1,1593 @@
+//! The task state machine persisted in the task's Durable Object (one per `task_id`).
+//!
+//! [`apply`] is the only way state changes: `(old state, command, now) → (new state, outcome)` or
+//! a [`Refusal`]. The Durable Object loads its state, applies one command, persists the result
+//! unless the outcome is [`Outcome::Skip`], and acts on the outcome (insert rows, enqueue, arm the
+//! alarm). Every job command carries the step's submission `attempt`, so a late message of an
+//! earlier attempt never touches a newer one, and every job command is idempotent: applied twice,
+//! the second application is a `Skip` that changes nothing.
+//!
+//! Life of a step (SPEC §6):
+//!
+//! ```text
+//! Submit ─► pending ─MarkEnqueued─► pending(enqueued) ─ClaimJob(Run)─► processing
+//!   processing, OpenAI:  ─Complete─► complete
+//!   processing, Tripo:   ─ProviderTaskCreated─► awaiting provider ─PollResult…─►
+//!                        ─PollResult(Succeeded)─► finalizing ─ClaimJob(Finalize)─► ─Complete─► complete
+//!   pending | processing ─Fail─► failed ─Submit─► pending (attempt + 1, same rows)
+//! ```
+//!
+//! A claim is a lease: a duplicate delivery while the lease is live is skipped; after a crash
+//! the lease expires and a redelivery may take the job again. `ReleaseJob` gives the lease back
+//! at once when the job hands the message back to the queue for a retry.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::ids::{row_id, TaskId, UserId};
+use super::request::{fingerprint, StepRequest};
+use super::step::{Status, Step};
+
+/// A reasonable job lease: longer than any single job run, short enough to recover from a crash.
+pub const DEFAULT_LEASE_MS: u64 = 15 * 60 * 1000;
+/// Error messages kept in the state (and shown on the status endpoint) are cut to this length.
+pub const MAX_ERROR_MESSAGE_CHARS: usize = 1000;
+/// Error code of a provider task that did not finish before its deadline.
+pub const PROVIDER_TIMEOUT_CODE: &str = "provider_timeout";
+/// Highest progress before the outputs are stored; 100 means complete.
+const MAX_UNFINISHED_PROGRESS: u8 = 99;
+
+// ---------------------------------------------------------------------------------------------
+// State
+// ---------------------------------------------------------------------------------------------
+
+/// Everything the Durable Object knows about one task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskState {
+    pub task_id: TaskId,
+    pub owner: UserId,
+    pub steps: BTreeMap<Step, StepState>,
+    /// Submissions so far (new steps and retries): orders the steps by recency.
+    pub submissions: u64,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+/// One step of a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepState {
+    pub status: Status,
+    /// 0–100; never goes backwards within an attempt; 100 only when complete.
+    pub progress: u8,
+    pub request: StepRequest,
+    pub fingerprint: String,
+    /// The rows of the step: `n` for concepts, else one (`ids::row_id`, index order).
+    pub row_ids: Vec<Uuid>,
+    pub provider_task_id: Option<String>,
+    pub asset_urls: Vec<String>,
+    pub error: Option<StepError>,
+    /// Submission attempt, 1-based; a resubmission after `failed` increments it.
+    pub attempt: u32,
+    /// The task's submission counter when this attempt was submitted.
+    pub submission: u64,
+    /// A queue message exists for this attempt (set by `MarkEnqueued` or by the first claim).
+    pub enqueued: bool,
+    pub job: JobProgress,
+    /// Present once a provider task exists.
+    pub poll: Option<PollState>,
+    pub submitted_at_ms: u64,
+    pub updated_at_ms: u64,
+    /// The failed attempt this one retries, kept until the retry is enqueued so that
+    /// `AbortSubmit` can restore it.
+    pub previous: Option<Box<StepState>>,
+}
+
+/// A failure shown to the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepError {
+    pub code: String,
+    pub message: String,
+}
+
+impl StepError {
+    /// An error with its message cut to [`MAX_ERROR_MESSAGE_CHARS`].
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> StepError {
+        let message: String = message.into();
+        let message = match message.char_indices().nth(MAX_ERROR_MESSAGE_CHARS) {
+            Some((cut, _)) => format!("{}…", &message[..cut]),
+            None => message,
+        };
+        StepError {
+            code: code.into(),
+            message,
+        }
+    }
+}
+
+/// Queue-consumer bookkeeping of the current attempt.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobProgress {
+    /// When the live claim was taken; `None` when no job holds the step.
+    pub claimed_at_ms: Option<u64>,
+    /// Claims granted so far (first delivery, redeliveries, the finalize job).
+    pub job_attempts: u32,
+    /// The last transient failure a job reported when it released its claim.
+    pub last_error: Option<String>,
+}
+
+/// Polling of a provider (Tripo) task, driven by the Durable Object's alarm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollState {
+    /// Polls applied so far; the next `PollResult` must carry `poll = polls + 1`.
+    pub polls: u32,
+    pub started_at_ms: u64,
+    /// After this, a provider task that is still waiting fails with `provider_timeout`.
+    pub deadline_ms: u64,
+    /// When the alarm should poll next; `None` once the provider has succeeded.
+    pub next_poll_at_ms: Option<u64>,
+    pub provider_status: ProviderStatus,
+    /// Tripo's estimate of the seconds left.
+    pub running_left_time: Option<u32>,
+    /// Tripo's queue position.
+    pub queuing_num: Option<u32>,
+    pub succeeded_at_ms: Option<u64>,
+}
+
+/// The provider's view of its task while we wait for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderStatus {
+    Queued,
+    Running,
+    Success,
+}
+
+/// Where a `processing` step is (derived from its state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// `pending`: waiting for the queue consumer.
+    Queued,
+    /// `processing` without a provider task: the run job (OpenAI call, Tripo task creation).
+    Running,
+    /// `processing` with a provider task that has not succeeded: the alarm polls.
+    AwaitingProvider,
+    /// `processing`, the provider succeeded: the finalize job copies the output.
+    Finalizing,
+    /// `complete` or `failed`.
+    Done,
+}
+
+/// The two kinds of queue job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Run the step: call OpenAI, or create the Tripo task.
+    Run,
+    /// Copy a finished Tripo model to Storage.
+    Finalize,
+}
+
+impl StepState {
+    pub fn phase(&self) -> Phase {
+        match self.status {
+            Status::Pending => Phase::Queued,
+            Status::Complete | Status::Failed => Phase::Done,
+            Status::Processing => match &self.poll {
+                None => Phase::Running,
+                Some(p) if p.provider_status == ProviderStatus::Success => Phase::Finalizing,
+                Some(_) => Phase::AwaitingProvider,
+            },
+        }
+    }
+
+    /// Whether a job holds a claim that has not expired at `now_ms`.
+    pub fn has_live_claim(&self, now_ms: u64, lease_ms: u64) -> bool {
+        self.job
+            .claimed_at_ms
+            .is_some_and(|at| now_ms < at.saturating_add(lease_ms))
+    }
+
+    /// The `poll` number the next `PollResult` must carry.
+    pub fn next_poll_number(&self) -> u32 {
+        self.poll.as_ref().map_or(1, |p| p.polls + 1)
+    }
+
+    pub fn step(&self) -> Step {
+        self.request.step()
+    }
+}
+
+impl TaskState {
+    /// The step submitted most recently (a retry counts as a new submission).
+    pub fn last_submitted(&self) -> Option<Step> {
+        self.steps
+            .iter()
+            .max_by_key(|(_, s)| s.submission)
+            .map(|(step, _)| *step)
+    }
+
+    /// When the Durable Object's alarm should fire next: the earliest poll due.
+    pub fn next_alarm_ms(&self) -> Option<u64> {
+        self.steps
+            .values()
+            .filter(|s| s.phase() == Phase::AwaitingProvider)
+            .filter_map(|s| s.poll.as_ref().and_then(|p| p.next_poll_at_ms))
+            .min()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands and outcomes
+// ---------------------------------------------------------------------------------------------
+
+/// A submission from `POST /generate/*` (after validation and authentication).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    pub owner: UserId,
+    pub task_id: TaskId,
+    /// The step is `request.step()`; the fingerprint is computed from the request.
+    pub request: StepRequest,
+}
+
+/// What a provider poll observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observation {
+    /// Queued or running. Failure statuses are reported with [`Command::Fail`].
+    Waiting {
+        status: ProviderStatus,
+        progress: Option<u8>,
+        running_left_time: Option<u32>,
+        queuing_num: Option<u32>,
+    },
+    /// The provider finished: the outputs can be finalized.
+    Succeeded,
+    /// The poll itself failed transiently (network, 5xx, 429): try again later.
+    Unreachable { message: String },
+}
+
+/// One change to a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Create, look up, resume or retry a step.
+    Submit(Submission),
+    /// The submit path enqueued the run message.
+    MarkEnqueued { step: Step, attempt: u32 },
+    /// A dependency failed during submit, before anything was enqueued: undo the submission.
+    AbortSubmit { step: Step, attempt: u32 },
+    /// A queue consumer wants to run a job.
+    ClaimJob {
+        step: Step,
+        attempt: u32,
+        kind: JobKind,
+        lease_ms: u64,
+    },
+    /// A job gives its claim back (it will be retried by a redelivery).
+    ReleaseJob {
+        step: Step,
+        attempt: u32,
+        message: String,
+    },
+    /// The run job created the provider task; polling starts.
+    ProviderTaskCreated {
+        step: Step,
+        attempt: u32,
+        provider_task_id: String,
+        /// Polling gives up this long after now.
+        timeout_ms: u64,
+        next_poll_at_ms: u64,
+    },
+    /// The alarm polled the provider.
+    PollResult {
+        step: Step,
+        attempt: u32,
+        /// Must be `next_poll_number()` of the step; a duplicate alarm is skipped.
+        poll: u32,
+        observation: Observation,
+        /// When to poll again if still waiting.
+        next_poll_at_ms: u64,
+    },
+    /// The outputs are stored.
+    Complete {
+        step: Step,
+        attempt: u32,
+        asset_urls: Vec<String>,
+    },
+    /// The step failed for good.
+    Fail {
+        step: Step,
+        attempt: u32,
+        error: StepError,
+    },
+}
+
+/// What the caller should do after a successful [`apply`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new step: insert the rows, enqueue, then `MarkEnqueued`. Answer 202.
+    Created,
+    /// Same request, step pending but never enqueued (an earlier submit died): insert the rows
+    /// again (idempotent), enqueue, `MarkEnqueued`. Answer 202.
+    Resume,
+    /// A failed step resubmitted: attempt + 1, same rows back to pending; enqueue. Answer 202.
+    Retry,
+    /// Same request again: nothing starts. Answer 200 with the current state.
+    Existing,
+    Enqueued,
+    /// The submission was undone; delete the task's storage when `delete_task`.
+    Aborted {
+        delete_task: bool,
+    },
+    /// The claim is granted: run the job.
+    Run,
+    Released,
+    /// Arm the alarm for this time.
+    Polling {
+        next_poll_at_ms: u64,
+    },
+    /// The provider succeeded: enqueue the finalize job.
+    Finalize,
+    Completed,
+    /// The step failed (from `Fail`, or a provider deadline passed): mark the rows failed.
+    Failed,
+    /// Nothing changed; acknowledge the message and do nothing.
+    Skip(SkipReason),
+}
+
+/// Why a command changed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The command is for another attempt of the step.
+    StaleAttempt,
+    AlreadyEnqueued,
+    /// Only a pending, never enqueued, never claimed step can be aborted.
+    NotAbortable,
+    /// Another job holds a live claim.
+    AlreadyClaimed,
+    /// The step is complete or failed.
+    Terminal(Status),
+    /// The command does not fit the step's phase.
+    WrongPhase(Phase),
+    /// No job holds the step.
+    NotClaimed,
+    /// The same provider task id is already recorded.
+    AlreadyRecorded,
+    /// A different provider task id is recorded: the caller's task is a duplicate.
+    OtherProviderTask,
+    /// The poll number does not follow the last one (duplicate or late alarm).
+    StalePoll,
+    /// `Complete` without any output.
+    EmptyOutput,
+}
+
+/// Why a command was refused; nothing is persisted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// SPEC §4.1: 409 `task_conflict`.
+    #[error("task_id belongs to another user")]
+    OtherOwner,
+    /// SPEC §4.1: 409 `task_conflict`.
+    #[error("the {step} step is {status} with a different request", step = step.as_str(), status = status.as_str())]
+    DifferentRequest { step: Step, status: Status },
+    #[error("no such task")]
+    UnknownTask,
+    #[error("the task has no {} step", .0.as_str())]
+    UnknownStep(Step),
+    /// The Durable Object received a submission for another task id (a routing bug).
+    #[error("submission for another task id")]
+    WrongTask,
+}
+
+impl Refusal {
+    /// Whether this is the client-facing 409 `task_conflict`.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Refusal::OtherOwner | Refusal::DifferentRequest { .. })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transitions
+// ---------------------------------------------------------------------------------------------
+
+/// Applies one command. On `Ok`, persist the state unless the outcome is `Skip` (then it is
+/// unchanged); on `Err`, persist nothing.
+pub fn apply(
+    state: Option<TaskState>,
+    cmd: Command,
+    now_ms: u64,
+) -> Result<(TaskState, Outcome), Refusal> {
+    match cmd {
+        Command::Submit(sub) => submit(state, sub, now_ms),
+        Command::MarkEnqueued { step, attempt } => {
+            on_step(state, step, attempt, now_ms, mark_enqueued)
+        }
+        Command::AbortSubmit { step, attempt } => abort_submit(state, step, attempt, now_ms),
+        Command::ClaimJob {
+            step,
+            attempt,
+            kind,
+            lease_ms,
+        } => on_step(state, step, attempt, now_ms, |s, now| {
+            claim(s, kind, lease_ms, now)
+        }),
+        Command::ReleaseJob {
+            step,
+            attempt,
+            message,
+        } => on_step(state, step, attempt, now_ms, |s, _| release(s, message)),
+        Command::ProviderTaskCreated {
+            step,
+            attempt,
+            provider_task_id,
+            timeout_ms,
+            next_poll_at_ms,
+        } => on_step(state, step, attempt, now_ms, |s, now| {
+            provider_created(s, provider_task_id, timeout_ms, next_poll_at_ms, now)
+        }),
+        Command::PollResult {
+            step,
+            attempt,
+            poll,
+            observation,
+            next_poll_at_ms,
+        } => on_step(state, step, attempt, now_ms, |s, now| {
+            poll_result(s, poll, observation, next_poll_at_ms, now)
+        }),
+        Command::Complete {
+            step,
+            attempt,
+            asset_urls,
+        } => on_step(state, step, attempt, now_ms, |s, _| complete(s, asset_urls)),
+        Command::Fail {
+            step,
+            attempt,
+            error,
+        } => on_step(state, step, attempt, now_ms, |s, _| fail(s, error)),
+    }
+}
+
+/// Runs a job transition on one step. `Err(reason)` from `f` means "skip, nothing changed";
+/// otherwise the step's and the task's `updated_at_ms` move to `now_ms`.
+fn on_step(
+    state: Option<TaskState>,
+    step: Step,
+    attempt: u32,
+    now_ms: u64,
+    f: impl FnOnce(&mut StepState, u64) -> Result<Outcome, SkipReason>,
+) -> Result<(TaskState, Outcome), Refusal> {
+    let mut state = state.ok_or(Refusal::UnknownTask)?;
+    let current = state.steps.get(&step).ok_or(Refusal::UnknownStep(step))?;
+    if current.attempt != attempt {
+        return Ok((state, Outcome::Skip(SkipReason::StaleAttempt)));
+    }
+    let mut next = current.clone();
+    match f(&mut next, now_ms) {
+        Err(reason) => Ok((state, Outcome::Skip(reason))),
+        Ok(outcome) => {
+            next.updated_at_ms = now_ms;
+            state.steps.insert(step, next);
+            state.updated_at_ms = now_ms;
+            Ok((state, outcome))
+        }
+    }
+}
+
+fn submit(
+    state: Option<TaskState>,
+    sub: Submission,
+    now_ms: u64,
+) -> Result<(TaskState, Outcome), Refusal> {
+    let step = sub.request.step();
+    let fp = fingerprint(&sub.request);
+    let mut state = match state {
+        Some(s) if s.task_id != sub.task_id => return Err(Refusal::WrongTask),
+        Some(s) if s.owner != sub.owner => return Err(Refusal::OtherOwner),
+        Some(s) => s,
+        None => TaskState {
+            task_id: sub.task_id.clone(),
+            owner: sub.owner,
+            steps: BTreeMap::new(),
+            submissions: 0,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+        },
+    };
+    let outcome = match state.steps.get(&step) {
+        None => Outcome::Created,
+        Some(existing) if existing.status == Status::Failed => Outcome::Retry,
+        Some(existing) if existing.fingerprint != fp => {
+            return Err(Refusal::DifferentRequest {
+                step,
+                status: existing.status,
+            })
+        }
+        Some(existing) if existing.status == Status::Pending && !existing.enqueued => {
+            return Ok((state, Outcome::Resume));
+        }
+        Some(_) => return Ok((state, Outcome::Existing)),
+    };
+    state.submissions += 1;
+    let mut fresh = new_step(&state.task_id, sub.request, fp, state.submissions, now_ms);
+    if let Some(failed) = state.steps.remove(&step) {
+        fresh.attempt = failed.attempt + 1;
+        fresh.previous = Some(Box::new(StepState {
+            previous: None,
+            ..failed
+        }));
+    }
+    state.steps.insert(step, fresh);
+    state.updated_at_ms = now_ms;
+    Ok((state, outcome))
+}
+
+fn new_step(
+    task: &TaskId,
+    request: StepRequest,
+    fingerprint: String,
+    submission: u64,
+    now_ms: u64,
+) -> StepState {
+    let step = request.step();
+    let row_ids = (0..request.output_count())
+        .map(|i| row_id(task, step, i))
+        .collect();
+    StepState {
+        status: Status::Pending,
+        progress: 0,
+        request,
+        fingerprint,
+        row_ids,
+        provider_task_id: None,
+        asset_urls: Vec::new(),
+        error: None,
+        attempt: 1,
+        submission,
+        enqueued: false,
+        job: JobProgress::default(),
+        poll: None,
+        submitted_at_ms: now_ms,
+        updated_at_ms: now_ms,
+        previous: None,
+    }
+}
+
+fn mark_enqueued(s: &mut StepState, _now: u64) -> Result<Outcome, SkipReason> {
+    if s.status != Status::Pending || s.enqueued {
+        return Err(SkipReason::AlreadyEnqueued);
+    }
+    s.enqueued = true;
+    s.previous = None;
+    Ok(Outcome::Enqueued)
+}
+
+fn abort_submit(
+    state: Option<TaskState>,
+    step: Step,
+    attempt: u32,
+    now_ms: u64,
+) -> Result<(TaskState, Outcome), Refusal> {
+    let mut state = state.ok_or(Refusal::UnknownTask)?;
+    let current = state.steps.get(&step).ok_or(Refusal::UnknownStep(step))?;
+    if current.attempt != attempt {
+        return Ok((state, Outcome::Skip(SkipReason::StaleAttempt)));
+    }
+    let abortable =
+        current.status == Status::Pending && !current.enqueued && current.job.job_attempts == 0;
+    if !abortable {
+        return Ok((state, Outcome::Skip(SkipReason::NotAbortable)));
+    }
+    let removed = state.steps.remove(&step);
+    if let Some(previous) = removed.and_then(|s| s.previous) {
+        state.steps.insert(step, *previous);
+    }
+    state.updated_at_ms = now_ms;
+    let delete_task = state.steps.is_empty();
+    Ok((state, Outcome::Aborted { delete_task }))
+}
+
+fn claim(s: &mut StepState, kind: JobKind, lease_ms: u64, now: u64) -> Result<Outcome, SkipReason> {
+    let phase = s.phase();
+    let runnable = match (kind, phase) {
+        (_, Phase::Done) => return Err(SkipReason::Terminal(s.status)),
+        (JobKind::Run, Phase::Queued | Phase::Running) => true,
+        (JobKind::Finalize, Phase::Finalizing) => true,
+        _ => false,
+    };
+    if !runnable {
+        return Err(SkipReason::WrongPhase(phase));
+    }
+    if s.has_live_claim(now, lease_ms) {
+        return Err(SkipReason::AlreadyClaimed);
+    }
+    s.status = Status::Processing;
+    s.enqueued = true;
+    s.previous = None;
+    s.job.claimed_at_ms = Some(now);
+    s.job.job_attempts += 1;
+    Ok(Outcome::Run)
+}
+
+fn release(s: &mut StepState, message: String) -> Result<Outcome, SkipReason> {
+    if s.status.is_terminal() {
+        return Err(SkipReason::Terminal(s.status));
+    }
+    if s.job.claimed_at_ms.is_none() {
+        return Err(SkipReason::NotClaimed);
+    }
+    s.job.claimed_at_ms = None;
+    s.job.last_error = Some(StepError::new("", message).message);
+    Ok(Outcome::Released)
+}
+
+fn provider_created(
+    s: &mut StepState,
+    provider_task_id: String,
+    timeout_ms: u64,
+    next_poll_at_ms: u64,
+    now: u64,
+) -> Result<Outcome, SkipReason> {
+    match (&s.provider_task_id, s.phase()) {
+        (_, Phase::Done) => return Err(SkipReason::Terminal(s.status)),
+        (Some(id), _) if *id == provider_task_id => return Err(SkipReason::AlreadyRecorded),
+        (Some(_), _) => return Err(SkipReason::OtherProviderTask),
+        (None, Phase::Running) => {}
+        (None, phase) => return Err(SkipReason::WrongPhase(phase)),
+    }
+    s.provider_task_id = Some(provider_task_id);
+    s.job.claimed_at_ms = None; // the run job is done; the alarm takes over
+    s.poll = Some(PollState {
+        polls: 0,
+        started_at_ms: now,
+        deadline_ms: now.saturating_add(timeout_ms),
+        next_poll_at_ms: Some(next_poll_at_ms),
+        provider_status: ProviderStatus::Queued,
+        running_left_time: None,
+        queuing_num: None,
+        succeeded_at_ms: None,
+    });
+    Ok(Outcome::Polling { next_poll_at_ms })
+}
+
+fn poll_result(
+    s: &mut StepState,
+    poll: u32,
+    observation: Observation,
+    next_poll_at_ms: u64,
+    now: u64,
+) -> Result<Outcome, SkipReason> {
+    let phase = s.phase();
+    if phase == Phase::Done {
+        return Err(SkipReason::Terminal(s.status));
+    }
+    if phase != Phase::AwaitingProvider {
+        return Err(SkipReason::WrongPhase(phase));
+    }
+    let mut progress = s.progress;
+    let p = s.poll.as_mut().ok_or(SkipReason::WrongPhase(phase))?;
+    if poll != p.polls + 1 {
+        return Err(SkipReason::StalePoll);
+    }
+    p.polls = poll;
+    let outcome = match observation {
+        Observation::Succeeded => {
+            p.provider_status = ProviderStatus::Success;
+            p.succeeded_at_ms = Some(now);
+            p.next_poll_at_ms = None;
+            p.running_left_time = None;
+            p.queuing_num = None;
+            progress = MAX_UNFINISHED_PROGRESS;
+            Outcome::Finalize
+        }
+        Observation::Waiting {
+            status,
+            progress: reported,
+            running_left_time,
+            queuing_num,
+        } => {
+            if status != ProviderStatus::Success {
+                p.provider_status = status;
+            }
+            p.running_left_time = running_left_time;
+            p.queuing_num = queuing_num;
+            if let Some(r) = reported {
+                progress = progress.max(r.min(MAX_UNFINISHED_PROGRESS));
+            }
+            p.next_poll_at_ms = Some(next_poll_at_ms);
+            Outcome::Polling { next_poll_at_ms }
+        }
+        Observation::Unreachable { message } => {
+            s.job.last_error = Some(StepError::new("", message).message);
+            p.next_poll_at_ms = Some(next_poll_at_ms);
+            Outcome::Polling { next_poll_at_ms }
+        }
+    };
+    let deadline = p.deadline_ms;
+    let started = p.started_at_ms;
+    s.progress = progress;
+    if matches!(outcome, Outcome::Polling { .. }) && now >= deadline {
+        let minutes = deadline.saturating_sub(started) / 60_000;
+        return fail(
+            s,
+            StepError::new(
+                PROVIDER_TIMEOUT_CODE,
+                format!("the provider did not finish within {minutes} minutes"),
+            ),
+        );
+    }
+    Ok(outcome)
+}
+
+fn complete(s: &mut StepState, asset_urls: Vec<String>) -> Result<Outcome, SkipReason> {
+    let phase = s.phase();
+    let expected = match s.step() {
+        Step::Concepts => Phase::Running,
+        Step::Model | Step::Refine => Phase::Finalizing,
+    };
+    if phase == Phase::Done {
+        return Err(SkipReason::Terminal(s.status));
+    }
+    if phase != expected {
+        return Err(SkipReason::WrongPhase(phase));
+    }
+    if asset_urls.is_empty() {
+        return Err(SkipReason::EmptyOutput);
+    }
+    s.status = Status::Complete;
+    s.progress = 100;
+    s.asset_urls = asset_urls;
+    s.error = None;
+    s.job.claimed_at_ms = None;
+    if let Some(p) = s.poll.as_mut() {
+        p.next_poll_at_ms = None;
+    }
+    Ok(Outcome::Completed)
+}
+
+fn fail(s: &mut StepState, error: StepError) -> Result<Outcome, SkipReason> {
+    if s.status.is_terminal() {
+        return Err(SkipReason::Terminal(s.status));
+    }
+    s.status = Status::Failed;
+    s.error = Some(StepError::new(error.code, error.message));
+    s.job.claimed_at_ms = None;
+    if let Some(p) = s.poll.as_mut() {
+        p.next_poll_at_ms = None;
+    }
+    Ok(Outcome::Failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::request::{parse, Endpoint};
+
+    const T0: u64 = 1_000_000;
+    const LEASE: u64 = 60_000;
+    const NEXT_POLL: u64 = T0 + 5_000;
+    const TIMEOUT: u64 = 30 * 60_000;
+
+    fn owner() -> UserId {
+        UserId(Uuid::from_u128(1))
+    }
+
+    fn task_id() -> TaskId {
+        TaskId::parse("t-1").unwrap()
+    }
+
+    fn request(endpoint: Endpoint, body: serde_json::Value) -> StepRequest {
+        parse(endpoint, body.to_string().as_bytes())
+            .unwrap()
+            .request
+    }
+
+    fn model(prompt: &str) -> StepRequest {
+        request(
+            Endpoint::TextToModel,
+            serde_json::json!({"task_id": "t-1", "prompt": prompt}),
+        )
+    }
+
+    fn concepts(n: u8) -> StepRequest {
+        request(
+            Endpoint::ImageToImage,
+            serde_json::json!({"task_id": "t-1", "prompt": "p", "n": n,
+                "input_image_asset_url": "https://a.supabase.co/storage/v1/object/public/b/a.png"}),
+        )
+    }
+
+    fn submit_cmd(req: StepRequest) -> Command {
+        Command::Submit(Submission {
+            owner: owner(),
+            task_id: task_id(),
+            request: req,
+        })
+    }
+
+    /// Applies a command that must succeed.
+    fn run(state: Option<TaskState>, cmd: Command, now: u64) -> (TaskState, Outcome) {
+        apply(state, cmd.clone(), now).unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
+    }
+
+    fn step_of(state: &TaskState, step: Step) -> &StepState {
+        &state.steps[&step]
+    }
+
+    // Job commands on the model step, at the step's current attempt and poll number.
+    fn claim(kind: JobKind, attempt: u32) -> Command {
+        Command::ClaimJob {
+            step: Step::Model,
+            attempt,
+            kind,
+            lease_ms: LEASE,
+        }
+    }
+
+    fn created(attempt: u32, id: &str) -> Command {
+        Command::ProviderTaskCreated {
+            step: Step::Model,
+            attempt,
+            provider_task_id: id.into(),
+            timeout_ms: TIMEOUT,
+            next_poll_at_ms: NEXT_POLL,
+        }
+    }
+
+    fn polled(state: &TaskState, observation: Observation) -> Command {
+        let s = step_of(state, Step::Model);
+        Command::PollResult {
+            step: Step::Model,
+            attempt: s.attempt,
+            poll: s.next_poll_number(),
+            observation,
+            next_poll_at_ms: NEXT_POLL,
+        }
+    }
+
+    fn waiting(progress: u8) -> Observation {
+        Observation::Waiting {
+            status: ProviderStatus::Running,
+            progress: Some(progress),
+            running_left_time: Some(30),
+            queuing_num: None,
+        }
+    }
+
+    fn completed(attempt: u32) -> Command {
+        Command::Complete {
+            step: Step::Model,
+            attempt,
+            asset_urls: vec!["https://a/models/t-1/model.glb".into()],
+        }
+    }
+
+    fn failed(attempt: u32) -> Command {
+        Command::Fail {
+            step: Step::Model,
+            attempt,
+            error: StepError::new("bad_input", "Tripo said no"),
+        }
+    }
+
+    /// The model step driven to a named situation, each a step further than the previous.
+    fn fixture(name: &str) -> TaskState {
+        let (s, _) = run(None, submit_cmd(model("cat")), T0);
+        if name == "pending" {
+            return s;
+        }
+        if name == "claimed_unenqueued" {
+            return run(Some(s), claim(JobKind::Run, 1), T0 + 1).0;
+        }
+        let mark = Command::MarkEnqueued {
+            step: Step::Model,
+            attempt: 1,
+        };
+        let (s, _) = run(Some(s), mark, T0 + 1);
+        if name == "enqueued" {
+            return s;
+        }
+        let (s, _) = run(Some(s), claim(JobKind::Run, 1), T0 + 2);
+        if name == "running" {
+            return s;
+        }
+        if name == "failed" || name == "retry" {
+            let (s, _) = run(Some(s), failed(1), T0 + 3);
+            if name == "failed" {
+                return s;
+            }
+            return run(Some(s), submit_cmd(model("dog")), T0 + 4).0;
+        }
+        if name == "released" {
+            let release = Command::ReleaseJob {
+                step: Step::Model,
+                attempt: 1,
+                message: "503".into(),
+            };
+            return run(Some(s), release, T0 + 3).0;
+        }
+        let (s, _) = run(Some(s), created(1, "tr-1"), T0 + 3);
+        if name == "awaiting" {
+            return s;
+        }
+        let cmd = polled(&s, Observation::Succeeded);
+        let (s, _) = run(Some(s), cmd, T0 + 4);
+        if name == "finalizing" {
+            return s;
+        }
+        let (s, _) = run(Some(s), claim(JobKind::Finalize, 1), T0 + 5);
+        if name == "finalize_claimed" {
+            return s;
+        }
+        let (s, _) = run(Some(s), completed(1), T0 + 6);
+        assert_eq!(name, "complete", "unknown fixture");
+        s
+    }
+
+    fn label(result: &Result<(TaskState, Outcome), Refusal>) -> String {
+        match result {
+            Err(r) => format!("Refused({r:?})"),
+            Ok((_, Outcome::Skip(reason))) => format!("{reason:?}"),
+            Ok((_, Outcome::Aborted { delete_task })) => format!("Aborted({delete_task})"),
+            Ok((_, Outcome::Polling { .. })) => "Polling".into(),
+            Ok((_, o)) => format!("{o:?}"),
+        }
+    }
+
+    const COMMANDS: [&str; 10] = [
+        "mark",
+        "abort",
+        "claim_run",
+        "claim_fin",
+        "release",
+        "created",
+        "poll",
+        "poll_ok",
+        "complete",
+        "fail",
+    ];
+
+    fn command(name: &str, state: &TaskState) -> Command {
+        let attempt = step_of(state, Step::Model).attempt;
+        match name {
+            "mark" => Command::MarkEnqueued {
+                step: Step::Model,
+                attempt,
+            },
+            "abort" => Command::AbortSubmit {
+                step: Step::Model,
+                attempt,
+            },
+            "claim_run" => claim(JobKind::Run, attempt),
+            "claim_fin" => claim(JobKind::Finalize, attempt),
+            "release" => Command::ReleaseJob {
+                step: Step::Model,
+                attempt,
+                message: "timeout".into(),
+            },
+            "created" => created(attempt, "tr-1"),
+            "poll" => polled(state, waiting(50)),
+            "poll_ok" => polled(state, Observation::Succeeded),
+            "complete" => completed(attempt),
+            "fail" => failed(attempt),
+            other => panic!("{other}"),
+        }
+    }
+
+    /// Every (situation, command) pair and its expected outcome. Commands are applied at
+    /// `T0 + 10`, inside the lease of any claim taken by the fixture.
+    #[rustfmt::skip]
+    const TABLE: [(&str, [&str; 10]); 10] = [
+        //                      mark               abort                 claim_run                       claim_fin                              release       created                           poll                                  poll_ok                               complete                              fail
+        ("pending",            ["Enqueued",        "Aborted(true)",      "Run",                          "WrongPhase(Queued)",                  "NotClaimed", "WrongPhase(Queued)",             "WrongPhase(Queued)",                 "WrongPhase(Queued)",                 "WrongPhase(Queued)",                 "Failed"]),
+        ("claimed_unenqueued", ["AlreadyEnqueued", "NotAbortable",       "AlreadyClaimed",               "WrongPhase(Running)",                 "Released",   "Polling",                        "WrongPhase(Running)",                "WrongPhase(Running)",                "WrongPhase(Running)",                "Failed"]),
+        ("enqueued",           ["AlreadyEnqueued", "NotAbortable",       "Run",                          "WrongPhase(Queued)",                  "NotClaimed", "WrongPhase(Queued)",             "WrongPhase(Queued)",                 "WrongPhase(Queued)",                 "WrongPhase(Queued)",                 "Failed"]),
+        ("running",            ["AlreadyEnqueued", "NotAbortable",       "AlreadyClaimed",               "WrongPhase(Running)",                 "Released",   "Polling",                        "WrongPhase(Running)",                "WrongPhase(Running)",                "WrongPhase(Running)",                "Failed"]),
+        ("released",           ["AlreadyEnqueued", "NotAbortable",       "Run",                          "WrongPhase(Running)",                 "NotClaimed", "Polling",                        "WrongPhase(Running)",                "WrongPhase(Running)",                "WrongPhase(Running)",                "Failed"]),
+        ("awaiting",           ["AlreadyEnqueued", "NotAbortable",       "WrongPhase(AwaitingProvider)", "WrongPhase(AwaitingProvider)",        "NotClaimed", "AlreadyRecorded",                "Polling",                            "Finalize",                           "WrongPhase(AwaitingProvider)",       "Failed"]),
+        ("finalizing",         ["AlreadyEnqueued", "NotAbortable",       "WrongPhase(Finalizing)",       "Run",                                 "NotClaimed", "AlreadyRecorded",                "WrongPhase(Finalizing)",             "WrongPhase(Finalizing)",             "Completed",                          "Failed"]),
+        ("finalize_claimed",   ["AlreadyEnqueued", "NotAbortable",       "WrongPhase(Finalizing)",       "AlreadyClaimed",                      "Released",   "AlreadyRecorded",                "WrongPhase(Finalizing)",             "WrongPhase(Finalizing)",             "Completed",                          "Failed"]),
+        ("complete",           ["AlreadyEnqueued", "NotAbortable",       "Terminal(Complete)",           "Terminal(Complete)",                  "Terminal(Complete)", "Terminal(Complete)",     "Terminal(Complete)",                 "Terminal(Complete)",                 "Terminal(Complete)",                 "Terminal(Complete)"]),
+        ("failed",             ["AlreadyEnqueued", "NotAbortable",       "Terminal(Failed)",             "Terminal(Failed)",                    "Terminal(Failed)", "Terminal(Failed)",         "Terminal(Failed)",                   "Terminal(Failed)",                   "Terminal(Failed)",                   "Terminal(Failed)"]),
+    ];
+
+    #[test]
+    fn every_job_command_in_every_situation() {
+        let now = T0 + 10;
+        for (situation, expected) in TABLE {
+            let state = fixture(situation);
+            for (name, want) in COMMANDS.iter().zip(expected) {
+                let result = apply(Some(state.clone()), command(name, &state), now);
+                assert_eq!(label(&result), want, "{situation} + {name}");
+                let Ok((after, outcome)) = result else {
+                    continue;
+                };
+                if matches!(outcome, Outcome::Skip(_)) {
+                    assert_eq!(
+                        after, state,
+                        "{situation} + {name}: a skip changed the state"
+                    );
+                    continue;
+                }
+                check_invariants(&after);
+                // Idempotency: the same command again changes nothing.
+                let again = apply(Some(after.clone()), command(name, &state), now + 1);
+                match again {
+                    Ok((twice, Outcome::Skip(_))) => {
+                        assert_eq!(twice, after, "{situation} + {name} twice")
+                    }
+                    Err(Refusal::UnknownStep(_)) if name == &"abort" => {}
+                    other => panic!("{situation} + {name} twice: {:?}", label(&other)),
+                }
+            }
+        }
+    }
+
+    fn check_invariants(state: &TaskState) {
+        for s in state.steps.values() {
+            assert!(s.progress <= 100);
+            assert_eq!(s.progress == 100, s.status == Status::Complete, "{s:?}");
+            assert_eq!(s.error.is_some(), s.status == Status::Failed, "{s:?}");
+            assert_eq!(
+                s.asset_urls.is_empty(),
+                s.status != Status::Complete,
+                "{s:?}"
+            );
+            assert_eq!(s.row_ids.len() as u32, s.request.output_count());
+            if s.status.is_terminal() {
+                assert_eq!(s.job.claimed_at_ms, None);
+                assert_eq!(s.poll.as_ref().and_then(|p| p.next_poll_at_ms), None);
+            }
+            assert!(s.updated_at_ms <= state.updated_at_ms);
+        }
+    }
+
+    // --- Submit ------------------------------------------------------------------------------
+
+    #[test]
+    fn submit_creates_the_task_and_its_rows() {
+        let (state, outcome) = run(None, submit_cmd(concepts(3)), T0);
+        assert_eq!(outcome, Outcome::Created);
+        assert_eq!(state.task_id, task_id());
+        assert_eq!(state.owner, owner());
+        assert_eq!(state.created_at_ms, T0);
+        let s = step_of(&state, Step::Concepts);
+        assert_eq!(s.status, Status::Pending);
+        assert_eq!(s.attempt, 1);
+        assert!(!s.enqueued);
+        assert_eq!(s.fingerprint, fingerprint(&concepts(3)));
+        assert_eq!(
+            s.row_ids,
+            (0..3)
+                .map(|i| row_id(&task_id(), Step::Concepts, i))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(state.last_submitted(), Some(Step::Concepts));
+        check_invariants(&state);
+    }
+
+    #[test]
+    fn second_step_joins_the_task() {
+        let (state, _) = run(None, submit_cmd(concepts(2)), T0);
+        let (state, outcome) = run(Some(state), submit_cmd(model("cat")), T0 + 1);
+        assert_eq!(outcome, Outcome::Created);
+        assert_eq!(state.steps.len(), 2);
+        assert_eq!(state.last_submitted(), Some(Step::Model));
+        assert_eq!(state.created_at_ms, T0);
+        assert_eq!(state.updated_at_ms, T0 + 1);
+        assert_eq!(
+            step_of(&state, Step::Model).row_ids,
+            vec![row_id(&task_id(), Step::Model, 0)]
+        );
+    }
+
+    #[test]
+    fn same_request_resumes_until_enqueued_then_is_existing() {
+        let pending = fixture("pending");
+        let (after, outcome) = run(Some(pending.clone()), submit_cmd(model("cat")), T0 + 50);
+        assert_eq!(outcome, Outcome::Resume);
+        assert_eq!(after, pending);
+        for situation in ["enqueued", "running", "awaiting", "finalizing", "complete"] {
+            let state = fixture(situation);
+            let (after, outcome) = run(Some(state.clone()), submit_cmd(model("cat")), T0 + 50);
+            assert_eq!(outcome, Outcome::Existing, "{situation}");
+            assert_eq!(after, state, "{situation}");
+        }
+    }
+
+    #[test]
+    fn different_request_conflicts_unless_failed() {
+        for (situation, status) in [
+            ("pending", Status::Pending),
+            ("enqueued", Status::Pending),
+            ("running", Status::Processing),
+            ("finalizing", Status::Processing),
+            ("complete", Status::Complete),
+        ] {
+            let refusal =
+                apply(Some(fixture(situation)), submit_cmd(model("dog")), T0 + 50).unwrap_err();
+            assert_eq!(
+                refusal,
+                Refusal::DifferentRequest {
+                    step: Step::Model,
+                    status
+                },
+                "{situation}"
+            );
+            assert!(refusal.is_conflict());
+        }
+    }
+
+    #[test]
+    fn another_owner_or_task_is_refused() {
+        let state = fixture("complete");
+        let other_owner = Command::Submit(Submission {
+            owner: UserId(Uuid::from_u128(2)),
+            task_id: task_id(),
+            request: model("cat"),
+        });
+        let refusal = apply(Some(state.clone()), other_owner, T0 + 50).unwrap_err();
+        assert_eq!(refusal, Refusal::OtherOwner);
+        assert!(refusal.is_conflict());
+        let other_task = Command::Submit(Submission {
+            owner: owner(),
+            task_id: TaskId::parse("t-2").unwrap(),
+            request: model("cat"),
+        });
+        let refusal = apply(Some(state), other_task, T0 + 50).unwrap_err();
+        assert_eq!(refusal, Refusal::WrongTask);
+        assert!(!refusal.is_conflict());
+    }
+
+    #[test]
+    fn failed_step_is_retried_with_same_rows() {
+        let failed_state = fixture("failed");
+        let before = step_of(&failed_state, Step::Model).clone();
+        for req in [model("cat"), model("dog")] {
+            let (state, outcome) =
+                run(Some(failed_state.clone()), submit_cmd(req.clone()), T0 + 50);
+            assert_eq!(outcome, Outcome::Retry);
+            let s = step_of(&state, Step::Model);
+            assert_eq!(s.attempt, 2);
+            assert_eq!(s.status, Status::Pending);
+            assert_eq!(s.progress, 0);
+            assert_eq!(s.error, None);
+            assert_eq!(s.provider_task_id, None);
+            assert_eq!(s.job, JobProgress::default());
+            assert!(!s.enqueued);
+            assert_eq!(s.row_ids, before.row_ids);
+            assert_eq!(s.request, req);
+            assert_eq!(s.submitted_at_ms, T0 + 50);
+            assert_eq!(s.previous.as_deref(), Some(&before));
+            check_invariants(&state);
+        }
+    }
+
+    #[test]
+    fn retry_with_other_n_recomputes_rows() {
+        let (state, _) = run(None, submit_cmd(concepts(4)), T0);
+        let fail = Command::Fail {
+            step: Step::Concepts,
+            attempt: 1,
+            error: StepError::new("moderation", "refused"),
+        };
+        let (state, _) = run(Some(state), fail, T0 + 1);
+        let (state, _) = run(Some(state), submit_cmd(concepts(2)), T0 + 2);
+        let s = step_of(&state, Step::Concepts);
+        assert_eq!(s.row_ids.len(), 2);
+        assert_eq!(s.row_ids[1], row_id(&task_id(), Step::Concepts, 1));
+    }
+
+    #[test]
+    fn retry_counts_as_latest_submission() {
+        let (state, _) = run(None, submit_cmd(model("cat")), T0);
+        let (state, _) = run(Some(state), failed(1), T0 + 1);
+        let (state, _) = run(Some(state), submit_cmd(concepts(1)), T0 + 2);
+        assert_eq!(state.last_submitted(), Some(Step::Concepts));
+        let (state, _) = run(Some(state), submit_cmd(model("cat")), T0 + 3);
+        assert_eq!(state.last_submitted(), Some(Step::Model));
+    }
+
+    // --- AbortSubmit -------------------------------------------------------------------------
+
+    #[test]
+    fn abort_restores_the_failed_attempt_and_a_repeat_succeeds() {
+        let failed_state = fixture("failed");
+        let retry = fixture("retry");
+        let abort = Command::AbortSubmit {
+            step: Step::Model,
+            attempt: 2,
+        };
+        let (restored, outcome) = run(Some(retry), abort, T0 + 60);
+        assert_eq!(outcome, Outcome::Aborted { delete_task: false });
+        assert_eq!(restored.steps, failed_state.steps);
+        assert_eq!(restored.last_submitted(), Some(Step::Model));
+        let (again, outcome) = run(Some(restored), submit_cmd(model("dog")), T0 + 70);
+        assert_eq!(outcome, Outcome::Retry);
+        assert_eq!(step_of(&again, Step::Model).attempt, 2);
+    }
+
+    #[test]
+    fn abort_of_a_new_step_keeps_the_other_steps() {
+        let (state, _) = run(None, submit_cmd(concepts(1)), T0);
+        let (with_model, _) = run(Some(state.clone()), submit_cmd(model("cat")), T0 + 1);
+        let abort = Command::AbortSubmit {
+            step: Step::Model,
+            attempt: 1,
+        };
+        let (after, outcome) = run(Some(with_model), abort, T0 + 2);
+        assert_eq!(outcome, Outcome::Aborted { delete_task: false });
+        assert_eq!(after.steps, state.steps);
+        assert_eq!(after.last_submitted(), Some(Step::Concepts));
+        // The repeat is a fresh creation.
+        let (_, outcome) = run(Some(after), submit_cmd(model("cat")), T0 + 3);
+        assert_eq!(outcome, Outcome::Created);
+    }
+
+    #[test]
+    fn abort_of_the_only_step_deletes_the_task() {
+        let (after, outcome) = run(
+            Some(fixture("pending")),
+            Command::AbortSubmit {
+                step: Step::Model,
+                attempt: 1,
+            },
+            T0 + 1,
+        );
+        assert_eq!(outcome, Outcome::Aborted { delete_task: true });
+        assert!(after.steps.is_empty());
+        assert_eq!(after.last_submitted(), None);
+    }
+
+    // --- Claims ------------------------------------------------------------------------------
+
+    #[test]
+    fn claim_before_mark_enqueued_marks_it() {
+        let state = fixture("claimed_unenqueued");
+        let s = step_of(&state, Step::Model);
+        assert!(s.enqueued);
+        assert_eq!(s.status, Status::Processing);
+        assert_eq!(s.job.job_attempts, 1);
+        assert_eq!(s.job.claimed_at_ms, Some(T0 + 1));
+    }
+
+    #[test]
+    fn expired_lease_can_be_retaken() {
+        let state = fixture("running"); // claimed at T0 + 2
+        let (same, outcome) = run(
+            Some(state.clone()),
+            claim(JobKind::Run, 1),
+            T0 + 2 + LEASE - 1,
+        );
+        assert_eq!(outcome, Outcome::Skip(SkipReason::AlreadyClaimed));
+        assert_eq!(same, state);
+        let (retaken, outcome) = run(Some(state), claim(JobKind::Run, 1), T0 + 2 + LEASE);
+        assert_eq!(outcome, Outcome::Run);
+        let s = step_of(&retaken, Step::Model);
+        assert_eq!(s.job.job_attempts, 2);
+        assert_eq!(s.job.claimed_at_ms, Some(T0 + 2 + LEASE));
+    }
+
+    #[test]
+    fn release_records_the_reason_and_frees_the_claim() {
+        let state = fixture("released");
+        let s = step_of(&state, Step::Model);
+        assert_eq!(s.job.claimed_at_ms, None);
+        assert_eq!(s.job.last_error.as_deref(), Some("503"));
+        assert_eq!(s.status, Status::Processing);
+        let (state, outcome) = run(Some(state), claim(JobKind::Run, 1), T0 + 4);
+        assert_eq!(outcome, Outcome::Run);
+        assert_eq!(step_of(&state, Step::Model).job.job_attempts, 2);
+    }
+
+    #[test]
+    fn commands_of_an_older_attempt_are_skipped() {
+        let retry = fixture("retry"); // attempt 2, pending
+        let mut stale = vec![
+            Command::MarkEnqueued {
+                step: Step::Model,
+                attempt: 1,
+            },
+            Command::AbortSubmit {
+                step: Step::Model,
+                attempt: 1,
+            },
+            claim(JobKind::Run, 1),
+            claim(JobKind::Finalize, 1),
+            Command::ReleaseJob {
+                step: Step::Model,
+                attempt: 1,
+                message: "x".into(),
+            },
+            created(1, "tr-9"),
+            completed(1),
+            failed(1),
+        ];
+        stale.push(Command::PollResult {
+            step: Step::Model,
+            attempt: 1,
+            poll: 1,
+            observation: Observation::Succeeded,
+            next_poll_at_ms: NEXT_POLL,
+        });
+        for cmd in stale {
+            let (after, outcome) = run(Some(retry.clone()), cmd.clone(), T0 + 99);
+            assert_eq!(outcome, Outcome::Skip(SkipReason::StaleAttempt), "{cmd:?}");
+            assert_eq!(after, retry);
+        }
+        // A future attempt number is not current either.
+        let (_, outcome) = run(Some(retry), claim(JobKind::Run, 3), T0 + 99);
+        assert_eq!(outcome, Outcome::Skip(SkipReason::StaleAttempt));
+    }
+
+    #[test]
+    fn unknown_task_or_step_is_refused() {
+        assert_eq!(
+            apply(None, failed(1), T0).unwrap_err(),
+            Refusal::UnknownTask
+        );
+        let (concepts_only, _) = run(None, submit_cmd(concepts(1)), T0);
+        assert_eq!(
+            apply(Some(concepts_only), claim(JobKind::Run, 1), T0).unwrap_err(),
+            Refusal::UnknownStep(Step::Model)
+        );
+    }
+
+    // --- Provider task and polling -----------------------------------------------------------
+
+    #[test]
+    fn provider_task_starts_polling() {
+        let state = fixture("awaiting"); // created at T0 + 3
+        let s = step_of(&state, Step::Model);
+        assert_eq!(s.provider_task_id.as_deref(), Some("tr-1"));
+        assert_eq!(s.job.claimed_at_ms, None);
+        assert_eq!(s.phase(), Phase::AwaitingProvider);
+        let p = s.poll.as_ref().unwrap();
+        assert_eq!(p.started_at_ms, T0 + 3);
+        assert_eq!(p.deadline_ms, T0 + 3 + TIMEOUT);
+        assert_eq!(p.next_poll_at_ms, Some(NEXT_POLL));
+        assert_eq!(state.next_alarm_ms(), Some(NEXT_POLL));
+        // A second, different provider task (a duplicate job) is not recorded.
+        let (after, outcome) = run(Some(state.clone()), created(1, "tr-2"), T0 + 4);
+        assert_eq!(outcome, Outcome::Skip(SkipReason::OtherProviderTask));
+        assert_eq!(after, state);
+    }
+
+    #[test]
+    fn progress_is_monotonic_and_below_100_until_complete() {
+        let mut state = fixture("awaiting");
+        for (reported, want) in [(40, 40), (20, 40), (70, 70), (100, 99), (0, 99)] {
+            let cmd = polled(&state, waiting(reported));
+            let (next, outcome) = run(Some(state), cmd, T0 + 10);
+            assert_eq!(
+                outcome,
+                Outcome::Polling {
+                    next_poll_at_ms: NEXT_POLL
+                }
+            );
+            assert_eq!(
+                step_of(&next, Step::Model).progress,
+                want,
+                "after {reported}"
+            );
+            state = next;
+        }
+        assert_eq!(step_of(&state, Step::Model).poll.as_ref().unwrap().polls, 5);
+        let cmd = polled(&state, Observation::Succeeded);
+        let (state, outcome) = run(Some(state), cmd, T0 + 11);
+        assert_eq!(outcome, Outcome::Finalize);
+        assert_eq!(step_of(&state, Step::Model).progress, 99);
+        assert_eq!(state.next_alarm_ms(), None);
+        let (state, _) = run(Some(state), claim(JobKind::Finalize, 1), T0 + 12);
+        let (state, outcome) = run(Some(state), completed(1), T0 + 13);
+        assert_eq!(outcome, Outcome::Completed);
+        let s = step_of(&state, Step::Model);
+        assert_eq!(s.progress, 100);
+        assert_eq!(s.asset_urls.len(), 1);
+    }
+
+    #[test]
+    fn waiting_poll_records_provider_figures() {
+        let state = fixture("awaiting");
+        let cmd = polled(
+            &state,
+            Observation::Waiting {
+                status: ProviderStatus::Queued,
+                progress: None,
+                running_left_time: None,
+                queuing_num: Some(7),
+            },
+        );
+        let (state, _) = run(Some(state), cmd, T0 + 10);
+        let p = step_of(&state, Step::Model).poll.clone().unwrap();
+        assert_eq!(p.provider_status, ProviderStatus::Queued);
+        assert_eq!(p.queuing_num, Some(7));
+        assert_eq!(step_of(&state, Step::Model).progress, 0);
+    }
+
+    #[test]
+    fn out_of_order_poll_is_skipped() {
+        let state = fixture("awaiting");
+        for poll in [0, 2, 9] {
+            let cmd = Command::PollResult {
+                step: Step::Model,
+                attempt: 1,
+                poll,
+                observation: waiting(10),
+                next_poll_at_ms: NEXT_POLL,
+            };
+            let (after, outcome) = run(Some(state.clone()), cmd, T0 + 10);
+            assert_eq!(outcome, Outcome::Skip(SkipReason::StalePoll), "poll {poll}");
+            assert_eq!(after, state);
+        }
+    }
+
+    #[test]
+    fn unreachable_provider_rearms_and_records_the_reason() {
+        let state = fixture("awaiting");
+        let cmd = polled(
+            &state,
+            Observation::Unreachable {
+                message: "HTTP 502".into(),
+            },
+        );
+        let (state, outcome) = run(Some(state), cmd, T0 + 10);
+        assert_eq!(
+            outcome,
+            Outcome::Polling {
+                next_poll_at_ms: NEXT_POLL
+            }
+        );
+        let s = step_of(&state, Step::Model);
+        assert_eq!(s.job.last_error.as_deref(), Some("HTTP 502"));
+        assert_eq!(s.status, Status::Processing);
+    }
+
+    #[test]
+    fn polling_past_the_deadline_fails_the_step() {
+        let state = fixture("awaiting");
+        let deadline = T0 + 3 + TIMEOUT;
+        let cmd = polled(&state, waiting(10));
+        let (_, outcome) = run(Some(state.clone()), cmd.clone(), deadline - 1);
+        assert!(matches!(outcome, Outcome::Polling { .. }));
+        let (after, outcome) = run(Some(state.clone()), cmd, deadline);
+        assert_eq!(outcome, Outcome::Failed);
+        let s = step_of(&after, Step::Model);
+        assert_eq!(s.status, Status::Failed);
+        assert_eq!(s.error.as_ref().unwrap().code, PROVIDER_TIMEOUT_CODE);
+        assert!(s.error.as_ref().unwrap().message.contains("30 minutes"));
+        assert_eq!(after.next_alarm_ms(), None);
+        let unreachable = polled(
+            &state,
+            Observation::Unreachable {
+                message: "x".into(),
+            },
+        );
+        assert_eq!(
+            run(Some(state.clone()), unreachable, deadline).1,
+            Outcome::Failed
+        );
+        // Success wins over the deadline.
+        let ok = polled(&state, Observation::Succeeded);
+        assert_eq!(run(Some(state), ok, deadline + 1).1, Outcome::Finalize);
+    }
+
+    #[test]
+    fn next_alarm_is_the_earliest_poll() {
+        let (state, _) = run(None, submit_cmd(model("cat")), T0);
+        let (state, _) = run(Some(state), claim(JobKind::Run, 1), T0);
+        let (state, _) = run(Some(state), created(1, "a"), T0);
+        let refine = request(
+            Endpoint::RefineModel,
+            serde_json::json!({"task_id": "t-1", "tripo_draft_task_id": "a"}),
+        );
+        let (state, _) = run(Some(state), submit_cmd(refine), T0);
+        let refine_claim = Command::ClaimJob {
+            step: Step::Refine,
+            attempt: 1,
+            kind: JobKind::Run,
+            lease_ms: LEASE,
+        };
+        let (state, _) = run(Some(state), refine_claim, T0);
+        let refine_created = Command::ProviderTaskCreated {
+            step: Step::Refine,
+            attempt: 1,
+            provider_task_id: "b".into(),
+            timeout_ms: TIMEOUT,
+            next_poll_at_ms: T0 + 1_000,
+        };
+        let (state, _) = run(Some(state), refine_created, T0);
+        assert_eq!(state.next_alarm_ms(), Some(T0 + 1_000));
+    }
+
+    // --- Complete and Fail -------------------------------------------------------------------
+
+    #[test]
+    fn concepts_complete_straight_from_the_run_job() {
+        let (state, _) = run(None, submit_cmd(concepts(2)), T0);
+        let claim = Command::ClaimJob {
+            step: Step::Concepts,
+            attempt: 1,
+            kind: JobKind::Run,
+            lease_ms: LEASE,
+        };
+        let (state, _) = run(Some(state), claim, T0 + 1);
+        let empty = Command::Complete {
+            step: Step::Concepts,
+            attempt: 1,
+            asset_urls: vec![],
+        };
+        let (same, outcome) = run(Some(state.clone()), empty, T0 + 2);
+        assert_eq!(outcome, Outcome::Skip(SkipReason::EmptyOutput));
+        assert_eq!(same, state);
+        let urls = vec!["u0".to_owned(), "u1".to_owned()];
+        let done = Command::Complete {
+            step: Step::Concepts,
+            attempt: 1,
+            asset_urls: urls.clone(),
+        };
+        let (state, outcome) = run(Some(state), done, T0 + 3);
+        assert_eq!(outcome, Outcome::Completed);
+        let s = step_of(&state, Step::Concepts);
+        assert_eq!(s.asset_urls, urls);
+        assert_eq!(s.updated_at_ms, T0 + 3);
+        // Concepts never finalize.
+        let fin = Command::ClaimJob {
+            step: Step::Concepts,
+            attempt: 1,
+            kind: JobKind::Finalize,
+            lease_ms: LEASE,
+        };
+        assert_eq!(
+            run(Some(state), fin, T0 + 4).1,
+            Outcome::Skip(SkipReason::Terminal(Status::Complete))
+        );
+    }
+
+    #[test]
+    fn fail_keeps_progress_and_truncates_long_messages() {
+        let state = fixture("awaiting");
+        let cmd = polled(&state, waiting(60));
+        let (state, _) = run(Some(state), cmd, T0 + 10);
+        let long = "é".repeat(MAX_ERROR_MESSAGE_CHARS + 50);
+        let fail = Command::Fail {
+            step: Step::Model,
+            attempt: 1,
+            error: StepError {
+                code: "tripo_failed".into(),
+                message: long,
+            },
+        };
+        let (state, outcome) = run(Some(state), fail, T0 + 11);
+        assert_eq!(outcome, Outcome::Failed);
+        let s = step_of(&state, Step::Model);
+        assert_eq!(s.progress, 60);
+        let e = s.error.as_ref().unwrap();
+        assert_eq!(e.code, "tripo_failed");
+        assert_eq!(e.message.chars().count(), MAX_ERROR_MESSAGE_CHARS + 1);
+        assert!(e.message.ends_with('…'));
+        assert_eq!(state.next_alarm_ms(), None);
+    }
+
+    // --- Persistence -------------------------------------------------------------------------
+
+    #[test]
+    fn state_round_trips_through_json() {
+        for situation in ["retry", "awaiting", "complete"] {
+            let mut state = fixture(situation);
+            let (with_concepts, _) = run(Some(state.clone()), submit_cmd(concepts(2)), T0 + 100);
+            state = with_concepts;
+            let json = serde_json::to_string(&state).unwrap();
+            let back: TaskState = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, state, "{situation}");
+        }
+    }
+
+    #[test]
+    fn skips_do_not_touch_timestamps() {
+        let state = fixture("complete");
+        let (after, _) = run(Some(state.clone()), failed(1), T0 + 500);
+        assert_eq!(after.updated_at_ms, state.updated_at_ms);
+        let (after, _) = run(Some(state.clone()), submit_cmd(model("cat")), T0 + 500);
+        assert_eq!(after.updated_at_ms, state.updated_at_ms);
+    }
+}
