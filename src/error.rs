@@ -54,6 +54,72 @@ pub enum ApiError {
     Internal,
 }
 
+/// A service the worker depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dependency {
+    Storage,
+    Database,
+    Queue,
+    TaskObject,
+    Auth,
+    OpenAi,
+    Tripo,
+}
+
+impl Dependency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dependency::Storage => "storage",
+            Dependency::Database => "database",
+            Dependency::Queue => "queue",
+            Dependency::TaskObject => "task state",
+            Dependency::Auth => "auth",
+            Dependency::OpenAi => "openai",
+            Dependency::Tripo => "tripo",
+        }
+    }
+}
+
+/// A call to a dependency that failed: no answer (network, timeout) or an error answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} {}: {message}", dependency.as_str(), status.map_or("unreachable".to_string(), |s| format!("HTTP {s}")))]
+pub struct DepError {
+    pub dependency: Dependency,
+    /// HTTP status of the answer (the real one for Storage), `None` without an answer.
+    pub status: Option<u16>,
+    /// Safe to show; never a key or token.
+    pub message: String,
+    /// Seconds the dependency asked us to wait (`Retry-After`).
+    pub retry_after_s: Option<u64>,
+}
+
+impl DepError {
+    pub fn new(dependency: Dependency, status: Option<u16>, message: impl Into<String>) -> Self {
+        DepError { dependency, status, message: message.into(), retry_after_s: None }
+    }
+
+    /// No answer, 5xx, 408 or 429: worth trying again.
+    pub fn is_transient(&self) -> bool {
+        match self.status {
+            None => true,
+            Some(s) => s >= 500 || s == 408 || s == 429,
+        }
+    }
+}
+
+impl From<DepError> for ApiError {
+    fn from(e: DepError) -> ApiError {
+        let dependency = e.dependency.as_str().to_owned();
+        let message = e.to_string();
+        if e.is_transient() {
+            ApiError::DependencyUnavailable { dependency, message }
+        } else {
+            ApiError::DependencyFailed { dependency, message }
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Body<'a> {
     error: Inner<'a>,
@@ -194,6 +260,19 @@ mod tests {
         let e = ApiError::MethodNotAllowed { method: "DELETE".into(), allowed: "GET, HEAD".into() };
         assert_eq!(e.headers(), vec![("allow", "GET, HEAD".to_string())]);
         assert_eq!(ApiError::RateLimited { retry_after_s: 7 }.headers()[0].1, "7");
+    }
+
+    #[test]
+    fn dependency_errors_map_to_502_or_503() {
+        let down = DepError::new(Dependency::Storage, None, "connection refused");
+        assert!(down.is_transient());
+        assert_eq!(ApiError::from(down).status(), 503);
+        let busy = DepError::new(Dependency::Database, Some(503), "busy");
+        assert_eq!(ApiError::from(busy).status(), 503);
+        let refused = DepError::new(Dependency::Database, Some(403), "permission denied");
+        let api = ApiError::from(refused);
+        assert_eq!(api.status(), 502);
+        assert!(api.body().contains("database HTTP 403"));
     }
 
     #[test]

@@ -8,9 +8,13 @@ pub mod core;
 pub mod error;
 pub mod http;
 pub mod log;
+pub mod net;
+pub mod supabase;
+pub mod auth;
 
 pub mod api;
 pub mod jobs;
+pub mod task_client;
 pub mod task_object;
 
 pub use task_object::TaskObject;

@@ -1,6 +1,7 @@
 //! HTTP glue: routing a `worker::Request` to a handler, CORS, and turning every `ApiError` into
 //! the one JSON error response. Decisions live in `route` and `crate::error`; this only translates.
 
+pub mod openapi;
 pub mod route;
 
 use serde_json::Value;

@@ -1,0 +1,83 @@
+//! Signature checks through the runtime's WebCrypto (`crypto.subtle`): HMAC SHA-256 (HS256),
+//! ECDSA P-256 SHA-256 (ES256) and RSASSA-PKCS1-v1_5 SHA-256 (RS256). Using the runtime's
+//! native crypto keeps RSA/ECDSA code out of the WebAssembly bundle.
+
+use js_sys::{Array, Object, Reflect, Uint8Array};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+
+/// The key to check a signature with.
+pub enum Key<'a> {
+    /// HS256 shared secret.
+    Hmac(&'a [u8]),
+    /// ES256 public key as JWK coordinates (base64url).
+    EcP256 { x: &'a str, y: &'a str },
+    /// RS256 public key as JWK modulus and exponent (base64url).
+    Rsa { n: &'a str, e: &'a str },
+}
+
+fn obj(pairs: &[(&str, JsValue)]) -> Result<Object, JsValue> {
+    let o = Object::new();
+    for (k, v) in pairs {
+        Reflect::set(&o, &JsValue::from_str(k), v)?;
+    }
+    Ok(o)
+}
+
+fn subtle() -> Result<web_sys::SubtleCrypto, JsValue> {
+    let crypto = Reflect::get(&js_sys::global(), &JsValue::from_str("crypto"))?;
+    if crypto.is_undefined() {
+        return Err(JsValue::from_str("crypto is not available"));
+    }
+    Ok(crypto.unchecked_into::<web_sys::Crypto>().subtle())
+}
+
+fn s(v: &str) -> JsValue {
+    JsValue::from_str(v)
+}
+
+/// Checks `signature` over `signing_input` with `key`. `Ok(false)` = a wrong signature;
+/// `Err` = the key could not be used (malformed JWK and the like).
+pub async fn verify(key: Key<'_>, signing_input: &[u8], signature: &[u8]) -> Result<bool, String> {
+    verify_js(key, signing_input, signature).await.map_err(|e| format!("{e:?}"))
+}
+
+async fn verify_js(key: Key<'_>, signing_input: &[u8], signature: &[u8]) -> Result<bool, JsValue> {
+    let subtle = subtle()?;
+    let usages = Array::of1(&s("verify"));
+    let sha256 = obj(&[("name", s("SHA-256"))])?;
+    let (format, key_data, import_alg, verify_alg): (&str, Object, Object, Object) = match key {
+        Key::Hmac(secret) => (
+            "raw",
+            Uint8Array::from(secret).into(),
+            obj(&[("name", s("HMAC")), ("hash", sha256.clone().into())])?,
+            obj(&[("name", s("HMAC"))])?,
+        ),
+        Key::EcP256 { x, y } => (
+            "jwk",
+            obj(&[("kty", s("EC")), ("crv", s("P-256")), ("x", s(x)), ("y", s(y)), ("ext", JsValue::TRUE)])?,
+            obj(&[("name", s("ECDSA")), ("namedCurve", s("P-256"))])?,
+            obj(&[("name", s("ECDSA")), ("hash", sha256.clone().into())])?,
+        ),
+        Key::Rsa { n, e } => (
+            "jwk",
+            obj(&[("kty", s("RSA")), ("n", s(n)), ("e", s(e)), ("alg", s("RS256")), ("ext", JsValue::TRUE)])?,
+            obj(&[("name", s("RSASSA-PKCS1-v1_5")), ("hash", sha256.clone().into())])?,
+            obj(&[("name", s("RSASSA-PKCS1-v1_5"))])?,
+        ),
+    };
+    let crypto_key: web_sys::CryptoKey =
+        JsFuture::from(subtle.import_key_with_object(format, &key_data, &import_alg, false, &usages)?)
+            .await?
+            .unchecked_into();
+    let sig = Uint8Array::from(signature);
+    let data = Uint8Array::from(signing_input);
+    let ok = JsFuture::from(subtle.verify_with_object_and_buffer_source_and_buffer_source(
+        &verify_alg,
+        &crypto_key,
+        &sig,
+        &data,
+    )?)
+    .await?;
+    Ok(ok.as_bool().unwrap_or(false))
+}

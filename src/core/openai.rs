@@ -1,0 +1,627 @@
+//! OpenAI Images `POST {OPENAI_BASE_URL}/images/edits` wire contract (providers.md PART 2), pure.
+//!
+//! This module owns:
+//! - [`EditRequest`] (validated on construction) and the hand-built `multipart/form-data` body
+//!   ([`edit_multipart`]): one `image` part with a real filename and content type
+//!   (`input.png|jpg|webp`, never `application/octet-stream`, which OpenAI refuses), then
+//!   `prompt` (`"<prompt> Style: <style>"`, SPEC §4.1), `model` (default `gpt-image-1`), `n`,
+//!   `size` (default `1024x1024`) and `background` only when given. Nothing else is sent
+//!   (`output_format` stays at its default, PNG, which is verified on decode).
+//! - The success response: [`parse_edit_response`] borrows the `b64_json` strings from the body
+//!   (no copy) and [`EditResponse::decode`] / [`EditResponse::into_images`] decode **one image at a
+//!   time**, checking that it is a PNG, so the glue never holds more than one decoded image.
+//! - The error body `{"error":{message,type,param,code,moderation_details}}`, its [`ErrorKind`]
+//!   and the classified [`retry::Failure`](super::retry::Failure) ([`failure`]).
+//!
+//! Memory: an input image is ≤ 20 MB (SPEC §4.1), so building the request body in one buffer
+//! (image + < 1 KiB of fields) is fine in a 128 MB isolate; the response (n × ~2 MB of base64) is
+//! parsed in place.
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+use super::retry::{classify_status, Dependency, Failure, FailureClass};
+use super::tripo::{ImageFormat, Multipart};
+
+/// Path under `OPENAI_BASE_URL` (which ends in `/v1`).
+pub const EDITS_PATH: &str = "/images/edits";
+/// Model when `OPENAI_IMAGE_MODEL` is not set.
+pub const DEFAULT_MODEL: &str = "gpt-image-1";
+/// Output size when none is configured.
+pub const DEFAULT_SIZE: &str = "1024x1024";
+/// Most images per request.
+pub const MAX_N: u8 = 10;
+/// Longest prompt of the GPT image models, in characters (style included).
+pub const MAX_PROMPT_CHARS: usize = 32_000;
+
+/// `background` values (SPEC §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Background {
+    Transparent,
+    Opaque,
+    Auto,
+}
+
+impl Background {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Background::Transparent => "transparent",
+            Background::Opaque => "opaque",
+            Background::Auto => "auto",
+        }
+    }
+}
+
+/// Why an [`EditRequest`] could not be built (the request layer should have caught it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EditError {
+    #[error("prompt must not be empty")]
+    EmptyPrompt,
+    #[error("prompt and style must be at most {MAX_PROMPT_CHARS} characters (got {0})")]
+    PromptTooLong(usize),
+    #[error("n must be between 1 and {MAX_N} (got {0})")]
+    N(u8),
+    #[error("model and size must not be empty")]
+    EmptySetting,
+}
+
+/// A validated image-edit request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EditRequest {
+    model: String,
+    prompt: String,
+    n: u8,
+    size: String,
+    background: Option<Background>,
+}
+
+/// `"<prompt> Style: <style>"` when a non-blank style is given, else the prompt (SPEC §4.1).
+pub fn full_prompt(prompt: &str, style: Option<&str>) -> String {
+    let prompt = prompt.trim();
+    match style.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) => format!("{prompt} Style: {s}"),
+        None => prompt.to_owned(),
+    }
+}
+
+impl EditRequest {
+    /// Validates and builds. `model`/`size` `None` → [`DEFAULT_MODEL`] / [`DEFAULT_SIZE`].
+    pub fn new(
+        prompt: &str,
+        style: Option<&str>,
+        n: u8,
+        background: Option<Background>,
+        model: Option<&str>,
+        size: Option<&str>,
+    ) -> Result<EditRequest, EditError> {
+        if prompt.trim().is_empty() {
+            return Err(EditError::EmptyPrompt);
+        }
+        let prompt = full_prompt(prompt, style);
+        let chars = prompt.chars().count();
+        if chars > MAX_PROMPT_CHARS {
+            return Err(EditError::PromptTooLong(chars));
+        }
+        if !(1..=MAX_N).contains(&n) {
+            return Err(EditError::N(n));
+        }
+        let model = model.map(str::trim).unwrap_or(DEFAULT_MODEL);
+        let size = size.map(str::trim).unwrap_or(DEFAULT_SIZE);
+        if model.is_empty() || size.is_empty() {
+            return Err(EditError::EmptySetting);
+        }
+        Ok(EditRequest {
+            model: model.to_owned(),
+            prompt,
+            n,
+            size: size.to_owned(),
+            background,
+        })
+    }
+
+    /// The prompt as sent (style included).
+    pub fn prompt(&self) -> &str {
+        &self.prompt
+    }
+
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    pub fn n(&self) -> u8 {
+        self.n
+    }
+
+    pub fn size(&self) -> &str {
+        &self.size
+    }
+
+    pub fn background(&self) -> Option<Background> {
+        self.background
+    }
+}
+
+/// The multipart body of `POST /images/edits`. Send it with
+/// `Content-Type: tripo::multipart_content_type(boundary)`.
+pub fn edit_multipart(
+    boundary: &str,
+    req: &EditRequest,
+    image: &[u8],
+    format: ImageFormat,
+) -> Vec<u8> {
+    let mut m = Multipart::with_capacity(boundary, image.len() + req.prompt.len() + 1024);
+    m.file("image", &format.upload_filename(), format.mime(), image)
+        .text("prompt", &req.prompt)
+        .text("model", &req.model)
+        .text("n", &req.n.to_string())
+        .text("size", &req.size);
+    if let Some(bg) = req.background {
+        m.text("background", bg.as_str());
+    }
+    m.finish()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Success response
+// ---------------------------------------------------------------------------------------------
+
+/// Why a success response could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResponseError {
+    #[error("malformed OpenAI response: {0}")]
+    Malformed(String),
+    #[error("OpenAI did not return any images")]
+    NoImages,
+    #[error("OpenAI returned image URLs instead of base64 data (is the model a GPT image model?)")]
+    NotBase64,
+    #[error("image {0} is not valid base64")]
+    InvalidBase64(usize),
+    #[error("image {0} is not a PNG")]
+    NotPng(usize),
+    #[error("there is no image {0}")]
+    NoSuchImage(usize),
+}
+
+impl ResponseError {
+    /// The classified failure: a malformed answer is transient (retry); anything else means the
+    /// answer is unusable as asked and is final.
+    pub fn to_failure(&self) -> Failure {
+        let class = match self {
+            ResponseError::Malformed(_) => FailureClass::Transient,
+            _ => FailureClass::TaskFailed,
+        };
+        Failure::new(Dependency::OpenAi, class, &self.to_string())
+    }
+}
+
+/// A parsed edit response: the base64 images, borrowed from the body when possible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EditResponse<'a> {
+    images: Vec<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct RawResponse<'a> {
+    #[serde(borrow)]
+    data: Option<Vec<RawImage<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct RawImage<'a> {
+    #[serde(borrow, default)]
+    b64_json: Option<Cow<'a, str>>,
+    #[serde(default)]
+    url: Option<serde::de::IgnoredAny>,
+}
+
+/// Parses the body of a 2xx `images/edits` answer. At least one image is required.
+pub fn parse_edit_response(body: &str) -> Result<EditResponse<'_>, ResponseError> {
+    let raw: RawResponse<'_> = serde_json::from_str(body)
+        .map_err(|e| ResponseError::Malformed(format!("not the expected JSON ({e})")))?;
+    let data = raw.data.unwrap_or_default();
+    if data.is_empty() {
+        return Err(ResponseError::NoImages);
+    }
+    let mut images = Vec::with_capacity(data.len());
+    for item in data {
+        match item.b64_json {
+            Some(b) => images.push(b),
+            None if item.url.is_some() => return Err(ResponseError::NotBase64),
+            None => return Err(ResponseError::Malformed("an image has no b64_json".into())),
+        }
+    }
+    Ok(EditResponse { images })
+}
+
+/// Decodes one base64 image and checks that it is a PNG (signature, then an `IHDR` chunk).
+fn decode_png(index: usize, b64: &str) -> Result<Vec<u8>, ResponseError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| ResponseError::InvalidBase64(index))?;
+    let is_png = ImageFormat::sniff(&bytes) == Some(ImageFormat::Png)
+        && bytes.get(12..16) == Some(b"IHDR".as_slice());
+    if is_png {
+        Ok(bytes)
+    } else {
+        Err(ResponseError::NotPng(index))
+    }
+}
+
+impl<'a> EditResponse<'a> {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    /// Never true for a value from [`parse_edit_response`].
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+
+    /// Decodes image `index` (a PNG). Only that image is decoded.
+    pub fn decode(&self, index: usize) -> Result<Vec<u8>, ResponseError> {
+        let b64 = self
+            .images
+            .get(index)
+            .ok_or(ResponseError::NoSuchImage(index))?;
+        decode_png(index, b64)
+    }
+
+    /// Consumes the response, decoding lazily: each base64 string is dropped once decoded.
+    pub fn into_images(self) -> impl Iterator<Item = Result<Vec<u8>, ResponseError>> + 'a {
+        self.images
+            .into_iter()
+            .enumerate()
+            .map(|(i, b64)| decode_png(i, &b64))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/// `error.moderation_details` of a safety rejection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModerationDetails {
+    #[serde(default)]
+    pub moderation_stage: Option<String>,
+    #[serde(default)]
+    pub categories: Vec<String>,
+}
+
+/// The `error` object of an OpenAI error body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    #[serde(default)]
+    pub message: String,
+    #[serde(default, rename = "type")]
+    pub error_type: Option<String>,
+    #[serde(default)]
+    pub param: Option<String>,
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub moderation_details: Option<ModerationDetails>,
+}
+
+/// What an OpenAI error means for us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// `moderation_blocked` (or the legacy `content_policy_violation`). Final.
+    ModerationBlocked,
+    /// `invalid_api_key` or HTTP 401. Final; the reason never repeats the message (it quotes the
+    /// key's tail).
+    InvalidApiKey,
+    /// `insufficient_quota` (a 429 that must not be retried). Final.
+    InsufficientQuota,
+    /// `rate_limit_exceeded`, `slow_down`, other 429s. Retried.
+    RateLimited,
+    /// `unsupported_file_mimetype`. Final.
+    UnsupportedMimetype,
+    /// Another refusal of the image (`invalid_image*`, `image_*`, or a 400 with `param: image`).
+    InvalidImage,
+    /// 5xx. Retried.
+    ServerError,
+    /// Anything else: classified by HTTP status.
+    Other,
+}
+
+impl ApiError {
+    pub fn kind(&self, http_status: u16) -> ErrorKind {
+        let code = self.code.as_deref().unwrap_or("");
+        let ty = self.error_type.as_deref().unwrap_or("");
+        match code {
+            "moderation_blocked" | "content_policy_violation" => ErrorKind::ModerationBlocked,
+            "invalid_api_key" => ErrorKind::InvalidApiKey,
+            "insufficient_quota" => ErrorKind::InsufficientQuota,
+            "rate_limit_exceeded" | "slow_down" => ErrorKind::RateLimited,
+            "unsupported_file_mimetype" => ErrorKind::UnsupportedMimetype,
+            c if c.starts_with("invalid_image") || c.starts_with("image_") => {
+                ErrorKind::InvalidImage
+            }
+            _ if ty == "insufficient_quota" => ErrorKind::InsufficientQuota,
+            _ if http_status == 401 => ErrorKind::InvalidApiKey,
+            _ if http_status == 429 => ErrorKind::RateLimited,
+            _ if http_status >= 500 => ErrorKind::ServerError,
+            _ if http_status == 400
+                && self
+                    .param
+                    .as_deref()
+                    .is_some_and(|p| p.starts_with("image")) =>
+            {
+                ErrorKind::InvalidImage
+            }
+            _ => ErrorKind::Other,
+        }
+    }
+
+    /// The classified failure. The reason carries OpenAI's message (sanitised) and code.
+    pub fn to_failure(&self, http_status: u16, retry_after_ms: Option<u64>) -> Failure {
+        let kind = self.kind(http_status);
+        let class = match kind {
+            ErrorKind::ModerationBlocked => FailureClass::ContentPolicy,
+            ErrorKind::InvalidApiKey => FailureClass::Auth,
+            ErrorKind::InsufficientQuota => FailureClass::NoCredits,
+            ErrorKind::RateLimited => FailureClass::RateLimited,
+            ErrorKind::UnsupportedMimetype | ErrorKind::InvalidImage => FailureClass::InvalidInput,
+            ErrorKind::ServerError => FailureClass::Transient,
+            // OpenAI's SDK also retries 409 (a conflict while processing).
+            ErrorKind::Other if http_status == 409 => FailureClass::Transient,
+            ErrorKind::Other => classify_status(http_status),
+        };
+        let message = self.message.trim();
+        let tag = self
+            .code
+            .as_deref()
+            .or(self.error_type.as_deref())
+            .filter(|t| !t.is_empty());
+        let detail = match (class, kind) {
+            (FailureClass::Auth, _) => format!("credentials refused (HTTP {http_status})"),
+            (_, ErrorKind::ModerationBlocked) => {
+                let stage = self
+                    .moderation_details
+                    .as_ref()
+                    .and_then(|d| d.moderation_stage.as_deref())
+                    .map(|s| format!(", {s} stage"))
+                    .unwrap_or_default();
+                let text = if message.is_empty() {
+                    "the request was rejected by the safety system"
+                } else {
+                    message
+                };
+                format!("{text} (moderation_blocked{stage})")
+            }
+            _ => match (message.is_empty(), tag) {
+                (false, Some(t)) => format!("{message} ({t})"),
+                (false, None) => format!("{message} (HTTP {http_status})"),
+                (true, Some(t)) => format!("HTTP {http_status} ({t})"),
+                (true, None) => format!("HTTP {http_status}"),
+            },
+        };
+        Failure::new(Dependency::OpenAi, class, &detail).with_retry_after(retry_after_ms)
+    }
+}
+
+/// Parses an error body; a body that is not OpenAI's shape gives an `ApiError` whose message is
+/// an excerpt of the body.
+pub fn parse_error(body: &str) -> ApiError {
+    #[derive(Deserialize)]
+    struct Envelope {
+        error: ApiError,
+    }
+    match serde_json::from_str::<Envelope>(body) {
+        Ok(e) => e.error,
+        Err(_) => ApiError {
+            message: body.trim().chars().take(200).collect(),
+            ..ApiError::default()
+        },
+    }
+}
+
+/// The classified failure of a non-2xx `images/edits` response.
+pub fn failure(http_status: u16, body: &str, retry_after_ms: Option<u64>) -> Failure {
+    parse_error(body).to_failure(http_status, retry_after_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use super::super::retry::ErrorCode;
+
+    /// A 1×1 PNG (signature + IHDR + IDAT + IEND).
+    const PNG_1X1: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+
+    #[test]
+    fn prompt_gets_the_style_suffix() {
+        assert_eq!(
+            full_prompt("a chair", Some("pixel art")),
+            "a chair Style: pixel art"
+        );
+        assert_eq!(full_prompt(" a chair ", Some("  ")), "a chair");
+        assert_eq!(full_prompt("a chair", None), "a chair");
+    }
+
+    #[test]
+    fn validates_the_request() {
+        assert_eq!(
+            EditRequest::new(" ", None, 1, None, None, None),
+            Err(EditError::EmptyPrompt)
+        );
+        assert_eq!(
+            EditRequest::new("x", None, 0, None, None, None),
+            Err(EditError::N(0))
+        );
+        assert_eq!(
+            EditRequest::new("x", None, 11, None, None, None),
+            Err(EditError::N(11))
+        );
+        assert_eq!(
+            EditRequest::new(&"x".repeat(32_000), Some("y"), 1, None, None, None),
+            Err(EditError::PromptTooLong(32_009))
+        );
+        assert_eq!(
+            EditRequest::new("x", None, 1, None, Some(""), None),
+            Err(EditError::EmptySetting)
+        );
+        let r = EditRequest::new("x", None, 10, None, None, None).unwrap();
+        assert_eq!(
+            (r.model(), r.size(), r.n()),
+            (DEFAULT_MODEL, DEFAULT_SIZE, 10)
+        );
+    }
+
+    #[test]
+    fn builds_the_multipart_body() {
+        let req = EditRequest::new(
+            "a chair",
+            Some("clay"),
+            2,
+            Some(Background::Transparent),
+            Some("gpt-image-1.5"),
+            Some("1536x1024"),
+        )
+        .unwrap();
+        let body = edit_multipart("B", &req, b"\xff\xd8\xffJPEG", ImageFormat::Jpeg);
+        let mut want = b"--B\r\nContent-Disposition: form-data; name=\"image\"; filename=\"input.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n\xff\xd8\xffJPEG\r\n".to_vec();
+        want.extend_from_slice(
+            b"--B\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\na chair Style: clay\r\n\
+              --B\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\ngpt-image-1.5\r\n\
+              --B\r\nContent-Disposition: form-data; name=\"n\"\r\n\r\n2\r\n\
+              --B\r\nContent-Disposition: form-data; name=\"size\"\r\n\r\n1536x1024\r\n\
+              --B\r\nContent-Disposition: form-data; name=\"background\"\r\n\r\ntransparent\r\n--B--\r\n",
+        );
+        assert_eq!(body, want);
+        let no_bg = EditRequest::new("a", None, 1, None, None, None).unwrap();
+        let text =
+            String::from_utf8_lossy(&edit_multipart("B", &no_bg, b"\x89PNG", ImageFormat::Png))
+                .into_owned();
+        assert!(!text.contains("background"));
+        assert!(text.contains("filename=\"input.png\"\r\nContent-Type: image/png"));
+    }
+
+    #[test]
+    fn decodes_images_one_at_a_time() {
+        let body = format!(
+            r#"{{"created":1,"data":[{{"b64_json":"{PNG_1X1}"}},{{"b64_json":"/9j/4AAQ"}}],"usage":{{"total_tokens":3}}}}"#
+        );
+        let resp = parse_edit_response(&body).unwrap();
+        assert_eq!(resp.len(), 2);
+        // Borrowed from the body: no copy of the base64.
+        let first = resp.decode(0).unwrap();
+        assert_eq!(&first[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(resp.decode(1), Err(ResponseError::NotPng(1)));
+        assert_eq!(resp.decode(2), Err(ResponseError::NoSuchImage(2)));
+        let all: Vec<_> = resp.into_images().collect();
+        assert!(all[0].is_ok());
+        assert_eq!(all[1], Err(ResponseError::NotPng(1)));
+    }
+
+    #[test]
+    fn rejects_unusable_success_bodies() {
+        assert_eq!(
+            parse_edit_response(r#"{"data":[]}"#),
+            Err(ResponseError::NoImages)
+        );
+        assert_eq!(
+            parse_edit_response(r#"{"created":1}"#),
+            Err(ResponseError::NoImages)
+        );
+        assert_eq!(
+            parse_edit_response(r#"{"data":[{"url":"https://x"}]}"#),
+            Err(ResponseError::NotBase64)
+        );
+        assert!(matches!(
+            parse_edit_response("<html>"),
+            Err(ResponseError::Malformed(_))
+        ));
+        let bad = parse_edit_response(r#"{"data":[{"b64_json":"%%%"}]}"#).unwrap();
+        assert_eq!(bad.decode(0), Err(ResponseError::InvalidBase64(0)));
+        assert_eq!(
+            ResponseError::NoImages.to_failure().error_code(),
+            ErrorCode::ProviderFailed
+        );
+        assert_eq!(
+            ResponseError::Malformed("x".into()).to_failure().class,
+            FailureClass::Transient
+        );
+        // An escaped slash forces an owned string; it still decodes.
+        let escaped = format!(
+            r#"{{"data":[{{"b64_json":"{}"}}]}}"#,
+            PNG_1X1.replace('/', "\\/")
+        );
+        assert!(parse_edit_response(&escaped).unwrap().decode(0).is_ok());
+    }
+
+    #[test]
+    fn classifies_errors() {
+        let moderation = failure(
+            400,
+            r#"{"error":{"message":"Your request was rejected by the safety system.","type":"image_generation_user_error","param":null,"code":"moderation_blocked","moderation_details":{"moderation_stage":"input","categories":["other"]}}}"#,
+            None,
+        );
+        assert_eq!(moderation.class, FailureClass::ContentPolicy);
+        assert_eq!(
+            moderation.reason,
+            "OpenAI: Your request was rejected by the safety system. (moderation_blocked, input stage)"
+        );
+        let key = failure(
+            401,
+            r#"{"error":{"message":"Incorrect API key provided: sk-abc****wxyz.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#,
+            None,
+        );
+        assert_eq!(key.class, FailureClass::Auth);
+        assert_eq!(key.reason, "OpenAI: credentials refused (HTTP 401)");
+        let quota = failure(
+            429,
+            r#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#,
+            Some(1_000),
+        );
+        assert_eq!(quota.class, FailureClass::NoCredits);
+        let rate = failure(
+            429,
+            r#"{"error":{"message":"Rate limit reached. Please try again in 6s.","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#,
+            Some(6_000),
+        );
+        assert_eq!(rate.class, FailureClass::RateLimited);
+        assert_eq!(rate.retry_after_ms, Some(6_000));
+        let mime = failure(
+            400,
+            r#"{"error":{"message":"Invalid file 'image': unsupported mimetype ('application/octet-stream').","type":"invalid_request_error","param":"image","code":"unsupported_file_mimetype"}}"#,
+            None,
+        );
+        assert_eq!(mime.class, FailureClass::InvalidInput);
+        assert!(
+            mime.reason.ends_with("(unsupported_file_mimetype)"),
+            "{}",
+            mime.reason
+        );
+        let image = parse_error(
+            r#"{"error":{"message":"bad image","type":"invalid_request_error","param":"image","code":null}}"#,
+        );
+        assert_eq!(image.kind(400), ErrorKind::InvalidImage);
+        let server = failure(
+            500,
+            r#"{"error":{"message":"The server had an error","type":"server_error","param":null,"code":null}}"#,
+            None,
+        );
+        assert_eq!(server.class, FailureClass::Transient);
+        assert_eq!(
+            server.reason,
+            "OpenAI: The server had an error (server_error)"
+        );
+        assert_eq!(
+            failure(503, "upstream connect error", None).class,
+            FailureClass::Transient
+        );
+        assert_eq!(failure(409, "{}", None).class, FailureClass::Transient);
+        let other = failure(
+            400,
+            r#"{"error":{"message":"Invalid size","type":"invalid_request_error","param":"size","code":"invalid_value"}}"#,
+            None,
+        );
+        assert_eq!(other.class, FailureClass::Rejected);
+        assert_eq!(other.reason, "OpenAI: Invalid size (invalid_value)");
+    }
+}

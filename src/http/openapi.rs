@@ -1,0 +1,232 @@
+//! `GET /openapi.json`: the OpenAPI 3.1 document of the whole API, generated from the same tables
+//! the code validates with (`core::request::fields`), so the two cannot drift. Tests below fail
+//! when a route or field exists in code but not in the document, or the reverse. Pure.
+
+use serde_json::{json, Map, Value};
+
+use crate::core::request::{body_schema, Endpoint};
+
+fn error_schema() -> Value {
+    json!({
+        "type": "object", "required": ["error"], "additionalProperties": false,
+        "properties": { "error": {
+            "type": "object", "required": ["code", "message"], "additionalProperties": false,
+            "properties": {
+                "code": { "type": "string", "enum": [
+                    "malformed_json", "unauthorized", "not_found", "method_not_allowed", "task_conflict",
+                    "payload_too_large", "unsupported_media_type", "validation_error", "input_asset_not_found",
+                    "rate_limited", "misconfigured", "dependency_failed", "dependency_unavailable", "internal_error"
+                ]},
+                "message": { "type": "string" },
+                "details": { "type": "array", "items": {
+                    "type": "object", "required": ["field", "message"],
+                    "properties": { "field": { "type": "string" }, "message": { "type": "string" } }
+                }}
+            }
+        }}
+    })
+}
+
+/// Properties of the submit answer (202 new, 200 idempotent repeat).
+pub const SUBMIT_FIELDS: [&str; 5] = ["task_id", "step", "status", "status_url", "celery_task_id"];
+/// Properties of one step in the status answer.
+pub const STEP_FIELDS: [&str; 8] =
+    ["step", "service", "status", "progress", "asset_url", "asset_urls", "error", "updated_at"];
+/// Properties of the status answer.
+pub const STATUS_FIELDS: [&str; 11] = [
+    "task_id", "step", "service", "status", "progress", "asset_url", "asset_urls", "error", "updated_at", "steps",
+    "queue_position",
+];
+
+fn step_schema(include_steps: bool) -> Value {
+    let mut props = Map::new();
+    props.insert("task_id".into(), json!({ "type": "string" }));
+    props.insert("step".into(), json!({ "type": "string", "enum": ["concepts", "model", "refine"] }));
+    props.insert("service".into(), json!({ "type": "string", "enum": ["openai", "tripoai"] }));
+    props.insert("status".into(), json!({ "type": "string", "enum": ["pending", "processing", "complete", "failed"] }));
+    props.insert("progress".into(), json!({ "type": "integer", "minimum": 0, "maximum": 100 }));
+    props.insert("asset_url".into(), json!({ "type": ["string", "null"], "description": "The first output." }));
+    props.insert("asset_urls".into(), json!({ "type": "array", "items": { "type": "string" }, "description": "Every output (n concept images, or one model)." }));
+    props.insert("error".into(), json!({ "anyOf": [{ "type": "null" }, { "type": "object", "properties": { "code": { "type": "string" }, "message": { "type": "string" } } }] }));
+    props.insert("updated_at".into(), json!({ "type": "string", "format": "date-time" }));
+    props.insert("queue_position".into(), json!({ "type": ["integer", "null"], "description": "Position in the provider's queue, when it reports one." }));
+    if include_steps {
+        props.insert("steps".into(), json!({ "type": "array", "items": { "$ref": "#/components/schemas/StepStatus" } }));
+    } else {
+        props.remove("task_id");
+        props.remove("queue_position");
+    }
+    let keys: Vec<Value> = props.keys().map(|k| Value::from(k.as_str())).collect();
+    json!({ "type": "object", "required": keys, "properties": props })
+}
+
+fn errors(codes: &[u16]) -> Map<String, Value> {
+    codes
+        .iter()
+        .map(|c| (c.to_string(), json!({ "$ref": format!("#/components/responses/E{c}") })))
+        .collect()
+}
+
+fn schema_name(e: Endpoint) -> String {
+    e.name().split('-').map(|w| {
+        let mut c = w.chars();
+        c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+    }).collect::<String>() + "Request"
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    let mut schemas = Map::new();
+    for e in Endpoint::ALL {
+        let name = schema_name(e);
+        schemas.insert(name.clone(), body_schema(e));
+        let mut responses = errors(&[400, 401, 409, 413, 415, 422, 429, 500, 502, 503]);
+        responses.insert("202".into(), json!({ "description": "Accepted: the step was created and its job enqueued.",
+            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/SubmitResponse" } } } }));
+        responses.insert("200".into(), json!({ "description": "The same request again: the current state of the step; nothing new starts.",
+            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/SubmitResponse" } } } }));
+        paths.insert(e.path().into(), json!({ "post": {
+            "operationId": e.name().replace('-', "_"),
+            "summary": format!("Start the `{}` step", e.step().as_str()),
+            "security": [{ "bearerAuth": [] }],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{name}") } } } },
+            "responses": responses,
+        }}));
+    }
+    let mut status_responses = errors(&[401, 404, 422, 500, 503]);
+    status_responses.insert("200".into(), json!({ "description": "The task's state, from its Durable Object.",
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/StatusResponse" } } } }));
+    paths.insert("/tasks/{task_id}/status".into(), json!({ "get": {
+        "operationId": "task_status",
+        "summary": "Status of a task's step (never calls a provider)",
+        "security": [{ "bearerAuth": [] }],
+        "parameters": [
+            { "name": "task_id", "in": "path", "required": true, "schema": { "type": "string" } },
+            { "name": "step", "in": "query", "schema": { "type": "string", "enum": ["concepts", "model", "refine"] } },
+            { "name": "service", "in": "query", "deprecated": true, "description": "The original service's selector; `tripo` is an alias of `tripoai`.",
+              "schema": { "type": "string", "enum": ["openai", "tripoai", "tripo"] } }
+        ],
+        "responses": status_responses,
+    }}));
+    paths.insert("/health".into(), json!({ "get": { "operationId": "health", "summary": "Liveness and configuration report (names, never values)",
+        "responses": { "200": { "description": "OK", "content": { "application/json": { "schema": { "type": "object",
+            "properties": { "status": { "type": "string", "enum": ["ok", "misconfigured"] }, "service": { "type": "string" },
+                "version": { "type": "string" }, "auth_mode": { "type": "string" }, "problems": { "type": "array" } } } } } } } } }));
+    paths.insert("/openapi.json".into(), json!({ "get": { "operationId": "openapi", "summary": "This document",
+        "responses": { "200": { "description": "OpenAPI 3.1", "content": { "application/json": {} } } } } }));
+
+    let mut submit_props = Map::new();
+    submit_props.insert("task_id".into(), json!({ "type": "string" }));
+    submit_props.insert("step".into(), json!({ "type": "string", "enum": ["concepts", "model", "refine"] }));
+    submit_props.insert("status".into(), json!({ "type": "string", "enum": ["pending", "processing", "complete", "failed"] }));
+    submit_props.insert("status_url".into(), json!({ "type": "string" }));
+    submit_props.insert("celery_task_id".into(), json!({ "type": "string", "deprecated": true, "description": "Equals task_id; kept for clients of the original service." }));
+    schemas.insert("SubmitResponse".into(), json!({ "type": "object", "required": SUBMIT_FIELDS, "properties": submit_props }));
+    schemas.insert("StatusResponse".into(), step_schema(true));
+    schemas.insert("StepStatus".into(), step_schema(false));
+    schemas.insert("Error".into(), error_schema());
+
+    let mut responses = Map::new();
+    for (code, what) in [
+        (400, "Malformed JSON"), (401, "Missing or invalid token"), (404, "Unknown task, or a task of another user"),
+        (409, "task_conflict: a different body for a step that is pending, processing or complete, or a task of another user"),
+        (413, "Body too large"), (415, "Not JSON"), (422, "validation_error or input_asset_not_found, with per-field details"),
+        (429, "Rate limited (Retry-After)"), (500, "Internal error"), (502, "A dependency failed during submit; nothing was left half-made"),
+        (503, "A dependency is unavailable, or the service is misconfigured"),
+    ] {
+        responses.insert(format!("E{code}"), json!({ "description": what,
+            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }));
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "makeit3d-bff", "version": env!("CARGO_PKG_VERSION"),
+            "description": "Backend-for-frontend of MakeIt3D. The client makes one task_id per workflow; inputs are Supabase Storage URLs; outputs go to Supabase Storage and the concept_images / models tables." },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "responses": responses,
+            "securitySchemes": { "bearerAuth": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                "description": "A Supabase user access token." } }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::request::fields;
+    use crate::http::route::{route, GENERATE_PATHS};
+
+    fn doc() -> Value {
+        document()
+    }
+
+    #[test]
+    fn every_documented_operation_is_routed() {
+        let d = doc();
+        for (path, ops) in d["paths"].as_object().unwrap() {
+            let concrete = path.replace("{task_id}", "t-1");
+            for method in ops.as_object().unwrap().keys() {
+                let m = method.to_ascii_uppercase();
+                assert!(route(&m, &concrete).is_ok(), "{m} {path} is documented but not routed");
+            }
+        }
+    }
+
+    #[test]
+    fn every_route_is_documented() {
+        let d = doc();
+        let paths = d["paths"].as_object().unwrap();
+        for name in GENERATE_PATHS {
+            let p = format!("/generate/{name}");
+            assert!(paths.get(&p).and_then(|o| o.get("post")).is_some(), "{p} is routed but not documented");
+        }
+        for (m, p) in [("get", "/health"), ("get", "/openapi.json"), ("get", "/tasks/{task_id}/status")] {
+            assert!(paths.get(p).and_then(|o| o.get(m)).is_some(), "{m} {p} is routed but not documented");
+        }
+        assert_eq!(paths.len(), GENERATE_PATHS.len() + 3, "documented paths: {:?}", paths.keys());
+    }
+
+    #[test]
+    fn request_fields_match_the_validator_exactly() {
+        let d = doc();
+        for e in Endpoint::ALL {
+            let schema = &d["components"]["schemas"][schema_name(e)];
+            let mut documented: Vec<&str> = schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+            let mut code: Vec<&str> = fields(e).iter().map(|f| f.name).collect();
+            documented.sort_unstable();
+            code.sort_unstable();
+            assert_eq!(documented, code, "{}", e.name());
+            assert_eq!(schema["additionalProperties"], false);
+            for f in fields(e).iter().filter(|f| f.required && f.alias_of.is_none()) {
+                assert!(schema["required"].as_array().unwrap().iter().any(|r| r == f.name), "{} {}", e.name(), f.name);
+            }
+        }
+    }
+
+    #[test]
+    fn error_codes_are_all_documented() {
+        use crate::error::ApiError;
+        let d = doc();
+        let codes = d["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"].as_array().unwrap().clone();
+        for e in [
+            ApiError::MalformedJson(String::new()), ApiError::Unauthorized(String::new()), ApiError::NotFound,
+            ApiError::MethodNotAllowed { method: String::new(), allowed: String::new() }, ApiError::TaskConflict(String::new()),
+            ApiError::PayloadTooLarge { limit: 1 }, ApiError::UnsupportedMediaType, ApiError::Validation(vec![]),
+            ApiError::InputAssetNotFound(vec![]), ApiError::RateLimited { retry_after_s: 1 }, ApiError::Misconfigured(vec![]),
+            ApiError::DependencyFailed { dependency: String::new(), message: String::new() },
+            ApiError::DependencyUnavailable { dependency: String::new(), message: String::new() }, ApiError::Internal,
+        ] {
+            assert!(codes.iter().any(|c| c == e.code()), "{} undocumented", e.code());
+        }
+        assert_eq!(codes.len(), 14);
+    }
+
+    #[test]
+    fn is_openapi_3_1() {
+        let d = doc();
+        assert_eq!(d["openapi"], "3.1.0");
+        assert!(d["components"]["securitySchemes"]["bearerAuth"].is_object());
+    }
+}

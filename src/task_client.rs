@@ -1,0 +1,35 @@
+//! Calls from the worker (HTTP handlers, queue jobs) to a task's Durable Object: one JSON command
+//! per request to `https://task/{path}`, the DO named by the task id (`idFromName`).
+
+use serde::{de::DeserializeOwned, Serialize};
+use worker::{Env, Headers, Method, Request, RequestInit};
+
+use crate::core::ids::TaskId;
+use crate::error::{DepError, Dependency};
+
+/// Binding name of the task Durable Object namespace (wrangler.toml).
+pub const BINDING: &str = "TASKS";
+
+fn dep(e: impl std::fmt::Display) -> DepError {
+    DepError::new(Dependency::TaskObject, None, e.to_string())
+}
+
+/// Sends `body` to the task's DO at `path` and decodes its JSON answer. A non-2xx answer is a
+/// `DepError` carrying the DO's status and body (the DO answers refusals with 409 / 404).
+pub async fn call<B: Serialize, R: DeserializeOwned>(env: &Env, task: &TaskId, path: &str, body: &B) -> Result<R, DepError> {
+    let ns = env.durable_object(BINDING).map_err(dep)?;
+    let stub = ns.get_by_name(task.as_str()).map_err(dep)?;
+    let headers = Headers::new();
+    headers.set("content-type", "application/json").map_err(dep)?;
+    let text = serde_json::to_string(body).map_err(dep)?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_headers(headers).with_body(Some(text.into()));
+    let req = Request::new_with_init(&format!("https://task/{path}"), &init).map_err(dep)?;
+    let mut resp = stub.fetch_with_request(req).await.map_err(dep)?;
+    let status = resp.status_code();
+    let bytes = resp.bytes().await.map_err(dep)?;
+    if !(200..300).contains(&status) {
+        return Err(DepError::new(Dependency::TaskObject, Some(status), String::from_utf8_lossy(&bytes).into_owned()));
+    }
+    serde_json::from_slice(&bytes).map_err(dep)
+}
