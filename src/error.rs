@@ -6,18 +6,8 @@
 
 use serde::Serialize;
 
-/// A problem with one field of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { field: field.into(), message: message.into() }
-    }
-}
+/// A problem with one field of a request (the `details` of a 422).
+pub use crate::core::request::FieldError;
 
 /// Every error the API can answer with. Messages are safe to show: never a secret, key or trace.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -33,3 +33,30 @@ pub async fn call<B: Serialize, R: DeserializeOwned>(env: &Env, task: &TaskId, p
     }
     serde_json::from_slice(&bytes).map_err(dep)
 }
+
+use crate::core::task::{Command, Refusal, TaskState};
+use crate::task_object::{CmdReply, CmdRequest, RefusalReply, StateReply};
+
+/// Current time in ms (the DO applies commands at the caller's clock, so one request sees one time).
+pub fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+/// Applies one command in the task's DO: `Ok(Ok(reply))`, or `Ok(Err(refusal))` when the state
+/// machine refused it (nothing persisted).
+pub async fn command(env: &Env, task: &TaskId, command: Command) -> Result<Result<CmdReply, Refusal>, DepError> {
+    let req = CmdRequest { command, now_ms: now_ms() };
+    match call::<_, CmdReply>(env, task, "cmd", &req).await {
+        Ok(reply) => Ok(Ok(reply)),
+        Err(e) if e.status == Some(409) => match serde_json::from_str::<RefusalReply>(&e.message) {
+            Ok(r) => Ok(Err(r.refusal)),
+            Err(_) => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// The task's state, `None` for an unknown task.
+pub async fn state(env: &Env, task: &TaskId) -> Result<Option<TaskState>, DepError> {
+    Ok(call::<_, StateReply>(env, task, "state", &serde_json::Value::Null).await?.state)
+}

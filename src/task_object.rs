@@ -2,14 +2,42 @@
 //! state (steps, status, progress, provider ids, asset URLs, errors, attempts), answers the status
 //! endpoint, guards idempotency, and drives Tripo polling with its alarm.
 //!
-//! It only translates: load state → apply a `core::task` transition → persist → set the alarm.
+//! It only translates: load state → apply one `core::task` command → persist → set the alarm.
+//! Requests: `POST /cmd` `{"command": Command, "now_ms": …}` → `{"outcome", "state"}` or 409
+//! `{"refusal"}`; `POST /state` → `{"state": TaskState | null}`.
 
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
+use crate::core::task::{apply, Command, Outcome, Refusal, TaskState};
 use crate::log::{self, Level};
 
 /// Storage key of the serialized task state.
 pub const STATE_KEY: &str = "task";
+
+#[derive(Serialize, Deserialize)]
+pub struct CmdRequest {
+    pub command: Command,
+    pub now_ms: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct CmdReply {
+    pub outcome: Outcome,
+    pub state: TaskState,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct RefusalReply {
+    pub refusal: Refusal,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct StateReply {
+    pub state: Option<TaskState>,
+}
 
 #[durable_object]
 pub struct TaskObject {
@@ -17,24 +45,75 @@ pub struct TaskObject {
     env: Env,
 }
 
+impl TaskObject {
+    async fn load(&self) -> Result<Option<TaskState>> {
+        self.state.storage().get::<TaskState>(STATE_KEY).await
+    }
+
+    /// Applies one command and persists the result; the alarm follows the state.
+    pub async fn command(&self, cmd: Command, now_ms: u64) -> Result<std::result::Result<CmdReply, Refusal>> {
+        let current = self.load().await?;
+        let (state, outcome) = match apply(current, cmd, now_ms) {
+            Ok(ok) => ok,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        match &outcome {
+            Outcome::Skip(_) => {}
+            Outcome::Aborted { delete_task: true } => {
+                self.state.storage().delete_all().await?;
+                self.state.storage().delete_alarm().await?;
+            }
+            _ => {
+                self.state.storage().put(STATE_KEY, &state).await?;
+                self.arm(&state, now_ms).await?;
+            }
+        }
+        Ok(Ok(CmdReply { outcome, state }))
+    }
+
+    /// Sets the alarm to the next poll of any step awaiting its provider (or clears it).
+    async fn arm(&self, state: &TaskState, now_ms: u64) -> Result<()> {
+        match state.next_alarm_ms() {
+            Some(at) => {
+                let delay = at.saturating_sub(now_ms).max(1);
+                self.state.storage().set_alarm(Duration::from_millis(delay)).await
+            }
+            None => Ok(()),
+        }
+    }
+}
+
 impl DurableObject for TaskObject {
     fn new(state: State, env: Env) -> Self {
         Self { state, env }
     }
 
-    async fn fetch(&self, req: Request) -> Result<Response> {
-        let _ = &self.env;
-        match (req.method().to_string().as_str(), req.path().as_str()) {
-            ("GET", "/state") => match self.state.storage().get::<serde_json::Value>(STATE_KEY).await? {
-                Some(v) => Response::from_json(&v),
-                None => Response::error("no such task", 404),
-            },
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        match req.path().as_str() {
+            "/cmd" => {
+                let body: CmdRequest = req.json().await?;
+                match self.command(body.command, body.now_ms).await? {
+                    Ok(reply) => Response::from_json(&reply),
+                    Err(refusal) => Ok(Response::from_json(&RefusalReply { refusal })?.with_status(409)),
+                }
+            }
+            "/state" => Response::from_json(&StateReply { state: self.load().await? }),
             _ => Response::error("unknown task object command", 404),
         }
     }
 
     async fn alarm(&self) -> Result<Response> {
-        log::emit(Level::Info, "task.alarm", None, None, serde_json::Value::Null);
+        let now_ms = js_sys::Date::now() as u64;
+        let Some(state) = self.load().await? else {
+            return Response::empty();
+        };
+        if let Err(e) = crate::jobs::poll::on_alarm(self, &self.env, &state, now_ms).await {
+            log::emit(Level::Error, "poll.alarm_error", Some(state.task_id.as_str()), None, serde_json::json!({ "error": e.to_string() }));
+        }
+        // Re-arm from whatever the polls left (poll first, re-arm after).
+        if let Some(latest) = self.load().await? {
+            self.arm(&latest, js_sys::Date::now() as u64).await?;
+        }
         Response::empty()
     }
 }

@@ -12,6 +12,7 @@ pub mod storage_path;
 pub mod status;
 pub mod task;
 pub mod jwt;
+pub mod rows;
 pub mod supabase;
 
 pub mod jobs;

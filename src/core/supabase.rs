@@ -1,5 +1,5 @@
 //! What Supabase's replies mean: Storage's errors (every 4xx arrives as HTTP 400 with the real
-//! status as a string in the body), object info, and the service-key header convention.
+//! status as a string in the body) and object info.
 
 use serde::Deserialize;
 
@@ -95,16 +95,6 @@ impl ObjectInfo {
     }
 }
 
-/// Headers that authenticate the worker with the service key. A new `sb_secret_…` key is not a
-/// JWT and goes in `apikey` only; a legacy service-role JWT goes in both headers.
-pub fn service_headers(service_key: &str) -> Vec<(&'static str, String)> {
-    let mut h = vec![("apikey", service_key.to_owned())];
-    if !service_key.starts_with("sb_") {
-        h.push(("authorization", format!("Bearer {service_key}")));
-    }
-    h
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,12 +138,5 @@ mod tests {
         let parsed = ObjectInfo::parse(br#"{"id":"x","size":75,"content_type":"image/webp","etag":"e"}"#).unwrap();
         assert_eq!(parsed.size, Some(75));
         assert!(parsed.check_input(100).is_ok());
-    }
-
-    #[test]
-    fn new_secret_keys_go_in_apikey_only() {
-        assert_eq!(service_headers("sb_secret_abc").len(), 1);
-        let legacy = service_headers("eyJhbGciOi.x.y");
-        assert_eq!(legacy[1], ("authorization", "Bearer eyJhbGciOi.x.y".to_string()));
     }
 }

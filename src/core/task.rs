@@ -145,7 +145,7 @@ pub enum ProviderStatus {
 }
 
 /// Where a `processing` step is (derived from its state).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
     /// `pending`: waiting for the queue consumer.
     Queued,
@@ -223,7 +223,7 @@ impl TaskState {
 // ---------------------------------------------------------------------------------------------
 
 /// A submission from `POST /generate/*` (after validation and authentication).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Submission {
     pub owner: UserId,
     pub task_id: TaskId,
@@ -232,7 +232,7 @@ pub struct Submission {
 }
 
 /// What a provider poll observed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Observation {
     /// Queued or running. Failure statuses are reported with [`Command::Fail`].
     Waiting {
@@ -248,7 +248,7 @@ pub enum Observation {
 }
 
 /// One change to a task.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// Create, look up, resume or retry a step.
     Submit(Submission),
@@ -303,7 +303,7 @@ pub enum Command {
 }
 
 /// What the caller should do after a successful [`apply`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     /// A new step: insert the rows, enqueue, then `MarkEnqueued`. Answer 202.
     Created,
@@ -336,7 +336,7 @@ pub enum Outcome {
 }
 
 /// Why a command changed nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SkipReason {
     /// The command is for another attempt of the step.
     StaleAttempt,
@@ -362,7 +362,7 @@ pub enum SkipReason {
 }
 
 /// Why a command was refused; nothing is persisted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum Refusal {
     /// SPEC §4.1: 409 `task_conflict`.
     #[error("task_id belongs to another user")]

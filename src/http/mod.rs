@@ -94,11 +94,9 @@ async fn dispatch(route: Route, req: Request, env: &Env, ctx: &Context) -> Resul
     match route {
         Route::Preflight => Response::empty().map(|r| r.with_status(204)).map_err(internal),
         Route::Health => api::health::handle(env),
-        Route::OpenApi => Err(ApiError::NotFound),
-        Route::Generate(_) | Route::Status(_) => {
-            let _ = req;
-            Err(ApiError::DependencyUnavailable { dependency: "api".into(), message: "not implemented yet".into() })
-        }
+        Route::OpenApi => json_value(200, &openapi::document()).map_err(internal),
+        Route::Generate(name) => api::generate::handle(name, req, env).await,
+        Route::Status(id) => api::status::handle(&id, req, env).await,
     }
 }
 

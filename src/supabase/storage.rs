@@ -5,7 +5,8 @@ use worker::Method;
 
 use crate::config::Config;
 use crate::core::storage_path::{upload_url, InputObject, Origin};
-use crate::core::supabase::{service_headers, ObjectInfo, StorageError};
+use crate::core::rest::auth_headers;
+use crate::core::supabase::{ObjectInfo, StorageError};
 use crate::error::{DepError, Dependency};
 use crate::net::{self, Body, NetError, Reply};
 
@@ -26,7 +27,7 @@ fn reply_error(reply: &Reply) -> DepError {
 }
 
 fn headers<'a>(cfg: &'a Config, extra: &[(&'static str, &'a str)]) -> Vec<(&'static str, String)> {
-    let mut h = service_headers(&cfg.supabase_service_key);
+    let mut h = auth_headers(&cfg.supabase_service_key);
     for (k, v) in extra {
         h.push((k, (*v).to_owned()));
     }

@@ -1,0 +1,198 @@
+//! `POST /generate/{endpoint}`: the submit path of SPEC §6 — validate → authenticate → check the
+//! inputs exist → create or look up the step in the task's Durable Object → insert the `pending`
+//! rows → enqueue the job → 202. A repeat of the same request answers 200 with the step's state
+//! and starts nothing; a dependency failure before the enqueue undoes the step (502/503) so the
+//! same request can simply be sent again.
+
+use serde_json::json;
+use worker::{Env, Request, Response};
+
+use crate::auth;
+use crate::config::Config;
+use crate::core::ids::{TaskId, UserId};
+use crate::core::request::{self, Endpoint, RequestError, StepRequest, ValidRequest};
+use crate::core::rows::{self, Tables};
+use crate::core::status::submit_response;
+use crate::core::step::{Status, Step};
+use crate::core::storage_path::{InputObject, Origin};
+use crate::core::task::{Command, Outcome, Refusal, Submission};
+use crate::error::{ApiError, DepError, FieldError};
+use crate::http::{config, internal, json};
+use crate::jobs;
+use crate::log::{self, Level};
+use crate::supabase;
+use crate::task_client;
+
+/// Reads and checks the body: JSON content type and the size limit.
+async fn read_body(req: &mut Request, cfg: &Config) -> Result<Vec<u8>, ApiError> {
+    let ct = req.headers().get("content-type").ok().flatten().unwrap_or_default();
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if mime != "application/json" {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let limit = cfg.max_body_bytes;
+    if let Some(len) = req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<usize>().ok()) {
+        if len > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+    }
+    let body = req.bytes().await.map_err(|_| ApiError::MalformedJson("could not read the body".into()))?;
+    if body.len() > limit {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    Ok(body)
+}
+
+/// Inputs must be readable by their owner: objects in a private bucket must sit in the caller's
+/// folder (`{user_id}/…`, Supabase's owner-folder convention) or be this task's own outputs in
+/// the generated-assets bucket (flow B); public and signed URLs are readable by whoever has them.
+fn check_ownership(obj: &InputObject, user: UserId, task: &TaskId, cfg: &Config) -> Result<(), String> {
+    use crate::core::storage_path::Access;
+    if !matches!(obj.access(), Access::Authenticated) {
+        return Ok(());
+    }
+    let path = obj.path();
+    let first = path.split('/').next().unwrap_or("");
+    if first.eq_ignore_ascii_case(&user.to_string()) {
+        return Ok(());
+    }
+    if obj.bucket() == cfg.bucket {
+        for prefix in ["concepts", "models"] {
+            if path.starts_with(&format!("{prefix}/{}/", task.as_str())) {
+                return Ok(());
+            }
+        }
+    }
+    Err("a private object must be in your own folder ({user_id}/…) or an output of this task".into())
+}
+
+/// Checks every input object exists and is an accepted image (422 `input_asset_not_found` /
+/// `validation_error` otherwise); Storage failures are 502/503.
+async fn check_inputs(cfg: &Config, origin: &Origin, v: &ValidRequest, user: UserId) -> Result<(), ApiError> {
+    let resolved = request::resolve_urls(&v.request, origin).map_err(ApiError::Validation)?;
+    let fields = request::url_fields(&v.request);
+    let mut invalid = Vec::new();
+    let mut missing = Vec::new();
+    let objects: Vec<&InputObject> = resolved.all().collect();
+    for (obj, (field, _)) in objects.iter().zip(fields.iter()) {
+        if let Err(msg) = check_ownership(obj, user, &v.task_id, cfg) {
+            invalid.push(FieldError::new(field.clone(), msg));
+            continue;
+        }
+        match supabase::storage::input_info(cfg, obj).await? {
+            None => missing.push(FieldError::new(field.clone(), "no such object in Supabase Storage")),
+            Some(info) => {
+                // The refine model input is stored as a reference only: no image checks.
+                if field != "input_model_asset_url" {
+                    if let Err(msg) = info.check_input(cfg.max_input_bytes) {
+                        invalid.push(FieldError::new(field.clone(), msg));
+                    }
+                }
+            }
+        }
+    }
+    if !invalid.is_empty() {
+        return Err(ApiError::Validation(invalid));
+    }
+    if !missing.is_empty() {
+        return Err(ApiError::InputAssetNotFound(missing));
+    }
+    Ok(())
+}
+
+fn tables(cfg: &Config) -> Tables {
+    Tables { concept_images: cfg.concept_images_table.clone(), models: cfg.models_table.clone() }
+}
+
+pub async fn handle(name: &str, mut req: Request, env: &Env) -> Result<Response, ApiError> {
+    let endpoint = Endpoint::from_name(name).ok_or(ApiError::NotFound)?;
+    let cfg = config(env)?;
+    let body = read_body(&mut req, &cfg).await?;
+    let valid = request::parse(endpoint, &body).map_err(|e| match e {
+        RequestError::Malformed(m) => ApiError::MalformedJson(m),
+        RequestError::Invalid(errs) => ApiError::Validation(errs),
+    })?;
+    let user = auth::authenticate(req.headers(), &cfg).await?;
+    let origin = Origin::parse(&cfg.supabase_url).map_err(|_| ApiError::Misconfigured(vec!["SUPABASE_URL".into()]))?;
+    check_inputs(&cfg, &origin, &valid, user).await?;
+    submit(&cfg, env, valid, user).await
+}
+
+async fn submit(cfg: &Config, env: &Env, valid: ValidRequest, user: UserId) -> Result<Response, ApiError> {
+    let ValidRequest { task_id, request: step_req } = valid;
+    let step = step_req.step();
+    let cmd = Command::Submit(Submission { owner: user, task_id: task_id.clone(), request: step_req.clone() });
+    let reply = match task_client::command(env, &task_id, cmd).await? {
+        Ok(r) => r,
+        Err(refusal) => return Err(refusal_error(refusal)),
+    };
+    let Some(state) = reply.state.steps.get(&step) else {
+        return Err(ApiError::Internal);
+    };
+    let attempt = state.attempt;
+    match reply.outcome {
+        Outcome::Existing => {
+            let body = submit_response(&task_id, step, state.status);
+            return json(200, serde_json::to_string(&body).map_err(|_| ApiError::Internal)?).map_err(internal);
+        }
+        Outcome::Created | Outcome::Resume | Outcome::Retry => {}
+        other => {
+            log::emit(Level::Error, "submit.unexpected_outcome", Some(task_id.as_str()), Some(step), json!({ "outcome": format!("{other:?}") }));
+            return Err(ApiError::Internal);
+        }
+    }
+    let retry = matches!(reply.outcome, Outcome::Retry);
+    let row_ids = state.row_ids.clone();
+    if let Err(e) = write_rows(cfg, env, &task_id, user, &step_req, &row_ids, attempt, retry).await {
+        undo(env, &task_id, step, attempt, &e).await;
+        return Err(e.into());
+    }
+    log::emit(Level::Info, "submit.accepted", Some(task_id.as_str()), Some(step), json!({
+        "attempt": attempt, "outcome": format!("{:?}", reply.outcome), "rows": row_ids.len(),
+    }));
+    let body = submit_response(&task_id, step, Status::Pending);
+    json(202, serde_json::to_string(&body).map_err(|_| ApiError::Internal)?).map_err(internal)
+}
+
+/// Rows (inserted, or reset for a retry), then the job message, then `MarkEnqueued`.
+#[allow(clippy::too_many_arguments)]
+async fn write_rows(
+    cfg: &Config,
+    env: &Env,
+    task_id: &TaskId,
+    user: UserId,
+    step_req: &StepRequest,
+    row_ids: &[uuid::Uuid],
+    attempt: u32,
+    retry: bool,
+) -> Result<(), DepError> {
+    let t = tables(cfg);
+    supabase::rest::send(cfg, &rows::insert(&t, task_id, user, step_req, attempt)).await?;
+    if retry {
+        supabase::rest::send_all(cfg, &rows::reset(&t, step_req, row_ids, attempt)).await?;
+    }
+    let step = step_req.step();
+    jobs::enqueue(env, &crate::core::jobs::JobMessage::run(task_id.clone(), step, attempt), 0).await?;
+    // The message is out: from here the job owns the step. A failure to record it is harmless
+    // (the consumer's claim marks it enqueued too).
+    if let Err(e) = task_client::command(env, task_id, Command::MarkEnqueued { step, attempt }).await {
+        log::emit(Level::Warn, "submit.mark_enqueued_failed", Some(task_id.as_str()), Some(step), json!({ "error": e.to_string() }));
+    }
+    Ok(())
+}
+
+/// Undoes a submission whose rows or message could not be written.
+async fn undo(env: &Env, task_id: &TaskId, step: Step, attempt: u32, cause: &DepError) {
+    log::emit(Level::Warn, "submit.aborted", Some(task_id.as_str()), Some(step), json!({ "attempt": attempt, "cause": cause.to_string() }));
+    if let Err(e) = task_client::command(env, task_id, Command::AbortSubmit { step, attempt }).await {
+        log::emit(Level::Error, "submit.abort_failed", Some(task_id.as_str()), Some(step), json!({ "error": e.to_string() }));
+    }
+}
+
+fn refusal_error(r: Refusal) -> ApiError {
+    match r {
+        Refusal::OtherOwner => ApiError::TaskConflict("this task_id is already used".into()),
+        Refusal::DifferentRequest { .. } => ApiError::TaskConflict(r.to_string()),
+        _ => ApiError::Internal,
+    }
+}

@@ -1,0 +1,170 @@
+//! The `concept_images` / `models` rows of a step, derived from its validated request: what the
+//! submit path inserts (`pending`) and what the jobs write back (metadata is always written
+//! whole, so it is recomputed here from the request rather than read back from the database).
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::ids::{TaskId, UserId};
+use super::request::{StepRequest, TripoTaskType};
+use super::rest::{self, ConceptRows, ModelRow, RestRequest, RowMetadata};
+use super::step::Step;
+use super::tripo::TaskType;
+
+/// The three table names of SPEC §8.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    pub concept_images: String,
+    pub models: String,
+}
+
+impl Tables {
+    /// The table of a step's rows.
+    pub fn of(&self, step: Step) -> &str {
+        match step {
+            Step::Concepts => &self.concept_images,
+            Step::Model | Step::Refine => &self.models,
+        }
+    }
+}
+
+fn task_type(t: TripoTaskType) -> TaskType {
+    match t {
+        TripoTaskType::TextToModel => TaskType::TextToModel,
+        TripoTaskType::ImageToModel => TaskType::ImageToModel,
+        TripoTaskType::MultiviewToModel => TaskType::MultiviewToModel,
+        TripoTaskType::RefineModel => TaskType::RefineModel,
+    }
+}
+
+/// `metadata.params`: the request's options as the client sent them (defaults applied), without
+/// the prompt and style, which have their own columns.
+fn params(req: &StepRequest) -> Value {
+    let mut v = serde_json::to_value(req).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut v {
+        map.remove("prompt");
+        map.remove("style");
+        map.remove("step");
+    }
+    v
+}
+
+/// The insert of a step's pending rows (n concept rows, or one model row), idempotent.
+pub fn insert(tables: &Tables, task: &TaskId, user: UserId, req: &StepRequest, attempt: u32) -> RestRequest {
+    match req {
+        StepRequest::Concepts(c) => rest::insert_concept_rows(
+            &tables.concept_images,
+            &ConceptRows {
+                task_id: task,
+                user_id: user,
+                prompt: &c.prompt,
+                style: c.style.as_deref(),
+                n: c.n,
+                source_input_asset_id: None,
+                attempt,
+                params: params(req),
+            },
+        ),
+        StepRequest::Model(_) | StepRequest::Refine(_) => {
+            rest::insert_model_row(&tables.models, &model_row(task, user, req, attempt))
+        }
+    }
+}
+
+fn model_row<'a>(task: &'a TaskId, user: UserId, req: &'a StepRequest, attempt: u32) -> ModelRow<'a> {
+    let (kind, source_input, source_concept) = match req {
+        StepRequest::Model(m) => (
+            task_type(m.tripo_task_type()),
+            m.image_options().and_then(|o| o.source_input_asset_id),
+            m.image_options().and_then(|o| o.source_concept_image_id),
+        ),
+        _ => (TaskType::RefineModel, None, None),
+    };
+    ModelRow {
+        task_id: task,
+        user_id: user,
+        step: req.step(),
+        kind,
+        prompt: req.prompt(),
+        style: req.style(),
+        source_input_asset_id: source_input,
+        source_concept_image_id: source_concept,
+        attempt,
+        params: params(req),
+    }
+}
+
+/// The metadata of row `index` of a step (written whole by every update that touches it).
+pub fn metadata(req: &StepRequest, attempt: u32, index: u32) -> RowMetadata {
+    match req {
+        StepRequest::Concepts(c) => RowMetadata::concept(attempt, c.n, index, params(req)),
+        StepRequest::Model(m) => RowMetadata::model(Step::Model, attempt, task_type(m.tripo_task_type()), params(req)),
+        StepRequest::Refine(_) => RowMetadata::model(Step::Refine, attempt, TaskType::RefineModel, params(req)),
+    }
+}
+
+/// Resets the failed rows of a resubmitted step to `pending` for `attempt`.
+pub fn reset(tables: &Tables, req: &StepRequest, row_ids: &[Uuid], attempt: u32) -> Vec<RestRequest> {
+    row_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| rest::reset_pending(tables.of(req.step()), *id, &metadata(req, attempt, i as u32)))
+        .collect()
+}
+
+/// A short summary of the rows for logs.
+pub fn describe(req: &StepRequest) -> Value {
+    json!({ "step": req.step().as_str(), "rows": req.output_count() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ids::row_id;
+    use crate::core::request::{parse, Endpoint};
+
+    fn tables() -> Tables {
+        Tables { concept_images: "concept_images".into(), models: "models".into() }
+    }
+
+    fn user() -> UserId {
+        UserId(Uuid::parse_str("8f1e6f2a-0c1d-4b7e-9a51-3f0c2b9d7e11").unwrap())
+    }
+
+    #[test]
+    fn concepts_insert_n_rows_with_deterministic_ids() {
+        let v = parse(
+            Endpoint::ImageToImage,
+            br#"{"task_id":"t-1","input_image_asset_url":"https://x.supabase.co/storage/v1/object/public/b/a.png","prompt":"a cat","style":"clay","n":3}"#,
+        )
+        .unwrap();
+        let r = insert(&tables(), &v.task_id, user(), &v.request, 1);
+        assert_eq!(r.path, "/rest/v1/concept_images?on_conflict=id");
+        let body: Value = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
+        let rows = body.as_array().unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[2]["id"], row_id(&v.task_id, Step::Concepts, 2).to_string());
+        assert_eq!(rows[0]["prompt"], "a cat");
+        assert_eq!(rows[0]["style"], "clay");
+        assert_eq!(rows[0]["status"], "pending");
+        assert_eq!(rows[1]["metadata"]["index"], 1);
+        assert!(rows[0]["metadata"]["params"].get("prompt").is_none());
+        assert_eq!(r.header("prefer"), Some("resolution=ignore-duplicates,return=minimal"));
+    }
+
+    #[test]
+    fn image_model_row_has_null_prompt_and_kind() {
+        let v = parse(
+            Endpoint::ImageToModel,
+            br#"{"task_id":"t-2","input_image_asset_urls":["https://x.supabase.co/storage/v1/object/public/b/a.png","https://x.supabase.co/storage/v1/object/public/b/b.png"]}"#,
+        )
+        .unwrap();
+        let r = insert(&tables(), &v.task_id, user(), &v.request, 1);
+        let body: Value = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
+        assert_eq!(body[0]["prompt"], Value::Null);
+        assert_eq!(body[0]["metadata"]["kind"], "multiview_to_model");
+        assert_eq!(body[0]["user_id"], user().to_string());
+        assert_eq!(metadata(&v.request, 2, 0).attempt, 2);
+        assert_eq!(tables().of(Step::Refine), "models");
+    }
+}
