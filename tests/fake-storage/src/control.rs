@@ -80,7 +80,7 @@ pub(crate) struct Control {
     log: Mutex<Vec<LogEntry>>,
 }
 
-fn path_matches(prefix: &str, raw: &str, decoded: &str) -> bool {
+pub(crate) fn path_matches(prefix: &str, raw: &str, decoded: &str) -> bool {
     raw.starts_with(prefix) || decoded.starts_with(prefix)
 }
 

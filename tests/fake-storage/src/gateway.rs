@@ -2,7 +2,8 @@
 //!
 //! Owns the listener, start/stop, and the top-level dispatch: `/rest/v1/*` → the PostgREST proxy
 //! ([`crate::proxy`]), `/storage/v1/*` → the in-process Storage API ([`crate::storage`]),
-//! `/__fake/storage/*` → the test-control endpoints ([`crate::control`]),
+//! `/__fake/storage/*` and `/__fake/rest/*` → the test-control endpoints ([`crate::control`],
+//! [`crate::rest_control`]),
 //! `/auth/v1/.well-known/jwks.json` and `/__fake/auth/*` → the signing keys ([`crate::jwks`]);
 //! anything else → Kong's 404.
 
@@ -23,6 +24,7 @@ use crate::control::Control;
 use crate::jwks::{Auth, JWKS_PATH};
 use crate::keys::SigningKeys;
 use crate::proxy::Proxy;
+use crate::rest_control::RestControl;
 use crate::storage::Storage;
 use crate::util::json_response;
 
@@ -76,6 +78,7 @@ pub(crate) struct AppState {
     pub(crate) proxy: Proxy,
     pub(crate) storage: Storage,
     pub(crate) control: Control,
+    pub(crate) rest_control: RestControl,
     pub(crate) auth: Auth,
 }
 
@@ -88,6 +91,7 @@ impl Gateway {
             proxy: Proxy::new(&cfg),
             storage,
             control: Control::default(),
+            rest_control: RestControl::default(),
             auth: Auth::new(Arc::new(SigningKeys::new())),
         });
         let app = Router::new()
@@ -160,11 +164,13 @@ impl Gateway {
 async fn dispatch(State(state): State<Arc<AppState>>, req: Request<Body>) -> Response<Body> {
     let path = req.uri().path();
     if path.starts_with("/rest/v1/") {
-        state.proxy.handle(req).await
+        state.proxy.handle(&state.rest_control, req).await
     } else if path.starts_with("/storage/v1/") {
         state.storage.handle(&state.control, req).await
     } else if path.starts_with("/__fake/storage/") {
         crate::control::handle(&state.control, req).await
+    } else if path.starts_with("/__fake/rest/") {
+        crate::rest_control::handle(&state.rest_control, req).await
     } else if path == JWKS_PATH {
         state.auth.jwks(req.method())
     } else if path.starts_with("/__fake/auth/") {

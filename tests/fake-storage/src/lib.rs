@@ -14,6 +14,13 @@
 //! * `/__fake/storage/faults` (`POST` a [`FaultSpec`], `DELETE` to clear) and
 //!   `/__fake/storage/log?path_prefix=…[&method=…]` (a JSON array of [`LogEntry`]): fault
 //!   injection and the request log of the storage routes, for tests. No auth.
+//! * `/__fake/rest/faults` (`POST` a [`RestFaultSpec`], `DELETE` to clear) and
+//!   `/__fake/rest/log?path_prefix=…[&contains=…][&method=…]` (a JSON array of [`RestLogEntry`]):
+//!   the same for `/rest/v1`. Faults apply after key-auth and answer with PostgREST's error shape
+//!   (`{"code":"PGRST000",…,"message":"injected fault"}`) without reaching PostgREST;
+//!   `match_body` restricts a rule to requests whose body contains a substring (such requests are
+//!   buffered), `contains` filters the log by the first 2 KiB of the body. Headers and `apikey`
+//!   query parameters are never logged. No auth.
 //! * `/auth/v1/.well-known/jwks.json`: the public keys of the gateway's [`SigningKeys`] (ES256 and
 //!   RS256; no `apikey` needed; `cache-control: public, max-age=600`). [`Gateway::keys`] mints
 //!   tokens with them. `POST /__fake/auth/rotate` rotates the ES256 key (`{"kid": new}`),
@@ -44,9 +51,11 @@ mod jwks;
 pub mod jwt;
 pub mod keys;
 mod proxy;
+mod rest_control;
 mod storage;
 mod util;
 
 pub use control::{FaultSpec, LogEntry};
 pub use gateway::{Gateway, GatewayConfig, DEFAULT_JWT_SECRET};
 pub use keys::SigningKeys;
+pub use rest_control::{RestFaultSpec, RestLogEntry};

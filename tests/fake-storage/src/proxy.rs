@@ -3,6 +3,10 @@
 //! The key comes from the `apikey` header, else the `?apikey=` query parameter, and must equal the
 //! anon or the service key. It is removed before forwarding (Kong's `hide_credentials`). The rest
 //! of the request URI after `/rest/v1` is forwarded byte for byte; bodies stream both ways.
+//!
+//! After key-auth, the faults of [`crate::rest_control`] apply (a rule with `match_body` makes the
+//! proxy buffer the request body first), and every request is logged there, key-auth failures
+//! included.
 
 use axum::body::Body;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -13,9 +17,13 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 
 use crate::gateway::GatewayConfig;
-use crate::util::{form_decode, json_response};
+use crate::rest_control::{Excerpt, RestControl, Tee};
+use crate::util::{form_decode, json_response, now_ms};
 
 const PREFIX: &str = "/rest/v1";
+
+/// The most a request body is buffered for `match_body` faults.
+const BUFFER_CAP: usize = 64 << 20;
 
 pub(crate) struct Proxy {
     upstream: String,
@@ -73,7 +81,38 @@ impl Proxy {
         }
     }
 
-    pub(crate) async fn handle(&self, req: Request<Body>) -> Response<Body> {
+    /// Serves one `/rest/v1/*` request: key-auth, faults, then the upstream; logs it.
+    pub(crate) async fn handle(&self, control: &RestControl, req: Request<Body>) -> Response<Body> {
+        let at_ms = now_ms();
+        let method = req.method().clone();
+        // The path after the prefix with the query, never with a key, for faults and the log.
+        let mut log_path = req
+            .uri()
+            .path()
+            .strip_prefix(PREFIX)
+            .unwrap_or("/")
+            .to_string();
+        if let Some(q) = req.uri().query().map(strip_apikey_param) {
+            if !q.is_empty() {
+                log_path.push('?');
+                log_path.push_str(&q);
+            }
+        }
+        let excerpt = Excerpt::default();
+        let resp = self
+            .handle_inner(control, req, &log_path, excerpt.clone())
+            .await;
+        control.record(&method, log_path, resp.status().as_u16(), at_ms, excerpt);
+        resp
+    }
+
+    async fn handle_inner(
+        &self,
+        control: &RestControl,
+        req: Request<Body>,
+        log_path: &str,
+        excerpt: Excerpt,
+    ) -> Response<Body> {
         let (mut parts, body) = req.into_parts();
         let raw_query = parts.uri.query().map(str::to_string);
 
@@ -98,6 +137,34 @@ impl Proxy {
                 StatusCode::UNAUTHORIZED,
                 &json!({"message": "Invalid authentication credentials"}),
             );
+        }
+
+        // Faults, after key-auth. The body is read whole only for a `match_body` rule.
+        let mut body = Body::new(Tee::new(body, excerpt));
+        let decoded = percent_encoding::percent_decode_str(log_path).decode_utf8_lossy();
+        let hit = if control.needs_body(&parts.method, log_path, &decoded) {
+            let bytes = match axum::body::to_bytes(body, BUFFER_CAP).await {
+                Ok(b) => b,
+                Err(e) => {
+                    return json_response(
+                        StatusCode::BAD_REQUEST,
+                        &json!({"message": format!("cannot read request body: {e}")}),
+                    )
+                }
+            };
+            body = Body::from(bytes.clone());
+            control.take_fault(&parts.method, log_path, &decoded, Some(&bytes))
+        } else {
+            control.take_fault(&parts.method, log_path, &decoded, None)
+        };
+        if let Some(hit) = hit {
+            if let Some(delay) = hit.delay {
+                tokio::time::sleep(delay).await;
+            }
+            if let Some(resp) = hit.response {
+                crate::storage::drain(body).await;
+                return resp;
+            }
         }
 
         // The raw path after the prefix, byte for byte.
