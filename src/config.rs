@@ -58,7 +58,11 @@ pub const SETTINGS: &[(&str, bool, Option<&str>)] = &[
     ("SUPABASE_URL", false, None),
     ("SUPABASE_SERVICE_KEY", true, None),
     ("SUPABASE_JWT_SECRET", true, Some("")),
-    ("GENERATED_ASSETS_BUCKET_NAME", false, Some("makeit3d_app_assets")),
+    (
+        "GENERATED_ASSETS_BUCKET_NAME",
+        false,
+        Some("makeit3d_app_assets"),
+    ),
     ("GENERATED_ASSETS_BUCKET_PUBLIC", false, Some("true")),
     ("INPUT_ASSETS_TABLE_NAME", false, Some("input_assets")),
     ("CONCEPT_IMAGES_TABLE_NAME", false, Some("concept_images")),
@@ -67,7 +71,11 @@ pub const SETTINGS: &[(&str, bool, Option<&str>)] = &[
     ("OPENAI_API_KEY", true, None),
     ("OPENAI_IMAGE_MODEL", false, Some("gpt-image-1")),
     ("OPENAI_IMAGE_SIZE", false, Some("1024x1024")),
-    ("TRIPO_BASE_URL", false, Some("https://api.tripo3d.ai/v2/openapi")),
+    (
+        "TRIPO_BASE_URL",
+        false,
+        Some("https://api.tripo3d.ai/v2/openapi"),
+    ),
     ("TRIPO_API_KEY", true, None),
     ("AUTH_MODE", false, Some("supabase")),
     ("JWT_LEEWAY_SECONDS", false, Some("30")),
@@ -86,12 +94,18 @@ struct Reader<F> {
 impl<F: Fn(&str) -> Option<String>> Reader<F> {
     fn raw(&mut self, name: &'static str) -> Option<String> {
         let default = SETTINGS.iter().find(|s| s.0 == name).and_then(|s| s.2);
-        match (self.lookup)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+        match (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+        {
             Some(v) => Some(v),
             None => match default {
                 Some(d) => Some(d.to_owned()),
                 None => {
-                    self.problems.push(Problem { name, problem: "missing".into() });
+                    self.problems.push(Problem {
+                        name,
+                        problem: "missing".into(),
+                    });
                     None
                 }
             },
@@ -109,9 +123,14 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         }
         let ok = (v.starts_with("https://") || v.starts_with("http://"))
             && !v.contains(char::is_whitespace)
-            && v.split("://").nth(1).is_some_and(|rest| !rest.is_empty() && !rest.contains('@'));
+            && v.split("://")
+                .nth(1)
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains('@'));
         if !ok {
-            self.problems.push(Problem { name, problem: "must be an http(s) URL".into() });
+            self.problems.push(Problem {
+                name,
+                problem: "must be an http(s) URL".into(),
+            });
         }
         v.trim_end_matches('/').to_owned()
     }
@@ -124,7 +143,10 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         match v.parse::<T>() {
             Ok(n) if n >= min && n <= max => n,
             _ => {
-                self.problems.push(Problem { name, problem: format!("must be a number from {min} to {max}") });
+                self.problems.push(Problem {
+                    name,
+                    problem: format!("must be a number from {min} to {max}"),
+                });
                 min
             }
         }
@@ -135,7 +157,10 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
             "true" | "1" | "yes" => true,
             "false" | "0" | "no" => false,
             _ => {
-                self.problems.push(Problem { name, problem: "must be true or false".into() });
+                self.problems.push(Problem {
+                    name,
+                    problem: "must be true or false".into(),
+                });
                 false
             }
         }
@@ -145,9 +170,13 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         let v = self.string(name);
         let ok = !v.is_empty()
             && v.len() <= 63
-            && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !ok {
-            self.problems.push(Problem { name, problem: "must be 1–63 letters, digits, '_' or '-'".into() });
+            self.problems.push(Problem {
+                name,
+                problem: "must be 1–63 letters, digits, '_' or '-'".into(),
+            });
         }
         v
     }
@@ -156,12 +185,18 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
 impl Config {
     /// Reads and validates every setting. `Err` lists every problem at once.
     pub fn load(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Vec<Problem>> {
-        let mut r = Reader { lookup, problems: Vec::new() };
+        let mut r = Reader {
+            lookup,
+            problems: Vec::new(),
+        };
         let auth_mode = match r.string("AUTH_MODE").as_str() {
             "supabase" => AuthMode::Supabase,
             "none" => AuthMode::None,
             _ => {
-                r.problems.push(Problem { name: "AUTH_MODE", problem: "must be supabase or none".into() });
+                r.problems.push(Problem {
+                    name: "AUTH_MODE",
+                    problem: "must be supabase or none".into(),
+                });
                 AuthMode::Supabase
             }
         };
@@ -203,8 +238,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -231,7 +268,10 @@ mod tests {
     fn missing_settings_are_named_not_valued() {
         let problems = Config::load(env(&[("OPENAI_API_KEY", "sk-secret-value")])).unwrap_err();
         let names: Vec<_> = problems.iter().map(|p| p.name).collect();
-        assert_eq!(names, vec!["SUPABASE_URL", "SUPABASE_SERVICE_KEY", "TRIPO_API_KEY"]);
+        assert_eq!(
+            names,
+            vec!["SUPABASE_URL", "SUPABASE_SERVICE_KEY", "TRIPO_API_KEY"]
+        );
         let text = serde_json::to_string(&problems).unwrap();
         assert!(!text.contains("sk-secret-value"));
     }

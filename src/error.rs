@@ -86,7 +86,12 @@ pub struct DepError {
 
 impl DepError {
     pub fn new(dependency: Dependency, status: Option<u16>, message: impl Into<String>) -> Self {
-        DepError { dependency, status, message: message.into(), retry_after_s: None }
+        DepError {
+            dependency,
+            status,
+            message: message.into(),
+            retry_after_s: None,
+        }
     }
 
     /// No answer, 5xx, 408 or 429: worth trying again.
@@ -103,9 +108,15 @@ impl From<DepError> for ApiError {
         let dependency = e.dependency.as_str().to_owned();
         let message = e.to_string();
         if e.is_transient() {
-            ApiError::DependencyUnavailable { dependency, message }
+            ApiError::DependencyUnavailable {
+                dependency,
+                message,
+            }
         } else {
-            ApiError::DependencyFailed { dependency, message }
+            ApiError::DependencyFailed {
+                dependency,
+                message,
+            }
         }
     }
 }
@@ -173,7 +184,9 @@ impl ApiError {
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         match self {
             ApiError::MethodNotAllowed { allowed, .. } => vec![("allow", allowed.clone())],
-            ApiError::RateLimited { retry_after_s } => vec![("retry-after", retry_after_s.to_string())],
+            ApiError::RateLimited { retry_after_s } => {
+                vec![("retry-after", retry_after_s.to_string())]
+            }
             _ => vec![],
         }
     }
@@ -181,7 +194,11 @@ impl ApiError {
     /// The JSON body of SPEC §4.4.
     pub fn body(&self) -> String {
         let body = Body {
-            error: Inner { code: self.code(), message: self.to_string(), details: self.details() },
+            error: Inner {
+                code: self.code(),
+                message: self.to_string(),
+                details: self.details(),
+            },
         };
         serde_json::to_string(&body).unwrap_or_else(|_| {
             r#"{"error":{"code":"internal_error","message":"internal error"}}"#.to_owned()
@@ -205,16 +222,28 @@ mod tests {
             ApiError::Unauthorized("missing bearer token".into()),
             ApiError::NotFound,
             ApiError::RouteNotFound("/nope".into()),
-            ApiError::MethodNotAllowed { method: "DELETE".into(), allowed: "GET".into() },
+            ApiError::MethodNotAllowed {
+                method: "DELETE".into(),
+                allowed: "GET".into(),
+            },
             ApiError::TaskConflict("different body".into()),
             ApiError::PayloadTooLarge { limit: 65536 },
             ApiError::UnsupportedMediaType,
             ApiError::Validation(vec![FieldError::new("n", "must be between 1 and 10")]),
-            ApiError::InputAssetNotFound(vec![FieldError::new("input_image_asset_url", "no such object")]),
+            ApiError::InputAssetNotFound(vec![FieldError::new(
+                "input_image_asset_url",
+                "no such object",
+            )]),
             ApiError::RateLimited { retry_after_s: 3 },
             ApiError::Misconfigured(vec!["SUPABASE_URL".into()]),
-            ApiError::DependencyFailed { dependency: "storage".into(), message: "HTTP 500".into() },
-            ApiError::DependencyUnavailable { dependency: "queue".into(), message: "send failed".into() },
+            ApiError::DependencyFailed {
+                dependency: "storage".into(),
+                message: "HTTP 500".into(),
+            },
+            ApiError::DependencyUnavailable {
+                dependency: "queue".into(),
+                message: "send failed".into(),
+            },
             ApiError::Internal,
         ];
         for e in &all {
@@ -237,7 +266,10 @@ mod tests {
         let v = parse(&e);
         assert_eq!(e.status(), 422);
         assert_eq!(v["error"]["details"][1]["field"], "colour");
-        assert_eq!(v["error"]["details"][0]["message"], "must be between 1 and 10");
+        assert_eq!(
+            v["error"]["details"][0]["message"],
+            "must be between 1 and 10"
+        );
     }
 
     #[test]
@@ -246,10 +278,19 @@ mod tests {
         assert_eq!(ApiError::UnsupportedMediaType.status(), 415);
         assert_eq!(ApiError::PayloadTooLarge { limit: 1 }.status(), 413);
         assert_eq!(ApiError::TaskConflict(String::new()).status(), 409);
-        assert_eq!(ApiError::InputAssetNotFound(vec![]).code(), "input_asset_not_found");
-        let e = ApiError::MethodNotAllowed { method: "DELETE".into(), allowed: "GET, HEAD".into() };
+        assert_eq!(
+            ApiError::InputAssetNotFound(vec![]).code(),
+            "input_asset_not_found"
+        );
+        let e = ApiError::MethodNotAllowed {
+            method: "DELETE".into(),
+            allowed: "GET, HEAD".into(),
+        };
         assert_eq!(e.headers(), vec![("allow", "GET, HEAD".to_string())]);
-        assert_eq!(ApiError::RateLimited { retry_after_s: 7 }.headers()[0].1, "7");
+        assert_eq!(
+            ApiError::RateLimited { retry_after_s: 7 }.headers()[0].1,
+            "7"
+        );
     }
 
     #[test]

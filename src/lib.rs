@@ -3,6 +3,7 @@
 //! Entry points only. `core` decides (pure, tested natively); `http`, `api`, `jobs`,
 //! `task_object`, `providers` and `supabase` translate between the runtime and the core.
 
+pub mod auth;
 pub mod config;
 pub mod core;
 pub mod error;
@@ -10,7 +11,6 @@ pub mod http;
 pub mod log;
 pub mod net;
 pub mod supabase;
-pub mod auth;
 
 pub mod api;
 pub mod jobs;
@@ -32,6 +32,6 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
 }
 
 #[event(queue)]
-async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) -> worker::Result<()> {
+async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> worker::Result<()> {
     jobs::consume(batch, env).await
 }

@@ -25,13 +25,23 @@ impl Level {
 }
 
 /// Formats one log line. `fields` must be a JSON object (anything else is logged under `data`).
-pub fn line(level: Level, event: &str, task_id: Option<&str>, step: Option<Step>, fields: Value, ts_ms: u64) -> String {
+pub fn line(
+    level: Level,
+    event: &str,
+    task_id: Option<&str>,
+    step: Option<Step>,
+    fields: Value,
+    ts_ms: u64,
+) -> String {
     let mut obj = Map::new();
     obj.insert("ts".into(), Value::from(ts_ms));
     obj.insert("level".into(), Value::from(level.as_str()));
     obj.insert("event".into(), Value::from(event));
     obj.insert("task_id".into(), task_id.map_or(Value::Null, Value::from));
-    obj.insert("step".into(), step.map_or(Value::Null, |s| Value::from(s.as_str())));
+    obj.insert(
+        "step".into(),
+        step.map_or(Value::Null, |s| Value::from(s.as_str())),
+    );
     match fields {
         Value::Object(map) => {
             for (k, v) in map {
@@ -71,10 +81,20 @@ mod tests {
 
     #[test]
     fn one_json_object_per_line_with_task_and_step() {
-        let l = line(Level::Warn, "job.retry", Some("t-1"), Some(Step::Model), json!({"attempt": 2, "event": "spoof"}), 7);
+        let l = line(
+            Level::Warn,
+            "job.retry",
+            Some("t-1"),
+            Some(Step::Model),
+            json!({"attempt": 2, "event": "spoof"}),
+            7,
+        );
         assert!(!l.contains('\n'));
         let v: Value = serde_json::from_str(&l).unwrap();
-        assert_eq!(v["event"], "job.retry", "fields cannot overwrite the event name");
+        assert_eq!(
+            v["event"], "job.retry",
+            "fields cannot overwrite the event name"
+        );
         assert_eq!(v["task_id"], "t-1");
         assert_eq!(v["step"], "model");
         assert_eq!(v["level"], "warn");
@@ -84,7 +104,9 @@ mod tests {
 
     #[test]
     fn missing_task_is_null_and_scalars_go_under_data() {
-        let v: Value = serde_json::from_str(&line(Level::Info, "start", None, None, json!("x\ny"), 1)).unwrap();
+        let v: Value =
+            serde_json::from_str(&line(Level::Info, "start", None, None, json!("x\ny"), 1))
+                .unwrap();
         assert_eq!(v["task_id"], Value::Null);
         assert_eq!(v["data"], "x\ny");
     }

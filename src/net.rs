@@ -3,8 +3,56 @@
 //! Small JSON replies are read whole; model files stay streams (`send_streaming`).
 
 use futures::future::{select, Either};
-use std::time::Duration;
-use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
+use js_sys::{Function, Promise, Reflect};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use worker::{AbortController, Fetch, Headers, Method, Request, RequestInit, Response};
+
+/// A timer on the runtime's `setTimeout`, cleared when dropped. (`worker::Delay` unwraps the
+/// timer id as a number, which this runtime's `setTimeout` does not always return.)
+struct Timer {
+    id: JsValue,
+    fired: JsFuture,
+}
+
+impl Timer {
+    fn new(ms: u64) -> Timer {
+        let global = js_sys::global();
+        let mut id = JsValue::UNDEFINED;
+        let promise = Promise::new(&mut |resolve, _reject| {
+            let set = Reflect::get(&global, &JsValue::from_str("setTimeout"))
+                .ok()
+                .and_then(|f| f.dyn_into::<Function>().ok());
+            if let Some(set) = set {
+                id = set
+                    .call2(&global, &resolve, &JsValue::from_f64(ms as f64))
+                    .unwrap_or(JsValue::UNDEFINED);
+            }
+        });
+        Timer {
+            id,
+            fired: JsFuture::from(promise),
+        }
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        let global = js_sys::global();
+        if let Some(clear) = Reflect::get(&global, &JsValue::from_str("clearTimeout"))
+            .ok()
+            .and_then(|f| f.dyn_into::<Function>().ok())
+        {
+            let _ = clear.call1(&global, &self.id);
+        }
+    }
+}
+
+/// Sleeps `ms` on the runtime's timer.
+pub async fn sleep(ms: u64) {
+    let mut t = Timer::new(ms);
+    let _ = (&mut t.fired).await;
+}
 
 /// A request body.
 pub enum Body {
@@ -47,10 +95,16 @@ impl Reply {
     }
 }
 
-fn build(method: Method, url: &str, headers: &[(&str, &str)], body: Body) -> Result<Request, NetError> {
+fn build(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Body,
+) -> Result<Request, NetError> {
     let h = Headers::new();
     for (k, v) in headers {
-        h.set(k, v).map_err(|e| NetError::Invalid(format!("header {k}: {e}")))?;
+        h.set(k, v)
+            .map_err(|e| NetError::Invalid(format!("header {k}: {e}")))?;
     }
     let mut init = RequestInit::new();
     init.with_method(method).with_headers(h);
@@ -83,10 +137,9 @@ pub async fn send_streaming(
     let signal = controller.signal();
     let fetcher = Fetch::Request(req);
     let fetch = fetcher.send_with_signal(&signal);
-    let timer = Delay::from(Duration::from_millis(timeout_ms));
+    let mut timer = Timer::new(timeout_ms);
     futures::pin_mut!(fetch);
-    futures::pin_mut!(timer);
-    match select(fetch, timer).await {
+    match select(fetch, &mut timer.fired).await {
         Either::Left((Ok(resp), _)) => Ok(resp),
         Either::Left((Err(e), _)) => Err(NetError::Network(e.to_string())),
         Either::Right(_) => {
@@ -107,6 +160,13 @@ pub async fn send(
     let mut resp = send_streaming(method, url, headers, body, timeout_ms).await?;
     let status = resp.status_code();
     let headers = resp.headers().clone();
-    let body = resp.bytes().await.map_err(|e| NetError::Network(format!("reading body: {e}")))?;
-    Ok(Reply { status, headers, body })
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| NetError::Network(format!("reading body: {e}")))?;
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
 }

@@ -16,20 +16,33 @@ fn dep(e: impl std::fmt::Display) -> DepError {
 
 /// Sends `body` to the task's DO at `path` and decodes its JSON answer. A non-2xx answer is a
 /// `DepError` carrying the DO's status and body (the DO answers refusals with 409 / 404).
-pub async fn call<B: Serialize, R: DeserializeOwned>(env: &Env, task: &TaskId, path: &str, body: &B) -> Result<R, DepError> {
+pub async fn call<B: Serialize, R: DeserializeOwned>(
+    env: &Env,
+    task: &TaskId,
+    path: &str,
+    body: &B,
+) -> Result<R, DepError> {
     let ns = env.durable_object(BINDING).map_err(dep)?;
     let stub = ns.get_by_name(task.as_str()).map_err(dep)?;
     let headers = Headers::new();
-    headers.set("content-type", "application/json").map_err(dep)?;
+    headers
+        .set("content-type", "application/json")
+        .map_err(dep)?;
     let text = serde_json::to_string(body).map_err(dep)?;
     let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_headers(headers).with_body(Some(text.into()));
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(text.into()));
     let req = Request::new_with_init(&format!("https://task/{path}"), &init).map_err(dep)?;
     let mut resp = stub.fetch_with_request(req).await.map_err(dep)?;
     let status = resp.status_code();
     let bytes = resp.bytes().await.map_err(dep)?;
     if !(200..300).contains(&status) {
-        return Err(DepError::new(Dependency::TaskObject, Some(status), String::from_utf8_lossy(&bytes).into_owned()));
+        return Err(DepError::new(
+            Dependency::TaskObject,
+            Some(status),
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ));
     }
     serde_json::from_slice(&bytes).map_err(dep)
 }
@@ -44,8 +57,15 @@ pub fn now_ms() -> u64 {
 
 /// Applies one command in the task's DO: `Ok(Ok(reply))`, or `Ok(Err(refusal))` when the state
 /// machine refused it (nothing persisted).
-pub async fn command(env: &Env, task: &TaskId, command: Command) -> Result<Result<CmdReply, Refusal>, DepError> {
-    let req = CmdRequest { command, now_ms: now_ms() };
+pub async fn command(
+    env: &Env,
+    task: &TaskId,
+    command: Command,
+) -> Result<Result<CmdReply, Refusal>, DepError> {
+    let req = CmdRequest {
+        command,
+        now_ms: now_ms(),
+    };
     match call::<_, CmdReply>(env, task, "cmd", &req).await {
         Ok(reply) => Ok(Ok(reply)),
         Err(e) if e.status == Some(409) => match serde_json::from_str::<RefusalReply>(&e.message) {
@@ -58,5 +78,9 @@ pub async fn command(env: &Env, task: &TaskId, command: Command) -> Result<Resul
 
 /// The task's state, `None` for an unknown task.
 pub async fn state(env: &Env, task: &TaskId) -> Result<Option<TaskState>, DepError> {
-    Ok(call::<_, StateReply>(env, task, "state", &serde_json::Value::Null).await?.state)
+    Ok(
+        call::<_, StateReply>(env, task, "state", &serde_json::Value::Null)
+            .await?
+            .state,
+    )
 }

@@ -51,7 +51,11 @@ impl TaskObject {
     }
 
     /// Applies one command and persists the result; the alarm follows the state.
-    pub async fn command(&self, cmd: Command, now_ms: u64) -> Result<std::result::Result<CmdReply, Refusal>> {
+    pub async fn command(
+        &self,
+        cmd: Command,
+        now_ms: u64,
+    ) -> Result<std::result::Result<CmdReply, Refusal>> {
         let current = self.load().await?;
         let (state, outcome) = match apply(current, cmd, now_ms) {
             Ok(ok) => ok,
@@ -76,7 +80,10 @@ impl TaskObject {
         match state.next_alarm_ms() {
             Some(at) => {
                 let delay = at.saturating_sub(now_ms).max(1);
-                self.state.storage().set_alarm(Duration::from_millis(delay)).await
+                self.state
+                    .storage()
+                    .set_alarm(Duration::from_millis(delay))
+                    .await
             }
             None => Ok(()),
         }
@@ -94,10 +101,14 @@ impl DurableObject for TaskObject {
                 let body: CmdRequest = req.json().await?;
                 match self.command(body.command, body.now_ms).await? {
                     Ok(reply) => Response::from_json(&reply),
-                    Err(refusal) => Ok(Response::from_json(&RefusalReply { refusal })?.with_status(409)),
+                    Err(refusal) => {
+                        Ok(Response::from_json(&RefusalReply { refusal })?.with_status(409))
+                    }
                 }
             }
-            "/state" => Response::from_json(&StateReply { state: self.load().await? }),
+            "/state" => Response::from_json(&StateReply {
+                state: self.load().await?,
+            }),
             _ => Response::error("unknown task object command", 404),
         }
     }
@@ -108,7 +119,13 @@ impl DurableObject for TaskObject {
             return Response::empty();
         };
         if let Err(e) = crate::jobs::poll::on_alarm(self, &self.env, &state, now_ms).await {
-            log::emit(Level::Error, "poll.alarm_error", Some(state.task_id.as_str()), None, serde_json::json!({ "error": e.to_string() }));
+            log::emit(
+                Level::Error,
+                "poll.alarm_error",
+                Some(state.task_id.as_str()),
+                None,
+                serde_json::json!({ "error": e.to_string() }),
+            );
         }
         // Re-arm from whatever the polls left (poll first, re-arm after).
         if let Some(latest) = self.load().await? {

@@ -24,10 +24,16 @@ async fn error_response_has_status_headers_and_shape() {
 
 #[wasm_bindgen_test]
 async fn method_not_allowed_sets_allow() {
-    let e = ApiError::MethodNotAllowed { method: "DELETE".into(), allowed: "GET, HEAD, OPTIONS".into() };
+    let e = ApiError::MethodNotAllowed {
+        method: "DELETE".into(),
+        allowed: "GET, HEAD, OPTIONS".into(),
+    };
     let resp = error_response(&e).unwrap();
     assert_eq!(resp.status_code(), 405);
-    assert_eq!(resp.headers().get("allow").unwrap().as_deref(), Some("GET, HEAD, OPTIONS"));
+    assert_eq!(
+        resp.headers().get("allow").unwrap().as_deref(),
+        Some("GET, HEAD, OPTIONS")
+    );
 }
 
 #[wasm_bindgen_test]
@@ -44,6 +50,9 @@ fn config_and_ids_behave_as_natively() {
     assert!(problems.iter().any(|p| p.name == "SUPABASE_URL"));
     let t = TaskId::parse("t-1").unwrap();
     // Same value as the native build computes: v5 is deterministic across targets.
-    assert_eq!(row_id(&t, Step::Model, 0), row_id(&TaskId::parse("t-1").unwrap(), Step::Model, 0));
+    assert_eq!(
+        row_id(&t, Step::Model, 0),
+        row_id(&TaskId::parse("t-1").unwrap(), Step::Model, 0)
+    );
     assert_eq!(row_id(&t, Step::Model, 0).get_version_num(), 5);
 }

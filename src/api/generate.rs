@@ -25,18 +25,37 @@ use crate::task_client;
 
 /// Reads and checks the body: JSON content type and the size limit.
 async fn read_body(req: &mut Request, cfg: &Config) -> Result<Vec<u8>, ApiError> {
-    let ct = req.headers().get("content-type").ok().flatten().unwrap_or_default();
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let ct = req
+        .headers()
+        .get("content-type")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if mime != "application/json" {
         return Err(ApiError::UnsupportedMediaType);
     }
     let limit = cfg.max_body_bytes;
-    if let Some(len) = req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<usize>().ok()) {
+    if let Some(len) = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    {
         if len > limit {
             return Err(ApiError::PayloadTooLarge { limit });
         }
     }
-    let body = req.bytes().await.map_err(|_| ApiError::MalformedJson("could not read the body".into()))?;
+    let body = req
+        .bytes()
+        .await
+        .map_err(|_| ApiError::MalformedJson("could not read the body".into()))?;
     if body.len() > limit {
         return Err(ApiError::PayloadTooLarge { limit });
     }
@@ -46,7 +65,12 @@ async fn read_body(req: &mut Request, cfg: &Config) -> Result<Vec<u8>, ApiError>
 /// Inputs must be readable by their owner: objects in a private bucket must sit in the caller's
 /// folder (`{user_id}/…`, Supabase's owner-folder convention) or be this task's own outputs in
 /// the generated-assets bucket (flow B); public and signed URLs are readable by whoever has them.
-fn check_ownership(obj: &InputObject, user: UserId, task: &TaskId, cfg: &Config) -> Result<(), String> {
+fn check_ownership(
+    obj: &InputObject,
+    user: UserId,
+    task: &TaskId,
+    cfg: &Config,
+) -> Result<(), String> {
     use crate::core::storage_path::Access;
     if !matches!(obj.access(), Access::Authenticated) {
         return Ok(());
@@ -63,12 +87,20 @@ fn check_ownership(obj: &InputObject, user: UserId, task: &TaskId, cfg: &Config)
             }
         }
     }
-    Err("a private object must be in your own folder ({user_id}/…) or an output of this task".into())
+    Err(
+        "a private object must be in your own folder ({user_id}/…) or an output of this task"
+            .into(),
+    )
 }
 
 /// Checks every input object exists and is an accepted image (422 `input_asset_not_found` /
 /// `validation_error` otherwise); Storage failures are 502/503.
-async fn check_inputs(cfg: &Config, origin: &Origin, v: &ValidRequest, user: UserId) -> Result<(), ApiError> {
+async fn check_inputs(
+    cfg: &Config,
+    origin: &Origin,
+    v: &ValidRequest,
+    user: UserId,
+) -> Result<(), ApiError> {
     let resolved = request::resolve_urls(&v.request, origin).map_err(ApiError::Validation)?;
     let fields = request::url_fields(&v.request);
     let mut invalid = Vec::new();
@@ -80,7 +112,10 @@ async fn check_inputs(cfg: &Config, origin: &Origin, v: &ValidRequest, user: Use
             continue;
         }
         match supabase::storage::input_info(cfg, obj).await? {
-            None => missing.push(FieldError::new(field.clone(), "no such object in Supabase Storage")),
+            None => missing.push(FieldError::new(
+                field.clone(),
+                "no such object in Supabase Storage",
+            )),
             Some(info) => {
                 // The refine model input is stored as a reference only: no image checks.
                 if field != "input_model_asset_url" {
@@ -101,7 +136,10 @@ async fn check_inputs(cfg: &Config, origin: &Origin, v: &ValidRequest, user: Use
 }
 
 fn tables(cfg: &Config) -> Tables {
-    Tables { concept_images: cfg.concept_images_table.clone(), models: cfg.models_table.clone() }
+    Tables {
+        concept_images: cfg.concept_images_table.clone(),
+        models: cfg.models_table.clone(),
+    }
 }
 
 pub async fn handle(name: &str, mut req: Request, env: &Env) -> Result<Response, ApiError> {
@@ -113,15 +151,28 @@ pub async fn handle(name: &str, mut req: Request, env: &Env) -> Result<Response,
         RequestError::Invalid(errs) => ApiError::Validation(errs),
     })?;
     let user = auth::authenticate(req.headers(), &cfg).await?;
-    let origin = Origin::parse(&cfg.supabase_url).map_err(|_| ApiError::Misconfigured(vec!["SUPABASE_URL".into()]))?;
+    let origin = Origin::parse(&cfg.supabase_url)
+        .map_err(|_| ApiError::Misconfigured(vec!["SUPABASE_URL".into()]))?;
     check_inputs(&cfg, &origin, &valid, user).await?;
     submit(&cfg, env, valid, user).await
 }
 
-async fn submit(cfg: &Config, env: &Env, valid: ValidRequest, user: UserId) -> Result<Response, ApiError> {
-    let ValidRequest { task_id, request: step_req } = valid;
+async fn submit(
+    cfg: &Config,
+    env: &Env,
+    valid: ValidRequest,
+    user: UserId,
+) -> Result<Response, ApiError> {
+    let ValidRequest {
+        task_id,
+        request: step_req,
+    } = valid;
     let step = step_req.step();
-    let cmd = Command::Submit(Submission { owner: user, task_id: task_id.clone(), request: step_req.clone() });
+    let cmd = Command::Submit(Submission {
+        owner: user,
+        task_id: task_id.clone(),
+        request: step_req.clone(),
+    });
     let reply = match task_client::command(env, &task_id, cmd).await? {
         Ok(r) => r,
         Err(refusal) => return Err(refusal_error(refusal)),
@@ -133,25 +184,49 @@ async fn submit(cfg: &Config, env: &Env, valid: ValidRequest, user: UserId) -> R
     match reply.outcome {
         Outcome::Existing => {
             let body = submit_response(&task_id, step, state.status);
-            return json(200, serde_json::to_string(&body).map_err(|_| ApiError::Internal)?).map_err(internal);
+            return json(
+                200,
+                serde_json::to_string(&body).map_err(|_| ApiError::Internal)?,
+            )
+            .map_err(internal);
         }
         Outcome::Created | Outcome::Resume | Outcome::Retry => {}
         other => {
-            log::emit(Level::Error, "submit.unexpected_outcome", Some(task_id.as_str()), Some(step), json!({ "outcome": format!("{other:?}") }));
+            log::emit(
+                Level::Error,
+                "submit.unexpected_outcome",
+                Some(task_id.as_str()),
+                Some(step),
+                json!({ "outcome": format!("{other:?}") }),
+            );
             return Err(ApiError::Internal);
         }
     }
     let retry = matches!(reply.outcome, Outcome::Retry);
     let row_ids = state.row_ids.clone();
-    if let Err(e) = write_rows(cfg, env, &task_id, user, &step_req, &row_ids, attempt, retry).await {
+    if let Err(e) = write_rows(
+        cfg, env, &task_id, user, &step_req, &row_ids, attempt, retry,
+    )
+    .await
+    {
         undo(env, &task_id, step, attempt, &e).await;
         return Err(e.into());
     }
-    log::emit(Level::Info, "submit.accepted", Some(task_id.as_str()), Some(step), json!({
-        "attempt": attempt, "outcome": format!("{:?}", reply.outcome), "rows": row_ids.len(),
-    }));
+    log::emit(
+        Level::Info,
+        "submit.accepted",
+        Some(task_id.as_str()),
+        Some(step),
+        json!({
+            "attempt": attempt, "outcome": format!("{:?}", reply.outcome), "rows": row_ids.len(),
+        }),
+    );
     let body = submit_response(&task_id, step, Status::Pending);
-    json(202, serde_json::to_string(&body).map_err(|_| ApiError::Internal)?).map_err(internal)
+    json(
+        202,
+        serde_json::to_string(&body).map_err(|_| ApiError::Internal)?,
+    )
+    .map_err(internal)
 }
 
 /// Rows (inserted, or reset for a retry), then the job message, then `MarkEnqueued`.
@@ -172,20 +247,46 @@ async fn write_rows(
         supabase::rest::send_all(cfg, &rows::reset(&t, step_req, row_ids, attempt)).await?;
     }
     let step = step_req.step();
-    jobs::enqueue(env, &crate::core::jobs::JobMessage::run(task_id.clone(), step, attempt), 0).await?;
+    jobs::enqueue(
+        env,
+        &crate::core::jobs::JobMessage::run(task_id.clone(), step, attempt),
+        0,
+    )
+    .await?;
     // The message is out: from here the job owns the step. A failure to record it is harmless
     // (the consumer's claim marks it enqueued too).
-    if let Err(e) = task_client::command(env, task_id, Command::MarkEnqueued { step, attempt }).await {
-        log::emit(Level::Warn, "submit.mark_enqueued_failed", Some(task_id.as_str()), Some(step), json!({ "error": e.to_string() }));
+    if let Err(e) =
+        task_client::command(env, task_id, Command::MarkEnqueued { step, attempt }).await
+    {
+        log::emit(
+            Level::Warn,
+            "submit.mark_enqueued_failed",
+            Some(task_id.as_str()),
+            Some(step),
+            json!({ "error": e.to_string() }),
+        );
     }
     Ok(())
 }
 
 /// Undoes a submission whose rows or message could not be written.
 async fn undo(env: &Env, task_id: &TaskId, step: Step, attempt: u32, cause: &DepError) {
-    log::emit(Level::Warn, "submit.aborted", Some(task_id.as_str()), Some(step), json!({ "attempt": attempt, "cause": cause.to_string() }));
-    if let Err(e) = task_client::command(env, task_id, Command::AbortSubmit { step, attempt }).await {
-        log::emit(Level::Error, "submit.abort_failed", Some(task_id.as_str()), Some(step), json!({ "error": e.to_string() }));
+    log::emit(
+        Level::Warn,
+        "submit.aborted",
+        Some(task_id.as_str()),
+        Some(step),
+        json!({ "attempt": attempt, "cause": cause.to_string() }),
+    );
+    if let Err(e) = task_client::command(env, task_id, Command::AbortSubmit { step, attempt }).await
+    {
+        log::emit(
+            Level::Error,
+            "submit.abort_failed",
+            Some(task_id.as_str()),
+            Some(step),
+            json!({ "error": e.to_string() }),
+        );
     }
 }
 

@@ -15,8 +15,15 @@ pub async fn handle(raw_id: &str, req: Request, env: &Env) -> Result<Response, A
     let user = auth::authenticate(req.headers(), &cfg).await?;
     let task_id = TaskId::parse(raw_id).map_err(|_| ApiError::NotFound)?;
     let url = req.url().map_err(internal)?;
-    let query = parse_query(url.query().unwrap_or("")).map_err(|e| ApiError::Validation(vec![e]))?;
-    let state = task_client::state(env, &task_id).await?.ok_or(ApiError::NotFound)?;
+    let query =
+        parse_query(url.query().unwrap_or("")).map_err(|e| ApiError::Validation(vec![e]))?;
+    let state = task_client::state(env, &task_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     let v = view(&state, query, user).map_err(|_| ApiError::NotFound)?;
-    json(200, serde_json::to_string(&v).map_err(|_| ApiError::Internal)?).map_err(internal)
+    json(
+        200,
+        serde_json::to_string(&v).map_err(|_| ApiError::Internal)?,
+    )
+    .map_err(internal)
 }

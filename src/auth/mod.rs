@@ -10,7 +10,9 @@ use worker::{Headers, Method};
 
 use crate::config::{AuthMode, Config, LOCAL_USER_ID};
 use crate::core::ids::UserId;
-use crate::core::jwt::{self, AuthError, JwksCache, JwksCachePolicy, PublicKey, Validation, Verifier};
+use crate::core::jwt::{
+    self, AuthError, JwksCache, JwksCachePolicy, PublicKey, Validation, Verifier,
+};
 use crate::error::ApiError;
 use crate::log::{self, Level};
 use crate::net::{self, Body};
@@ -29,7 +31,10 @@ fn now_ms() -> u64 {
 
 fn to_api(e: AuthError) -> ApiError {
     if e.http_status() == 503 {
-        ApiError::DependencyUnavailable { dependency: "auth".into(), message: e.to_string() }
+        ApiError::DependencyUnavailable {
+            dependency: "auth".into(),
+            message: e.to_string(),
+        }
     } else {
         ApiError::Unauthorized(e.to_string())
     }
@@ -46,15 +51,21 @@ pub async fn authenticate(headers: &Headers, cfg: &Config) -> Result<UserId, Api
     let parsed = jwt::parse(token).map_err(to_api)?;
     let validation = Validation {
         leeway_s: i64::try_from(cfg.jwt_leeway_s).unwrap_or(30),
-        ..Validation::new((now_ms() / 1000) as i64, Some(jwt::expected_issuer(&cfg.supabase_url)))
+        ..Validation::new(
+            (now_ms() / 1000) as i64,
+            Some(jwt::expected_issuer(&cfg.supabase_url)),
+        )
     };
     // Claims first: an expired or foreign token is refused without any crypto or fetch.
     let user = jwt::validate_claims(&parsed.claims, &validation).map_err(to_api)?;
     let secret = cfg.supabase_jwt_secret.as_deref();
     let ok = match parsed.header.alg {
         jwt::Alg::Hs256 => {
-            let Verifier::HmacSecret = parsed.verifier(secret.is_some(), None).map_err(to_api)? else {
-                return Err(ApiError::Unauthorized(AuthError::UnsupportedAlgorithm.to_string()));
+            let Verifier::HmacSecret = parsed.verifier(secret.is_some(), None).map_err(to_api)?
+            else {
+                return Err(ApiError::Unauthorized(
+                    AuthError::UnsupportedAlgorithm.to_string(),
+                ));
             };
             let key = Key::Hmac(secret.unwrap_or_default().as_bytes());
             webcrypto::verify(key, parsed.signing_input(), parsed.signature()).await
@@ -64,7 +75,9 @@ pub async fn authenticate(headers: &Headers, cfg: &Config) -> Result<UserId, Api
             let jwks = keys(cfg, &kid).await?;
             let verifier = parsed.verifier(false, jwks.as_ref()).map_err(to_api)?;
             let Verifier::Jwk(jwk) = verifier else {
-                return Err(ApiError::Unauthorized(AuthError::UnsupportedAlgorithm.to_string()));
+                return Err(ApiError::Unauthorized(
+                    AuthError::UnsupportedAlgorithm.to_string(),
+                ));
             };
             let key = match &jwk.key {
                 PublicKey::EcP256 { x, y } => Key::EcP256 { x, y },
@@ -77,7 +90,13 @@ pub async fn authenticate(headers: &Headers, cfg: &Config) -> Result<UserId, Api
         Ok(true) => Ok(user),
         Ok(false) => Err(ApiError::Unauthorized(AuthError::BadSignature.to_string())),
         Err(e) => {
-            log::emit(Level::Warn, "auth.key_unusable", None, None, serde_json::json!({ "error": e }));
+            log::emit(
+                Level::Warn,
+                "auth.key_unusable",
+                None,
+                None,
+                serde_json::json!({ "error": e }),
+            );
             Err(ApiError::Unauthorized(AuthError::BadSignature.to_string()))
         }
     }
@@ -100,13 +119,39 @@ async fn keys(cfg: &Config, kid: &str) -> Result<Option<jwt::Jwks>, ApiError> {
     if fetch {
         let url = format!("{}/auth/v1/.well-known/jwks.json", cfg.supabase_url);
         let apikey = cfg.supabase_service_key.clone();
-        match net::send(Method::Get, &url, &[("apikey", apikey.as_str())], Body::Empty, JWKS_TIMEOUT_MS).await {
+        match net::send(
+            Method::Get,
+            &url,
+            &[("apikey", apikey.as_str())],
+            Body::Empty,
+            JWKS_TIMEOUT_MS,
+        )
+        .await
+        {
             Ok(reply) if reply.is_success() => match jwt::parse_jwks(&reply.text()) {
                 Ok(set) => JWKS.with(|c| c.borrow_mut().store(set, now)),
-                Err(e) => log::emit(Level::Warn, "auth.jwks_invalid", None, None, serde_json::json!({ "error": e.to_string() })),
+                Err(e) => log::emit(
+                    Level::Warn,
+                    "auth.jwks_invalid",
+                    None,
+                    None,
+                    serde_json::json!({ "error": e.to_string() }),
+                ),
             },
-            Ok(reply) => log::emit(Level::Warn, "auth.jwks_http_error", None, None, serde_json::json!({ "status": reply.status })),
-            Err(e) => log::emit(Level::Warn, "auth.jwks_unreachable", None, None, serde_json::json!({ "error": e.to_string() })),
+            Ok(reply) => log::emit(
+                Level::Warn,
+                "auth.jwks_http_error",
+                None,
+                None,
+                serde_json::json!({ "status": reply.status }),
+            ),
+            Err(e) => log::emit(
+                Level::Warn,
+                "auth.jwks_unreachable",
+                None,
+                None,
+                serde_json::json!({ "error": e.to_string() }),
+            ),
         }
     }
     let set = JWKS.with(|c| c.borrow().usable(&policy, now).cloned());

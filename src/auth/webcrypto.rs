@@ -39,7 +39,9 @@ fn s(v: &str) -> JsValue {
 /// Checks `signature` over `signing_input` with `key`. `Ok(false)` = a wrong signature;
 /// `Err` = the key could not be used (malformed JWK and the like).
 pub async fn verify(key: Key<'_>, signing_input: &[u8], signature: &[u8]) -> Result<bool, String> {
-    verify_js(key, signing_input, signature).await.map_err(|e| format!("{e:?}"))
+    verify_js(key, signing_input, signature)
+        .await
+        .map_err(|e| format!("{e:?}"))
 }
 
 async fn verify_js(key: Key<'_>, signing_input: &[u8], signature: &[u8]) -> Result<bool, JsValue> {
@@ -55,29 +57,51 @@ async fn verify_js(key: Key<'_>, signing_input: &[u8], signature: &[u8]) -> Resu
         ),
         Key::EcP256 { x, y } => (
             "jwk",
-            obj(&[("kty", s("EC")), ("crv", s("P-256")), ("x", s(x)), ("y", s(y)), ("ext", JsValue::TRUE)])?,
+            obj(&[
+                ("kty", s("EC")),
+                ("crv", s("P-256")),
+                ("x", s(x)),
+                ("y", s(y)),
+                ("ext", JsValue::TRUE),
+            ])?,
             obj(&[("name", s("ECDSA")), ("namedCurve", s("P-256"))])?,
             obj(&[("name", s("ECDSA")), ("hash", sha256.clone().into())])?,
         ),
         Key::Rsa { n, e } => (
             "jwk",
-            obj(&[("kty", s("RSA")), ("n", s(n)), ("e", s(e)), ("alg", s("RS256")), ("ext", JsValue::TRUE)])?,
-            obj(&[("name", s("RSASSA-PKCS1-v1_5")), ("hash", sha256.clone().into())])?,
+            obj(&[
+                ("kty", s("RSA")),
+                ("n", s(n)),
+                ("e", s(e)),
+                ("alg", s("RS256")),
+                ("ext", JsValue::TRUE),
+            ])?,
+            obj(&[
+                ("name", s("RSASSA-PKCS1-v1_5")),
+                ("hash", sha256.clone().into()),
+            ])?,
             obj(&[("name", s("RSASSA-PKCS1-v1_5"))])?,
         ),
     };
-    let crypto_key: web_sys::CryptoKey =
-        JsFuture::from(subtle.import_key_with_object(format, &key_data, &import_alg, false, &usages)?)
-            .await?
-            .unchecked_into();
+    let crypto_key: web_sys::CryptoKey = JsFuture::from(subtle.import_key_with_object(
+        format,
+        &key_data,
+        &import_alg,
+        false,
+        &usages,
+    )?)
+    .await?
+    .unchecked_into();
     let sig = Uint8Array::from(signature);
     let data = Uint8Array::from(signing_input);
-    let ok = JsFuture::from(subtle.verify_with_object_and_buffer_source_and_buffer_source(
-        &verify_alg,
-        &crypto_key,
-        &sig,
-        &data,
-    )?)
+    let ok = JsFuture::from(
+        subtle.verify_with_object_and_buffer_source_and_buffer_source(
+            &verify_alg,
+            &crypto_key,
+            &sig,
+            &data,
+        )?,
+    )
     .await?;
     Ok(ok.as_bool().unwrap_or(false))
 }

@@ -34,7 +34,8 @@ impl TaskId {
         }
         let mut chars = s.chars();
         let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-        let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'));
+        let rest_ok =
+            chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'));
         if !first_ok || !rest_ok {
             return Err(TaskIdError::Charset);
         }
@@ -95,7 +96,9 @@ mod tests {
     fn refuses_bad_task_ids() {
         assert_eq!(TaskId::parse(""), Err(TaskIdError::Length));
         assert_eq!(TaskId::parse(&"x".repeat(129)), Err(TaskIdError::Length));
-        for bad in ["-a", ".a", "_a", "a/b", "a b", "a%2e", "é", "a\n", "a?b", "a#b"] {
+        for bad in [
+            "-a", ".a", "_a", "a/b", "a b", "a%2e", "é", "a\n", "a?b", "a#b",
+        ] {
             assert_eq!(TaskId::parse(bad), Err(TaskIdError::Charset), "{bad}");
         }
         assert_eq!(TaskId::parse("a..b"), Err(TaskIdError::DotDot));

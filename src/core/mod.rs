@@ -7,13 +7,13 @@
 pub mod ids;
 pub mod step;
 
-pub mod request;
-pub mod storage_path;
-pub mod status;
-pub mod task;
 pub mod jwt;
+pub mod request;
 pub mod rows;
+pub mod status;
+pub mod storage_path;
 pub mod supabase;
+pub mod task;
 
 pub mod jobs;
 pub mod openai;

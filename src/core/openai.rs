@@ -427,8 +427,8 @@ pub fn failure(http_status: u16, body: &str, retry_after_ms: Option<u64>) -> Fai
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::retry::ErrorCode;
+    use super::*;
 
     /// A 1×1 PNG (signature + IHDR + IDAT + IEND).
     const PNG_1X1: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";

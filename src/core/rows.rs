@@ -50,7 +50,13 @@ fn params(req: &StepRequest) -> Value {
 }
 
 /// The insert of a step's pending rows (n concept rows, or one model row), idempotent.
-pub fn insert(tables: &Tables, task: &TaskId, user: UserId, req: &StepRequest, attempt: u32) -> RestRequest {
+pub fn insert(
+    tables: &Tables,
+    task: &TaskId,
+    user: UserId,
+    req: &StepRequest,
+    attempt: u32,
+) -> RestRequest {
     match req {
         StepRequest::Concepts(c) => rest::insert_concept_rows(
             &tables.concept_images,
@@ -71,7 +77,12 @@ pub fn insert(tables: &Tables, task: &TaskId, user: UserId, req: &StepRequest, a
     }
 }
 
-fn model_row<'a>(task: &'a TaskId, user: UserId, req: &'a StepRequest, attempt: u32) -> ModelRow<'a> {
+fn model_row<'a>(
+    task: &'a TaskId,
+    user: UserId,
+    req: &'a StepRequest,
+    attempt: u32,
+) -> ModelRow<'a> {
     let (kind, source_input, source_concept) = match req {
         StepRequest::Model(m) => (
             task_type(m.tripo_task_type()),
@@ -98,17 +109,35 @@ fn model_row<'a>(task: &'a TaskId, user: UserId, req: &'a StepRequest, attempt: 
 pub fn metadata(req: &StepRequest, attempt: u32, index: u32) -> RowMetadata {
     match req {
         StepRequest::Concepts(c) => RowMetadata::concept(attempt, c.n, index, params(req)),
-        StepRequest::Model(m) => RowMetadata::model(Step::Model, attempt, task_type(m.tripo_task_type()), params(req)),
-        StepRequest::Refine(_) => RowMetadata::model(Step::Refine, attempt, TaskType::RefineModel, params(req)),
+        StepRequest::Model(m) => RowMetadata::model(
+            Step::Model,
+            attempt,
+            task_type(m.tripo_task_type()),
+            params(req),
+        ),
+        StepRequest::Refine(_) => {
+            RowMetadata::model(Step::Refine, attempt, TaskType::RefineModel, params(req))
+        }
     }
 }
 
 /// Resets the failed rows of a resubmitted step to `pending` for `attempt`.
-pub fn reset(tables: &Tables, req: &StepRequest, row_ids: &[Uuid], attempt: u32) -> Vec<RestRequest> {
+pub fn reset(
+    tables: &Tables,
+    req: &StepRequest,
+    row_ids: &[Uuid],
+    attempt: u32,
+) -> Vec<RestRequest> {
     row_ids
         .iter()
         .enumerate()
-        .map(|(i, id)| rest::reset_pending(tables.of(req.step()), *id, &metadata(req, attempt, i as u32)))
+        .map(|(i, id)| {
+            rest::reset_pending(
+                tables.of(req.step()),
+                *id,
+                &metadata(req, attempt, i as u32),
+            )
+        })
         .collect()
 }
 
@@ -124,7 +153,10 @@ mod tests {
     use crate::core::request::{parse, Endpoint};
 
     fn tables() -> Tables {
-        Tables { concept_images: "concept_images".into(), models: "models".into() }
+        Tables {
+            concept_images: "concept_images".into(),
+            models: "models".into(),
+        }
     }
 
     fn user() -> UserId {
@@ -143,13 +175,19 @@ mod tests {
         let body: Value = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
         let rows = body.as_array().unwrap();
         assert_eq!(rows.len(), 3);
-        assert_eq!(rows[2]["id"], row_id(&v.task_id, Step::Concepts, 2).to_string());
+        assert_eq!(
+            rows[2]["id"],
+            row_id(&v.task_id, Step::Concepts, 2).to_string()
+        );
         assert_eq!(rows[0]["prompt"], "a cat");
         assert_eq!(rows[0]["style"], "clay");
         assert_eq!(rows[0]["status"], "pending");
         assert_eq!(rows[1]["metadata"]["index"], 1);
         assert!(rows[0]["metadata"]["params"].get("prompt").is_none());
-        assert_eq!(r.header("prefer"), Some("resolution=ignore-duplicates,return=minimal"));
+        assert_eq!(
+            r.header("prefer"),
+            Some("resolution=ignore-duplicates,return=minimal")
+        );
     }
 
     #[test]

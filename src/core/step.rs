@@ -115,12 +115,18 @@ mod tests {
         assert_eq!(Service::parse("tripoai"), Some(Service::Tripo));
         assert_eq!(Service::parse("openai"), Some(Service::OpenAi));
         assert_eq!(Service::parse("dalle"), None);
-        assert_eq!(serde_json::to_string(&Service::Tripo).unwrap(), "\"tripoai\"");
+        assert_eq!(
+            serde_json::to_string(&Service::Tripo).unwrap(),
+            "\"tripoai\""
+        );
     }
 
     #[test]
     fn status_serializes_lowercase() {
-        assert_eq!(serde_json::to_string(&Status::Processing).unwrap(), "\"processing\"");
+        assert_eq!(
+            serde_json::to_string(&Status::Processing).unwrap(),
+            "\"processing\""
+        );
         assert!(Status::Failed.is_terminal());
         assert!(!Status::Pending.is_terminal());
     }

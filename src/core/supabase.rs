@@ -30,13 +30,19 @@ impl StorageError {
                     .status_code
                     .and_then(|v| match v {
                         serde_json::Value::String(s) => s.parse().ok(),
-                        serde_json::Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+                        serde_json::Value::Number(n) => {
+                            n.as_u64().and_then(|n| u16::try_from(n).ok())
+                        }
                         _ => None,
                     })
                     .filter(|s| (400..600).contains(s))
                     .unwrap_or(http_status);
                 StorageError {
-                    status: if http_status >= 500 { http_status } else { real },
+                    status: if http_status >= 500 {
+                        http_status
+                    } else {
+                        real
+                    },
                     code: raw.code.or(raw.error.clone()).unwrap_or_default(),
                     message: raw.message.or(raw.error).unwrap_or_default(),
                 }
@@ -51,7 +57,11 @@ impl StorageError {
 
     /// The object (or its bucket) does not exist, or is not visible to the caller.
     pub fn is_not_found(&self) -> bool {
-        self.status == 404 || matches!(self.code.as_str(), "NoSuchKey" | "NoSuchBucket" | "not_found")
+        self.status == 404
+            || matches!(
+                self.code.as_str(),
+                "NoSuchKey" | "NoSuchBucket" | "not_found"
+            )
     }
 
     /// Worth retrying: 5xx, 408, 429.
@@ -84,10 +94,16 @@ impl ObjectInfo {
                 return Err("the input object is empty".into());
             }
             if size > max_bytes {
-                return Err(format!("the input object is {size} bytes; the limit is {max_bytes}"));
+                return Err(format!(
+                    "the input object is {size} bytes; the limit is {max_bytes}"
+                ));
             }
         }
-        match self.content_type.as_deref().map(|c| c.split(';').next().unwrap_or(c).trim().to_ascii_lowercase()) {
+        match self
+            .content_type
+            .as_deref()
+            .map(|c| c.split(';').next().unwrap_or(c).trim().to_ascii_lowercase())
+        {
             Some(ct) if INPUT_CONTENT_TYPES.contains(&ct.as_str()) => Ok(()),
             Some(ct) => Err(format!("the input must be PNG, JPEG or WebP, not {ct}")),
             None => Ok(()),
@@ -129,13 +145,24 @@ mod tests {
 
     #[test]
     fn input_checks_type_and_size() {
-        let ok = ObjectInfo { size: Some(10), content_type: Some("image/png".into()) };
+        let ok = ObjectInfo {
+            size: Some(10),
+            content_type: Some("image/png".into()),
+        };
         assert!(ok.check_input(100).is_ok());
-        let big = ObjectInfo { size: Some(101), content_type: Some("image/png".into()) };
+        let big = ObjectInfo {
+            size: Some(101),
+            content_type: Some("image/png".into()),
+        };
         assert!(big.check_input(100).unwrap_err().contains("limit"));
-        let pdf = ObjectInfo { size: Some(10), content_type: Some("application/pdf".into()) };
+        let pdf = ObjectInfo {
+            size: Some(10),
+            content_type: Some("application/pdf".into()),
+        };
         assert!(pdf.check_input(100).unwrap_err().contains("PNG"));
-        let parsed = ObjectInfo::parse(br#"{"id":"x","size":75,"content_type":"image/webp","etag":"e"}"#).unwrap();
+        let parsed =
+            ObjectInfo::parse(br#"{"id":"x","size":75,"content_type":"image/webp","etag":"e"}"#)
+                .unwrap();
         assert_eq!(parsed.size, Some(75));
         assert!(parsed.check_input(100).is_ok());
     }

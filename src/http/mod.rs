@@ -23,8 +23,9 @@ pub fn lookup(env: &Env, name: &str) -> Option<String> {
 
 /// The worker's configuration, or the misconfiguration error naming every bad setting.
 pub fn config(env: &Env) -> Result<Config, ApiError> {
-    Config::load(|name| lookup(env, name))
-        .map_err(|problems| ApiError::Misconfigured(problems.into_iter().map(|p| p.name.to_owned()).collect()))
+    Config::load(|name| lookup(env, name)).map_err(|problems| {
+        ApiError::Misconfigured(problems.into_iter().map(|p| p.name.to_owned()).collect())
+    })
 }
 
 /// A JSON response with the given status.
@@ -32,7 +33,9 @@ pub fn json(status: u16, body: String) -> worker::Result<Response> {
     let headers = Headers::new();
     headers.set("content-type", "application/json; charset=utf-8")?;
     headers.set("cache-control", "no-store")?;
-    Ok(Response::ok(body)?.with_status(status).with_headers(headers))
+    Ok(Response::ok(body)?
+        .with_status(status)
+        .with_headers(headers))
 }
 
 /// A JSON response from a serializable value.
@@ -53,7 +56,10 @@ fn add_cors(resp: &Response, origin: &str) -> worker::Result<()> {
     let h = resp.headers();
     h.set("access-control-allow-origin", origin)?;
     h.set("access-control-allow-methods", "GET, HEAD, POST, OPTIONS")?;
-    h.set("access-control-allow-headers", "authorization, content-type, apikey, x-client-info")?;
+    h.set(
+        "access-control-allow-headers",
+        "authorization, content-type, apikey, x-client-info",
+    )?;
     h.set("access-control-max-age", "86400")?;
     if origin != "*" {
         h.set("vary", "origin")?;
@@ -74,9 +80,15 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> worker::Result<Resp
         Ok(resp) => resp,
         Err(e) => {
             if e.status() >= 500 {
-                log::emit(Level::Error, "http.error", None, None, serde_json::json!({
-                    "method": method, "path": path, "status": e.status(), "code": e.code(), "message": e.to_string(),
-                }));
+                log::emit(
+                    Level::Error,
+                    "http.error",
+                    None,
+                    None,
+                    serde_json::json!({
+                        "method": method, "path": path, "status": e.status(), "code": e.code(), "message": e.to_string(),
+                    }),
+                );
             }
             error_response(&e)?
         }
@@ -84,15 +96,24 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> worker::Result<Resp
     add_cors(&resp, &origin)?;
     if method == "HEAD" {
         let headers = resp.headers().clone();
-        return Ok(Response::empty()?.with_status(resp.status_code()).with_headers(headers));
+        return Ok(Response::empty()?
+            .with_status(resp.status_code())
+            .with_headers(headers));
     }
     Ok(resp)
 }
 
-async fn dispatch(route: Route, req: Request, env: &Env, ctx: &Context) -> Result<Response, ApiError> {
+async fn dispatch(
+    route: Route,
+    req: Request,
+    env: &Env,
+    ctx: &Context,
+) -> Result<Response, ApiError> {
     let _ = ctx;
     match route {
-        Route::Preflight => Response::empty().map(|r| r.with_status(204)).map_err(internal),
+        Route::Preflight => Response::empty()
+            .map(|r| r.with_status(204))
+            .map_err(internal),
         Route::Health => api::health::handle(env),
         Route::OpenApi => json_value(200, &openapi::document()).map_err(internal),
         Route::Generate(name) => api::generate::handle(name, req, env).await,
@@ -102,6 +123,12 @@ async fn dispatch(route: Route, req: Request, env: &Env, ctx: &Context) -> Resul
 
 /// Maps a runtime error to a 500 without leaking its text to the client (it is logged).
 pub fn internal(e: worker::Error) -> ApiError {
-    log::emit(Level::Error, "runtime.error", None, None, serde_json::json!({ "error": e.to_string() }));
+    log::emit(
+        Level::Error,
+        "runtime.error",
+        None,
+        None,
+        serde_json::json!({ "error": e.to_string() }),
+    );
     ApiError::Internal
 }

@@ -30,28 +30,66 @@ fn error_schema() -> Value {
 /// Properties of the submit answer (202 new, 200 idempotent repeat).
 pub const SUBMIT_FIELDS: [&str; 5] = ["task_id", "step", "status", "status_url", "celery_task_id"];
 /// Properties of one step in the status answer.
-pub const STEP_FIELDS: [&str; 8] =
-    ["step", "service", "status", "progress", "asset_url", "asset_urls", "error", "updated_at"];
+pub const STEP_FIELDS: [&str; 8] = [
+    "step",
+    "service",
+    "status",
+    "progress",
+    "asset_url",
+    "asset_urls",
+    "error",
+    "updated_at",
+];
 /// Properties of the status answer.
 pub const STATUS_FIELDS: [&str; 11] = [
-    "task_id", "step", "service", "status", "progress", "asset_url", "asset_urls", "error", "updated_at", "steps",
+    "task_id",
+    "step",
+    "service",
+    "status",
+    "progress",
+    "asset_url",
+    "asset_urls",
+    "error",
+    "updated_at",
+    "steps",
     "queue_position",
 ];
 
 fn step_schema(include_steps: bool) -> Value {
     let mut props = Map::new();
     props.insert("task_id".into(), json!({ "type": "string" }));
-    props.insert("step".into(), json!({ "type": "string", "enum": ["concepts", "model", "refine"] }));
-    props.insert("service".into(), json!({ "type": "string", "enum": ["openai", "tripoai"] }));
-    props.insert("status".into(), json!({ "type": "string", "enum": ["pending", "processing", "complete", "failed"] }));
-    props.insert("progress".into(), json!({ "type": "integer", "minimum": 0, "maximum": 100 }));
-    props.insert("asset_url".into(), json!({ "type": ["string", "null"], "description": "The first output." }));
+    props.insert(
+        "step".into(),
+        json!({ "type": "string", "enum": ["concepts", "model", "refine"] }),
+    );
+    props.insert(
+        "service".into(),
+        json!({ "type": "string", "enum": ["openai", "tripoai"] }),
+    );
+    props.insert(
+        "status".into(),
+        json!({ "type": "string", "enum": ["pending", "processing", "complete", "failed"] }),
+    );
+    props.insert(
+        "progress".into(),
+        json!({ "type": "integer", "minimum": 0, "maximum": 100 }),
+    );
+    props.insert(
+        "asset_url".into(),
+        json!({ "type": ["string", "null"], "description": "The first output." }),
+    );
     props.insert("asset_urls".into(), json!({ "type": "array", "items": { "type": "string" }, "description": "Every output (n concept images, or one model)." }));
     props.insert("error".into(), json!({ "anyOf": [{ "type": "null" }, { "type": "object", "properties": { "code": { "type": "string" }, "message": { "type": "string" } } }] }));
-    props.insert("updated_at".into(), json!({ "type": "string", "format": "date-time" }));
+    props.insert(
+        "updated_at".into(),
+        json!({ "type": "string", "format": "date-time" }),
+    );
     props.insert("queue_position".into(), json!({ "type": ["integer", "null"], "description": "Position in the provider's queue, when it reports one." }));
     if include_steps {
-        props.insert("steps".into(), json!({ "type": "array", "items": { "$ref": "#/components/schemas/StepStatus" } }));
+        props.insert(
+            "steps".into(),
+            json!({ "type": "array", "items": { "$ref": "#/components/schemas/StepStatus" } }),
+        );
     } else {
         props.remove("task_id");
         props.remove("queue_position");
@@ -63,15 +101,26 @@ fn step_schema(include_steps: bool) -> Value {
 fn errors(codes: &[u16]) -> Map<String, Value> {
     codes
         .iter()
-        .map(|c| (c.to_string(), json!({ "$ref": format!("#/components/responses/E{c}") })))
+        .map(|c| {
+            (
+                c.to_string(),
+                json!({ "$ref": format!("#/components/responses/E{c}") }),
+            )
+        })
         .collect()
 }
 
 fn schema_name(e: Endpoint) -> String {
-    e.name().split('-').map(|w| {
-        let mut c = w.chars();
-        c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
-    }).collect::<String>() + "Request"
+    e.name()
+        .split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect::<String>()
+        + "Request"
 }
 
 /// The whole document.
@@ -118,11 +167,20 @@ pub fn document() -> Value {
 
     let mut submit_props = Map::new();
     submit_props.insert("task_id".into(), json!({ "type": "string" }));
-    submit_props.insert("step".into(), json!({ "type": "string", "enum": ["concepts", "model", "refine"] }));
-    submit_props.insert("status".into(), json!({ "type": "string", "enum": ["pending", "processing", "complete", "failed"] }));
+    submit_props.insert(
+        "step".into(),
+        json!({ "type": "string", "enum": ["concepts", "model", "refine"] }),
+    );
+    submit_props.insert(
+        "status".into(),
+        json!({ "type": "string", "enum": ["pending", "processing", "complete", "failed"] }),
+    );
     submit_props.insert("status_url".into(), json!({ "type": "string" }));
     submit_props.insert("celery_task_id".into(), json!({ "type": "string", "deprecated": true, "description": "Equals task_id; kept for clients of the original service." }));
-    schemas.insert("SubmitResponse".into(), json!({ "type": "object", "required": SUBMIT_FIELDS, "properties": submit_props }));
+    schemas.insert(
+        "SubmitResponse".into(),
+        json!({ "type": "object", "required": SUBMIT_FIELDS, "properties": submit_props }),
+    );
     schemas.insert("StatusResponse".into(), step_schema(true));
     schemas.insert("StepStatus".into(), step_schema(false));
     schemas.insert("Error".into(), error_schema());
@@ -169,7 +227,10 @@ mod tests {
             let concrete = path.replace("{task_id}", "t-1");
             for method in ops.as_object().unwrap().keys() {
                 let m = method.to_ascii_uppercase();
-                assert!(route(&m, &concrete).is_ok(), "{m} {path} is documented but not routed");
+                assert!(
+                    route(&m, &concrete).is_ok(),
+                    "{m} {path} is documented but not routed"
+                );
             }
         }
     }
@@ -180,12 +241,27 @@ mod tests {
         let paths = d["paths"].as_object().unwrap();
         for name in GENERATE_PATHS {
             let p = format!("/generate/{name}");
-            assert!(paths.get(&p).and_then(|o| o.get("post")).is_some(), "{p} is routed but not documented");
+            assert!(
+                paths.get(&p).and_then(|o| o.get("post")).is_some(),
+                "{p} is routed but not documented"
+            );
         }
-        for (m, p) in [("get", "/health"), ("get", "/openapi.json"), ("get", "/tasks/{task_id}/status")] {
-            assert!(paths.get(p).and_then(|o| o.get(m)).is_some(), "{m} {p} is routed but not documented");
+        for (m, p) in [
+            ("get", "/health"),
+            ("get", "/openapi.json"),
+            ("get", "/tasks/{task_id}/status"),
+        ] {
+            assert!(
+                paths.get(p).and_then(|o| o.get(m)).is_some(),
+                "{m} {p} is routed but not documented"
+            );
         }
-        assert_eq!(paths.len(), GENERATE_PATHS.len() + 3, "documented paths: {:?}", paths.keys());
+        assert_eq!(
+            paths.len(),
+            GENERATE_PATHS.len() + 3,
+            "documented paths: {:?}",
+            paths.keys()
+        );
     }
 
     #[test]
@@ -193,14 +269,31 @@ mod tests {
         let d = doc();
         for e in Endpoint::ALL {
             let schema = &d["components"]["schemas"][schema_name(e)];
-            let mut documented: Vec<&str> = schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+            let mut documented: Vec<&str> = schema["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
             let mut code: Vec<&str> = fields(e).iter().map(|f| f.name).collect();
             documented.sort_unstable();
             code.sort_unstable();
             assert_eq!(documented, code, "{}", e.name());
             assert_eq!(schema["additionalProperties"], false);
-            for f in fields(e).iter().filter(|f| f.required && f.alias_of.is_none()) {
-                assert!(schema["required"].as_array().unwrap().iter().any(|r| r == f.name), "{} {}", e.name(), f.name);
+            for f in fields(e)
+                .iter()
+                .filter(|f| f.required && f.alias_of.is_none())
+            {
+                assert!(
+                    schema["required"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|r| r == f.name),
+                    "{} {}",
+                    e.name(),
+                    f.name
+                );
             }
         }
     }
@@ -209,16 +302,41 @@ mod tests {
     fn error_codes_are_all_documented() {
         use crate::error::ApiError;
         let d = doc();
-        let codes = d["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"].as_array().unwrap().clone();
+        let codes = d["components"]["schemas"]["Error"]["properties"]["error"]["properties"]
+            ["code"]["enum"]
+            .as_array()
+            .unwrap()
+            .clone();
         for e in [
-            ApiError::MalformedJson(String::new()), ApiError::Unauthorized(String::new()), ApiError::NotFound,
-            ApiError::MethodNotAllowed { method: String::new(), allowed: String::new() }, ApiError::TaskConflict(String::new()),
-            ApiError::PayloadTooLarge { limit: 1 }, ApiError::UnsupportedMediaType, ApiError::Validation(vec![]),
-            ApiError::InputAssetNotFound(vec![]), ApiError::RateLimited { retry_after_s: 1 }, ApiError::Misconfigured(vec![]),
-            ApiError::DependencyFailed { dependency: String::new(), message: String::new() },
-            ApiError::DependencyUnavailable { dependency: String::new(), message: String::new() }, ApiError::Internal,
+            ApiError::MalformedJson(String::new()),
+            ApiError::Unauthorized(String::new()),
+            ApiError::NotFound,
+            ApiError::MethodNotAllowed {
+                method: String::new(),
+                allowed: String::new(),
+            },
+            ApiError::TaskConflict(String::new()),
+            ApiError::PayloadTooLarge { limit: 1 },
+            ApiError::UnsupportedMediaType,
+            ApiError::Validation(vec![]),
+            ApiError::InputAssetNotFound(vec![]),
+            ApiError::RateLimited { retry_after_s: 1 },
+            ApiError::Misconfigured(vec![]),
+            ApiError::DependencyFailed {
+                dependency: String::new(),
+                message: String::new(),
+            },
+            ApiError::DependencyUnavailable {
+                dependency: String::new(),
+                message: String::new(),
+            },
+            ApiError::Internal,
         ] {
-            assert!(codes.iter().any(|c| c == e.code()), "{} undocumented", e.code());
+            assert!(
+                codes.iter().any(|c| c == e.code()),
+                "{} undocumented",
+                e.code()
+            );
         }
         assert_eq!(codes.len(), 14);
     }

@@ -4,8 +4,13 @@
 use crate::error::ApiError;
 
 /// The five generation endpoints, by their path segment under `/generate/`.
-pub const GENERATE_PATHS: [&str; 5] =
-    ["image-to-image", "text-to-model", "image-to-model", "sketch-to-model", "refine-model"];
+pub const GENERATE_PATHS: [&str; 5] = [
+    "image-to-image",
+    "text-to-model",
+    "image-to-model",
+    "sketch-to-model",
+    "refine-model",
+];
 
 /// A matched route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +58,10 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
     if ok {
         Ok(route)
     } else {
-        Err(ApiError::MethodNotAllowed { method: method.chars().take(20).collect(), allowed: allowed.into() })
+        Err(ApiError::MethodNotAllowed {
+            method: method.chars().take(20).collect(),
+            allowed: allowed.into(),
+        })
     }
 }
 
@@ -67,15 +75,32 @@ mod tests {
         assert_eq!(route("HEAD", "/health"), Ok(Route::Health));
         assert_eq!(route("GET", "/openapi.json"), Ok(Route::OpenApi));
         for p in GENERATE_PATHS {
-            assert_eq!(route("POST", &format!("/generate/{p}")), Ok(Route::Generate(p)));
+            assert_eq!(
+                route("POST", &format!("/generate/{p}")),
+                Ok(Route::Generate(p))
+            );
         }
-        assert_eq!(route("GET", "/tasks/t-1/status"), Ok(Route::Status("t-1".into())));
-        assert_eq!(route("OPTIONS", "/generate/text-to-model"), Ok(Route::Preflight));
+        assert_eq!(
+            route("GET", "/tasks/t-1/status"),
+            Ok(Route::Status("t-1".into()))
+        );
+        assert_eq!(
+            route("OPTIONS", "/generate/text-to-model"),
+            Ok(Route::Preflight)
+        );
     }
 
     #[test]
     fn unknown_paths_are_404() {
-        for p in ["/nope", "/", "/generate/", "/generate/select-concept", "/tasks//status", "/tasks/a/b/status", "/health/"] {
+        for p in [
+            "/nope",
+            "/",
+            "/generate/",
+            "/generate/select-concept",
+            "/tasks//status",
+            "/tasks/a/b/status",
+            "/health/",
+        ] {
             let e = route("GET", p).unwrap_err();
             assert_eq!(e.status(), 404, "{p}");
         }
@@ -87,7 +112,12 @@ mod tests {
         let e = route("DELETE", "/health").unwrap_err();
         assert_eq!(e.status(), 405);
         assert_eq!(e.headers()[0].1, "GET, HEAD, OPTIONS");
-        assert_eq!(route("GET", "/generate/text-to-model").unwrap_err().status(), 405);
+        assert_eq!(
+            route("GET", "/generate/text-to-model")
+                .unwrap_err()
+                .status(),
+            405
+        );
         assert_eq!(route("POST", "/tasks/t/status").unwrap_err().status(), 405);
     }
 }

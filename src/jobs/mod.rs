@@ -21,8 +21,8 @@ pub const DEAD_LETTER_QUEUE: &str = "makeit3d-jobs-dlq";
 pub async fn enqueue(env: &Env, msg: &JobMessage, delay_seconds: u32) -> Result<(), DepError> {
     let dep = |e: worker::Error| DepError::new(Dependency::Queue, None, e.to_string());
     let queue = env.queue(QUEUE_BINDING).map_err(dep)?;
-    let body: serde_json::Value = serde_json::from_str(&msg.to_json()).map_err(|e| DepError::new(Dependency::Queue, None, e.to_string()))?;
-    let mut builder = MessageBuilder::new(body);
+    // The body is the message's JSON text: a plain string crosses the JS boundary unchanged.
+    let mut builder = MessageBuilder::new(msg.to_json());
     if delay_seconds > 0 {
         builder = builder.delay_seconds(delay_seconds);
     }
@@ -30,22 +30,34 @@ pub async fn enqueue(env: &Env, msg: &JobMessage, delay_seconds: u32) -> Result<
 }
 
 /// Consumes one batch.
-pub async fn consume(batch: MessageBatch<serde_json::Value>, env: Env) -> worker::Result<()> {
+pub async fn consume(batch: MessageBatch<String>, env: Env) -> worker::Result<()> {
     let queue = batch.queue();
     let dead_letter = queue == DEAD_LETTER_QUEUE;
     for msg in batch.messages()? {
-        let parsed = JobMessage::from_json(&msg.body().to_string());
+        let parsed = JobMessage::from_json(msg.body());
         let job = match parsed {
             Ok(job) => job,
             Err(e) => {
-                log::emit(Level::Error, "job.malformed", None, None, json!({ "queue": queue, "error": e.to_string() }));
+                log::emit(
+                    Level::Error,
+                    "job.malformed",
+                    None,
+                    None,
+                    json!({ "queue": queue, "error": e.to_string() }),
+                );
                 msg.ack();
                 continue;
             }
         };
-        log::emit(Level::Info, "job.received", Some(job.task_id.as_str()), Some(job.step), json!({
-            "queue": queue, "kind": job.kind.as_str(), "attempt": job.attempt, "try": job.try_no, "dead_letter": dead_letter,
-        }));
+        log::emit(
+            Level::Info,
+            "job.received",
+            Some(job.task_id.as_str()),
+            Some(job.step),
+            json!({
+                "queue": queue, "kind": job.kind.as_str(), "attempt": job.attempt, "try": job.try_no, "dead_letter": dead_letter,
+            }),
+        );
         let _ = &env;
         msg.ack();
     }

