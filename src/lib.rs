@@ -10,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod log;
 pub mod net;
+pub mod providers;
 pub mod supabase;
 
 pub mod api;

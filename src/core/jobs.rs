@@ -54,6 +54,13 @@ pub struct JobMessage {
     /// Delivery try of this job (1-based).
     #[serde(default = "first_try")]
     pub try_no: u32,
+    /// Waits on a provider's concurrency limit so far (not counted as tries).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub waits: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn first_try() -> u32 {
@@ -82,6 +89,7 @@ impl JobMessage {
             step,
             attempt,
             try_no: 1,
+            waits: 0,
         }
     }
 
@@ -93,9 +101,18 @@ impl JobMessage {
             step,
             attempt,
             try_no: 1,
+            waits: 0,
         };
         m.validate()?;
         Ok(m)
+    }
+
+    /// The same job after a wait on a concurrency limit (the try is not counted).
+    pub fn next_wait(&self) -> JobMessage {
+        JobMessage {
+            waits: self.waits.saturating_add(1),
+            ..self.clone()
+        }
     }
 
     /// The same job, next delivery try.

@@ -29,7 +29,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::ids::{row_id, TaskId, UserId};
-use super::retry::{classify_status, Dependency, ErrorCode, Failure, FailureClass};
+use super::retry::{classify_status, Dependency, Failure, FailureClass};
 use super::step::{Status, Step};
 use super::tripo::TaskType;
 
@@ -139,7 +139,8 @@ fn json_headers(prefer: &str) -> Vec<(&'static str, String)> {
 /// `{code, message}` stored in `metadata.error` of a failed row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RowError {
-    pub code: ErrorCode,
+    /// An `ErrorCode` string, or another step error code (e.g. `provider_timeout`).
+    pub code: String,
     pub message: String,
 }
 
@@ -484,6 +485,7 @@ pub fn postgrest_failure(http_status: u16, body: &str, retry_after_ms: Option<u6
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::retry::ErrorCode;
     use serde_json::json;
 
     fn task() -> TaskId {
@@ -632,7 +634,7 @@ mod tests {
             json!({"texture":true}),
         );
         let err = RowError {
-            code: ErrorCode::ContentPolicy,
+            code: ErrorCode::ContentPolicy.as_str().into(),
             message: "Tripo: banned".into(),
         };
         let req = mark_failed("models", Uuid::nil(), &meta, err);
@@ -649,7 +651,7 @@ mod tests {
     fn reset_only_matches_failed_rows_and_clears_outputs() {
         let old = RowMetadata::model(Step::Model, 1, TaskType::TextToModel, Value::Null)
             .with_error(RowError {
-                code: ErrorCode::Timeout,
+                code: ErrorCode::Timeout.as_str().into(),
                 message: "late".into(),
             });
         let next = old.for_attempt(2);
@@ -671,7 +673,7 @@ mod tests {
     fn metadata_round_trips() {
         let m =
             RowMetadata::concept(4, 3, 2, json!({"background":"opaque"})).with_error(RowError {
-                code: ErrorCode::ProviderUnavailable,
+                code: ErrorCode::ProviderUnavailable.as_str().into(),
                 message: "x".into(),
             });
         let back: RowMetadata = serde_json::from_value(serde_json::to_value(&m).unwrap()).unwrap();

@@ -1,0 +1,153 @@
+//! The concepts job (SPEC §6, flow B): rows `processing` → download the input → OpenAI image
+//! edits → each `b64_json` decoded and uploaded to `concepts/{task_id}/{i}.png` one at a time →
+//! DO `complete` with every URL → rows `complete`. Uploads overwrite, so a retry after a crash
+//! half-way rewrites the same objects and rows, never new ones.
+
+use serde_json::json;
+
+use super::{failure_of, rows, Job};
+use crate::core::openai::{parse_edit_response, Background as WireBackground, EditRequest};
+use crate::core::request::{Background, StepRequest};
+use crate::core::retry::{Dependency, Failure, FailureClass};
+use crate::core::step::Step;
+use crate::core::storage_path::{asset_url, output_path, parse_input_url};
+use crate::core::task::{Command, Outcome};
+use crate::core::tripo::ImageFormat;
+use crate::log::Level;
+use crate::net::sleep;
+use crate::providers::openai;
+use crate::supabase::storage;
+use crate::task_client;
+
+/// In-job tries of one output upload before the whole job is retried (so a Storage hiccup does
+/// not cost another paid OpenAI call).
+const UPLOAD_TRIES: u32 = 4;
+
+fn background(b: Background) -> WireBackground {
+    match b {
+        Background::Transparent => WireBackground::Transparent,
+        Background::Opaque => WireBackground::Opaque,
+        Background::Auto => WireBackground::Auto,
+    }
+}
+
+pub async fn run(job: &Job<'_>) -> Result<(), Failure> {
+    let StepRequest::Concepts(req) = &job.step.request else {
+        return Err(Failure::new(
+            Dependency::OpenAi,
+            FailureClass::InvalidInput,
+            "not a concepts step",
+        ));
+    };
+    let cfg = job.cfg;
+    rows::sync(cfg, &job.origin, &job.msg.task_id, &job.step)
+        .await
+        .map_err(|e| failure_of(&e))?;
+
+    let input = parse_input_url(&req.input_image_asset_url, &job.origin).map_err(|e| {
+        Failure::new(
+            Dependency::Storage,
+            FailureClass::InvalidInput,
+            &e.to_string(),
+        )
+    })?;
+    let (bytes, _ct) = storage::download_input(cfg, &input)
+        .await
+        .map_err(|e| failure_of(&e))?;
+    let format = ImageFormat::sniff(&bytes).ok_or_else(|| {
+        Failure::new(
+            Dependency::Storage,
+            FailureClass::InvalidInput,
+            "the input is not a PNG, JPEG or WebP image",
+        )
+    })?;
+    let edit = EditRequest::new(
+        &req.prompt,
+        req.style.as_deref(),
+        req.n,
+        req.background.map(background),
+        Some(&cfg.openai_image_model),
+        Some(&cfg.openai_image_size),
+    )
+    .map_err(|e| {
+        Failure::new(
+            Dependency::OpenAi,
+            FailureClass::InvalidInput,
+            &e.to_string(),
+        )
+    })?;
+    job.log(
+        Level::Info,
+        "concepts.openai_call",
+        json!({ "n": req.n, "model": cfg.openai_image_model, "input_bytes": bytes.len() }),
+    );
+    let body = openai::edit(cfg, &edit, &bytes, format).await?;
+    drop(bytes);
+    let parsed = parse_edit_response(&body).map_err(|e| e.to_failure())?;
+
+    let mut urls = Vec::with_capacity(parsed.len());
+    for i in 0..parsed.len() {
+        // One image decoded at a time; its bytes are dropped after the upload.
+        let png = parsed.decode(i).map_err(|e| e.to_failure())?;
+        let path = output_path(&job.msg.task_id, Step::Concepts, i as u32);
+        upload_with_retries(job, &path, png).await?;
+        urls.push(asset_url(
+            &job.origin,
+            &cfg.bucket,
+            &path,
+            cfg.bucket_public,
+        ));
+    }
+    job.log(
+        Level::Info,
+        "concepts.uploaded",
+        json!({ "images": urls.len() }),
+    );
+
+    let cmd = Command::Complete {
+        step: Step::Concepts,
+        attempt: job.msg.attempt,
+        asset_urls: urls,
+    };
+    let reply = task_client::command(job.env, &job.msg.task_id, cmd)
+        .await
+        .map_err(|e| Failure::network(Dependency::Database, &e.to_string()))?
+        .map_err(|r| Failure::new(Dependency::Database, FailureClass::Rejected, &r.to_string()))?;
+    if let (Outcome::Completed, Some(step)) =
+        (&reply.outcome, reply.state.steps.get(&Step::Concepts))
+    {
+        rows::sync(cfg, &job.origin, &job.msg.task_id, step)
+            .await
+            .map_err(|e| failure_of(&e))?;
+        job.log(
+            Level::Info,
+            "concepts.complete",
+            json!({ "images": step.asset_urls.len() }),
+        );
+    }
+    Ok(())
+}
+
+async fn upload_with_retries(job: &Job<'_>, path: &str, png: Vec<u8>) -> Result<(), Failure> {
+    let mut delay = 500;
+    for try_no in 1..=UPLOAD_TRIES {
+        match storage::upload_bytes(job.cfg, &job.origin, path, "image/png", png.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_transient() && try_no < UPLOAD_TRIES => {
+                job.log(
+                    Level::Warn,
+                    "concepts.upload_retry",
+                    json!({ "path": path, "try": try_no, "error": e.to_string() }),
+                );
+                sleep(delay).await;
+                delay *= 2;
+            }
+            Err(e) => return Err(failure_of(&e)),
+        }
+    }
+    Err(Failure::new(
+        Dependency::Storage,
+        FailureClass::Transient,
+        "upload failed",
+    ))
+}

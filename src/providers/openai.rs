@@ -1,0 +1,63 @@
+//! OpenAI Images: `POST {OPENAI_BASE_URL}/images/edits` (multipart, built by `core::openai`).
+
+use worker::Method;
+
+use crate::config::Config;
+use crate::core::openai::{edit_multipart, failure, EditRequest};
+use crate::core::retry::Dependency;
+use crate::core::retry::{Failure, RetryHints};
+use crate::core::tripo::{boundary, multipart_content_type, ImageFormat};
+use crate::net::{self, Body, Reply};
+
+/// Image edits can take minutes for several large images.
+pub const TIMEOUT_MS: u64 = 5 * 60_000;
+
+fn random_u128() -> u128 {
+    let hi = (js_sys::Math::random() * u64::MAX as f64) as u64;
+    let lo = (js_sys::Math::random() * u64::MAX as f64) as u64;
+    (u128::from(hi) << 64) | u128::from(lo)
+}
+
+fn hint_ms(reply: &Reply) -> Option<u64> {
+    let ra = reply.header("retry-after");
+    let ram = reply.header("retry-after-ms");
+    let rr = reply.header("x-ratelimit-reset-requests");
+    let rt = reply.header("x-ratelimit-reset-tokens");
+    RetryHints {
+        retry_after: ra.as_deref(),
+        retry_after_ms: ram.as_deref(),
+        reset_requests: rr.as_deref(),
+        reset_tokens: rt.as_deref(),
+    }
+    .min_delay_ms(reply.status, js_sys::Date::now() as u64)
+}
+
+/// Calls images/edits; the reply body (JSON with `b64_json` images) on success.
+pub async fn edit(
+    cfg: &Config,
+    req: &EditRequest,
+    image: &[u8],
+    format: ImageFormat,
+) -> Result<String, Failure> {
+    let b = boundary(random_u128());
+    let body = edit_multipart(&b, req, image, format);
+    let url = format!("{}/images/edits", cfg.openai_base_url);
+    let auth = format!("Bearer {}", cfg.openai_api_key);
+    let ct = multipart_content_type(&b);
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", ct.as_str()),
+    ];
+    let reply = net::send(Method::Post, &url, &headers, Body::Bytes(body), TIMEOUT_MS)
+        .await
+        .map_err(|e| match e {
+            net::NetError::Timeout(ms) => {
+                Failure::timeout(Dependency::OpenAi, &format!("no answer in {ms} ms"))
+            }
+            other => Failure::network(Dependency::OpenAi, &other.to_string()),
+        })?;
+    if reply.is_success() {
+        return Ok(reply.text());
+    }
+    Err(failure(reply.status, &reply.text(), hint_ms(&reply)))
+}
