@@ -118,7 +118,20 @@ async fn dispatch(
         Route::OpenApi => json_value(200, &openapi::document()).map_err(internal),
         Route::Generate(name) => api::generate::handle(name, req, env).await,
         Route::Status(id) => api::status::handle(&id, req, env).await,
+        Route::TestEnqueue => test_enqueue(req, env).await,
     }
+}
+
+/// Test hook: enqueue a raw job message (only with `TEST_HOOKS=true`).
+async fn test_enqueue(mut req: Request, env: &Env) -> Result<Response, ApiError> {
+    if lookup(env, "TEST_HOOKS").as_deref() != Some("true") {
+        return Err(ApiError::RouteNotFound("/__test/enqueue".into()));
+    }
+    let text = req.text().await.map_err(internal)?;
+    let msg = crate::core::jobs::JobMessage::from_json(&text)
+        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    crate::jobs::enqueue(env, &msg, 0).await?;
+    json(202, r#"{"enqueued":true}"#.to_owned()).map_err(internal)
 }
 
 /// Maps a runtime error to a 500 without leaking its text to the client (it is logged).

@@ -23,6 +23,9 @@ pub enum Route {
     Status(String),
     /// `OPTIONS` on any known path (CORS preflight).
     Preflight,
+    /// `POST /__test/enqueue`: sends a raw job message. Only when `TEST_HOOKS=true` (end-to-end
+    /// tests force a duplicate delivery with it); a 404 otherwise.
+    TestEnqueue,
 }
 
 /// Which path pattern a path belongs to, and the methods it allows.
@@ -30,6 +33,7 @@ fn pattern(path: &str) -> Option<(Route, &'static str)> {
     match path {
         "/health" => return Some((Route::Health, "GET, HEAD, OPTIONS")),
         "/openapi.json" => return Some((Route::OpenApi, "GET, HEAD, OPTIONS")),
+        "/__test/enqueue" => return Some((Route::TestEnqueue, "POST")),
         _ => {}
     }
     if let Some(name) = path.strip_prefix("/generate/") {
