@@ -50,16 +50,16 @@ fi
 cat <<TXT
 
   makeit3d-bff is starting on http://127.0.0.1:$PORT  (stack: $(grep -o 'started in [0-9.]*s' "$state/stack.log" || true))
-  Supabase URL:  $STACK_SUPABASE_URL
+  Supabase URL:  $STACK_SUPABASE_URL   (env of the stack: $state/env)
   User id:       $STACK_USER_ID
-  User token:    $STACK_USER_TOKEN
 
-  Try:
+  Try, in another shell:
+    export TOKEN='$STACK_USER_TOKEN'
     curl -s http://127.0.0.1:$PORT/health
     curl -s -X POST http://127.0.0.1:$PORT/generate/text-to-model \\
-      -H "Authorization: Bearer $STACK_USER_TOKEN" -H 'Content-Type: application/json' \\
+      -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \\
       -d '{"task_id":"demo-1","prompt":"a small red chair"}'
-    curl -s http://127.0.0.1:$PORT/tasks/demo-1/status -H "Authorization: Bearer $STACK_USER_TOKEN"
+    curl -s http://127.0.0.1:$PORT/tasks/demo-1/status -H "Authorization: Bearer \$TOKEN"
 
 TXT
 export WORKER_BUILD_PROFILE="${WORKER_BUILD_PROFILE:---dev}"
