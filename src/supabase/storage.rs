@@ -110,29 +110,7 @@ pub async fn upload_bytes(
     content_type: &str,
     bytes: Vec<u8>,
 ) -> Result<(), DepError> {
-    let url = upload_url(origin, &cfg.bucket, path);
-    let h = headers(
-        cfg,
-        &[
-            ("content-type", content_type),
-            ("x-upsert", "true"),
-            ("cache-control", "max-age=3600"),
-        ],
-    );
-    let reply = net::send(
-        Method::Post,
-        &url,
-        &as_refs(&h),
-        Body::Bytes(bytes),
-        TIMEOUT_MS,
-    )
-    .await
-    .map_err(dep)?;
-    if reply.is_success() {
-        Ok(())
-    } else {
-        Err(reply_error(&reply))
-    }
+    upload(cfg, origin, path, content_type, None, Body::Bytes(bytes), TIMEOUT_MS).await
 }
 
 /// Uploads a JS stream to `{bucket}/{path}` without reading it into WebAssembly memory.
@@ -143,6 +121,20 @@ pub async fn upload_stream(
     content_type: &str,
     content_length: Option<u64>,
     stream: web_sys::ReadableStream,
+) -> Result<(), DepError> {
+    let body = Body::Stream(stream);
+    upload(cfg, origin, path, content_type, content_length, body, STREAM_TIMEOUT_MS).await
+}
+
+/// `POST /storage/v1/object/{bucket}/{path}` with `x-upsert: true`.
+async fn upload(
+    cfg: &Config,
+    origin: &Origin,
+    path: &str,
+    content_type: &str,
+    content_length: Option<u64>,
+    body: Body,
+    timeout_ms: u64,
 ) -> Result<(), DepError> {
     let url = upload_url(origin, &cfg.bucket, path);
     let len = content_length.map(|l| l.to_string());
@@ -155,15 +147,9 @@ pub async fn upload_stream(
         extra.push(("content-length", l));
     }
     let h = headers(cfg, &extra);
-    let reply = net::send(
-        Method::Post,
-        &url,
-        &as_refs(&h),
-        Body::Stream(stream),
-        STREAM_TIMEOUT_MS,
-    )
-    .await
-    .map_err(dep)?;
+    let reply = net::send(Method::Post, &url, &as_refs(&h), body, timeout_ms)
+        .await
+        .map_err(dep)?;
     if reply.is_success() {
         Ok(())
     } else {
