@@ -5,9 +5,12 @@ use worker::{Env, Request, Response};
 
 use crate::auth;
 use crate::core::ids::TaskId;
-use crate::core::status::{parse_query, view};
+use crate::core::status::{parse_query, view, StatusView};
+use crate::core::storage_path::{encode_path, encode_segment, percent_decode};
 use crate::error::ApiError;
 use crate::http::{config, internal, json};
+use crate::log::{self, Level};
+use crate::supabase::storage;
 use crate::task_client;
 
 pub async fn handle(raw_id: &str, req: Request, env: &Env) -> Result<Response, ApiError> {
@@ -20,10 +23,53 @@ pub async fn handle(raw_id: &str, req: Request, env: &Env) -> Result<Response, A
     let state = task_client::state(env, &task_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let v = view(&state, query, user).map_err(|_| ApiError::NotFound)?;
+    let mut v = view(&state, query, user).map_err(|_| ApiError::NotFound)?;
+    if !cfg.bucket_public {
+        sign_private_urls(&cfg, &mut v).await;
+    }
     json(
         200,
         serde_json::to_string(&v).map_err(|_| ApiError::Internal)?,
     )
     .map_err(internal)
+}
+
+/// How long the signed URLs of a private bucket stay valid.
+const SIGNED_URL_TTL_S: u64 = 3600;
+
+/// A private bucket's outputs are stored as authenticated URLs (they do not expire but need a
+/// key); the status answer gives the client fresh signed URLs instead (SPEC §7). If Storage
+/// cannot sign, the stored URLs are returned as they are.
+async fn sign_private_urls(cfg: &crate::config::Config, v: &mut StatusView) {
+    let prefix = format!(
+        "{}/storage/v1/object/authenticated/{}/",
+        cfg.supabase_url,
+        encode_segment(&cfg.bucket)
+    );
+    let urls: Vec<String> = v.asset_urls().into_iter().map(str::to_owned).collect();
+    let paths: Vec<String> = urls
+        .iter()
+        .filter_map(|u| u.strip_prefix(&prefix))
+        .map(|p| percent_decode(p).unwrap_or_else(|| p.to_owned()))
+        .collect();
+    if paths.is_empty() {
+        return;
+    }
+    match storage::sign_outputs(cfg, &paths, SIGNED_URL_TTL_S).await {
+        Ok(signed) => {
+            let map: std::collections::HashMap<String, String> = paths
+                .iter()
+                .zip(signed)
+                .filter_map(|(p, s)| s.map(|s| (format!("{prefix}{}", encode_path(p)), s)))
+                .collect();
+            v.map_asset_urls(|u| map.get(u).cloned().unwrap_or_else(|| u.to_owned()));
+        }
+        Err(e) => log::emit(
+            Level::Warn,
+            "status.sign_failed",
+            None,
+            None,
+            serde_json::json!({ "error": e.to_string() }),
+        ),
+    }
 }

@@ -392,7 +392,7 @@ fn raw_path_char(c: char) -> bool {
 }
 
 /// Decodes `%XX` escapes; `None` on a malformed escape or invalid UTF-8.
-pub(crate) fn percent_decode(s: &str) -> Option<String> {
+pub fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

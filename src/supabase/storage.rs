@@ -110,7 +110,16 @@ pub async fn upload_bytes(
     content_type: &str,
     bytes: Vec<u8>,
 ) -> Result<(), DepError> {
-    upload(cfg, origin, path, content_type, None, Body::Bytes(bytes), TIMEOUT_MS).await
+    upload(
+        cfg,
+        origin,
+        path,
+        content_type,
+        None,
+        Body::Bytes(bytes),
+        TIMEOUT_MS,
+    )
+    .await
 }
 
 /// Uploads a JS stream to `{bucket}/{path}` without reading it into WebAssembly memory.
@@ -123,7 +132,16 @@ pub async fn upload_stream(
     stream: web_sys::ReadableStream,
 ) -> Result<(), DepError> {
     let body = Body::Stream(stream);
-    upload(cfg, origin, path, content_type, content_length, body, STREAM_TIMEOUT_MS).await
+    upload(
+        cfg,
+        origin,
+        path,
+        content_type,
+        content_length,
+        body,
+        STREAM_TIMEOUT_MS,
+    )
+    .await
 }
 
 /// `POST /storage/v1/object/{bucket}/{path}` with `x-upsert: true`.
@@ -155,4 +173,49 @@ async fn upload(
     } else {
         Err(reply_error(&reply))
     }
+}
+
+/// Signed GET URLs (valid `expires_in_s`) for objects of the generated-assets bucket, in the
+/// order of `paths` (decoded object paths); `None` for a path Storage could not sign.
+pub async fn sign_outputs(
+    cfg: &Config,
+    paths: &[String],
+    expires_in_s: u64,
+) -> Result<Vec<Option<String>>, DepError> {
+    let url = format!(
+        "{}/storage/v1/object/sign/{}",
+        cfg.supabase_url,
+        crate::core::storage_path::encode_segment(&cfg.bucket)
+    );
+    let body = serde_json::json!({ "expiresIn": expires_in_s, "paths": paths }).to_string();
+    let h = headers(cfg, &[("content-type", "application/json")]);
+    let reply = net::send(
+        Method::Post,
+        &url,
+        &as_refs(&h),
+        Body::Text(body),
+        TIMEOUT_MS,
+    )
+    .await
+    .map_err(dep)?;
+    if !reply.is_success() {
+        return Err(reply_error(&reply));
+    }
+    let items: Vec<serde_json::Value> = serde_json::from_slice(&reply.body).unwrap_or_default();
+    Ok(paths
+        .iter()
+        .map(|p| {
+            items
+                .iter()
+                .find(|i| i["path"].as_str() == Some(p.as_str()))
+                .and_then(|i| i["signedURL"].as_str().or_else(|| i["signedUrl"].as_str()))
+                .map(|s| {
+                    if s.starts_with("http") {
+                        s.to_owned()
+                    } else {
+                        format!("{}/storage/v1{}", cfg.supabase_url, s)
+                    }
+                })
+        })
+        .collect())
 }
