@@ -105,7 +105,10 @@ pub async fn authenticate(headers: &Headers, cfg: &Config) -> Result<UserId, Api
 /// The JWKS to verify a token with `kid`: the cached set, fetched when missing, stale, or when
 /// `kid` is unknown (at most once per 30 s).
 async fn keys(cfg: &Config, kid: &str) -> Result<Option<jwt::Jwks>, ApiError> {
-    let policy = JwksCachePolicy::default();
+    let policy = JwksCachePolicy {
+        min_refetch_interval_ms: cfg.jwks_refetch_s * 1000,
+        ..JwksCachePolicy::default()
+    };
     let now = now_ms();
     let fetch = JWKS.with(|c| {
         let mut c = c.borrow_mut();

@@ -74,11 +74,15 @@ impl Ctx {
             .block_on(stack.create_user("alice@e2e.test"))
             .map_err(io)?;
         let bob = rt.block_on(stack.create_user("bob@e2e.test")).map_err(io)?;
-        let settings: Vec<(String, String)> = stack
+        let mut settings: Vec<(String, String)> = stack
             .worker_vars()
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
+        // `POST /__test/enqueue` (forced duplicate deliveries); never set outside the suite.
+        settings.push(("TEST_HOOKS".into(), "true".into()));
+        // Key-rotation cases should not wait the production 30 s between JWKS fetches.
+        settings.push(("JWKS_REFETCH_SECONDS".into(), "2".into()));
         let worker = match WorkerProcess::start(WorkerOptions {
             settings,
             ..Default::default()
