@@ -2,7 +2,11 @@
 //! libtest trial (so the output ends with libtest's `test result: … N passed` line).
 
 mod api;
+mod auth;
 mod basics;
+mod concepts;
+mod docs;
+mod models;
 mod support;
 
 use libtest_mimic::{Arguments, Trial};
@@ -18,7 +22,14 @@ fn main() {
         }
     };
     let mut trials: Vec<Trial> = Vec::new();
-    for (name, case) in basics::cases().into_iter().chain(api::cases()) {
+    for (name, case) in basics::cases()
+        .into_iter()
+        .chain(api::cases())
+        .chain(auth::cases())
+        .chain(concepts::cases())
+        .chain(docs::cases())
+        .chain(models::cases())
+    {
         let ctx = ctx.clone();
         trials.push(Trial::test(name, move || case(&ctx)));
     }
