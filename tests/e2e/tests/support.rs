@@ -133,9 +133,12 @@ impl Ctx {
         let log = self.worker.lock().map(|w| w.log()).unwrap_or_default();
         log.lines()
             .filter(|l| l.contains(needle))
+            // wrangler wraps warn/error lines in colour codes: keep only `{ … }`.
             .filter_map(|l| {
-                l.find('{')
-                    .and_then(|i| serde_json::from_str::<Value>(&l[i..]).ok())
+                let (i, j) = (l.find('{')?, l.rfind('}')?);
+                (i < j)
+                    .then(|| serde_json::from_str::<Value>(&l[i..=j]).ok())
+                    .flatten()
             })
             .collect()
     }
