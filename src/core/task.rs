@@ -14,6 +14,8 @@
 //!   processing, OpenAI:  ─Complete─► complete
 //!   processing, Tripo:   ─ProviderTaskCreated─► awaiting provider ─PollResult…─►
 //!                        ─PollResult(Succeeded)─► finalizing ─ClaimJob(Finalize)─► ─Complete─► complete
+//!   finalizing, no live claim for FINALIZE_WATCHDOG_MS: ─RequeueFinalize─► finalizing (the alarm
+//!                        sends the finalize message again: it may have been lost)
 //!   pending | processing ─Fail─► failed ─Submit─► pending (attempt + 1, same rows)
 //! ```
 //!
@@ -38,6 +40,9 @@ pub const MAX_ERROR_MESSAGE_CHARS: usize = 1000;
 pub const PROVIDER_TIMEOUT_CODE: &str = "provider_timeout";
 /// Highest progress before the outputs are stored; 100 means complete.
 const MAX_UNFINISHED_PROGRESS: u8 = 99;
+/// A step waiting for its finalize job with no live claim for this long gets its finalize message
+/// sent again by the alarm (the message may have been lost, e.g. on a restart).
+pub const FINALIZE_WATCHDOG_MS: u64 = 2 * 60 * 1000;
 
 // ---------------------------------------------------------------------------------------------
 // State
@@ -133,6 +138,12 @@ pub struct PollState {
     /// Tripo's queue position.
     pub queuing_num: Option<u32>,
     pub succeeded_at_ms: Option<u64>,
+    /// Since when the provider has reported `unknown` without interruption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unknown_since_ms: Option<u64>,
+    /// Polls in a row that got no usable answer (`Observation::Unreachable`).
+    #[serde(default)]
+    pub consecutive_errors: u32,
 }
 
 /// The provider's view of its task while we wait for it.
@@ -142,6 +153,8 @@ pub enum ProviderStatus {
     Queued,
     Running,
     Success,
+    /// The provider reports `unknown`: tolerated for a bounded time (`tripo::UNKNOWN_GRACE_MS`).
+    Unknown,
 }
 
 /// Where a `processing` step is (derived from its state).
@@ -189,6 +202,26 @@ impl StepState {
             .is_some_and(|at| now_ms < at.saturating_add(lease_ms))
     }
 
+    /// When the alarm should look at a `Finalizing` step again: when the live claim's lease
+    /// ends, else [`FINALIZE_WATCHDOG_MS`] after the step last changed. `None` in other phases.
+    pub fn finalize_watchdog_at_ms(&self) -> Option<u64> {
+        if self.phase() != Phase::Finalizing {
+            return None;
+        }
+        Some(match self.job.claimed_at_ms {
+            Some(at) => at.saturating_add(DEFAULT_LEASE_MS),
+            None => self.updated_at_ms.saturating_add(FINALIZE_WATCHDOG_MS),
+        })
+    }
+
+    /// How long the provider has reported `unknown` without interruption, at `now_ms`.
+    pub fn unknown_for_ms(&self, now_ms: u64) -> u64 {
+        self.poll
+            .as_ref()
+            .and_then(|p| p.unknown_since_ms)
+            .map_or(0, |since| now_ms.saturating_sub(since))
+    }
+
     /// The `poll` number the next `PollResult` must carry.
     pub fn next_poll_number(&self) -> u32 {
         self.poll.as_ref().map_or(1, |p| p.polls + 1)
@@ -208,12 +241,16 @@ impl TaskState {
             .map(|(step, _)| *step)
     }
 
-    /// When the Durable Object's alarm should fire next: the earliest poll due.
+    /// When the Durable Object's alarm should fire next: the earliest poll due, or the earliest
+    /// finalize watchdog ([`StepState::finalize_watchdog_at_ms`]).
     pub fn next_alarm_ms(&self) -> Option<u64> {
         self.steps
             .values()
-            .filter(|s| s.phase() == Phase::AwaitingProvider)
-            .filter_map(|s| s.poll.as_ref().and_then(|p| p.next_poll_at_ms))
+            .filter_map(|s| match s.phase() {
+                Phase::AwaitingProvider => s.poll.as_ref().and_then(|p| p.next_poll_at_ms),
+                Phase::Finalizing => s.finalize_watchdog_at_ms(),
+                _ => None,
+            })
             .min()
     }
 }
@@ -288,6 +325,9 @@ pub enum Command {
         /// When to poll again if still waiting.
         next_poll_at_ms: u64,
     },
+    /// The alarm's watchdog: a `Finalizing` step has had no live claim for
+    /// [`FINALIZE_WATCHDOG_MS`]; send its finalize message again (outcome `Finalize`).
+    RequeueFinalize { step: Step, attempt: u32 },
     /// The outputs are stored.
     Complete {
         step: Step,
@@ -359,6 +399,8 @@ pub enum SkipReason {
     StalePoll,
     /// `Complete` without any output.
     EmptyOutput,
+    /// The watchdog is not due yet.
+    NotDue,
 }
 
 /// Why a command was refused; nothing is persisted.
@@ -434,6 +476,9 @@ pub fn apply(
         } => on_step(state, step, attempt, now_ms, |s, now| {
             poll_result(s, poll, observation, next_poll_at_ms, now)
         }),
+        Command::RequeueFinalize { step, attempt } => {
+            on_step(state, step, attempt, now_ms, requeue_finalize)
+        }
         Command::Complete {
             step,
             attempt,
@@ -645,6 +690,8 @@ fn provider_created(
         running_left_time: None,
         queuing_num: None,
         succeeded_at_ms: None,
+        unknown_since_ms: None,
+        consecutive_errors: 0,
     });
     Ok(Outcome::Polling { next_poll_at_ms })
 }
@@ -676,6 +723,8 @@ fn poll_result(
             p.next_poll_at_ms = None;
             p.running_left_time = None;
             p.queuing_num = None;
+            p.unknown_since_ms = None;
+            p.consecutive_errors = 0;
             progress = MAX_UNFINISHED_PROGRESS;
             Outcome::Finalize
         }
@@ -688,6 +737,12 @@ fn poll_result(
             if status != ProviderStatus::Success {
                 p.provider_status = status;
             }
+            if status == ProviderStatus::Unknown {
+                p.unknown_since_ms.get_or_insert(now);
+            } else {
+                p.unknown_since_ms = None;
+            }
+            p.consecutive_errors = 0;
             p.running_left_time = running_left_time;
             p.queuing_num = queuing_num;
             if let Some(r) = reported {
@@ -697,6 +752,7 @@ fn poll_result(
             Outcome::Polling { next_poll_at_ms }
         }
         Observation::Unreachable { message } => {
+            p.consecutive_errors = p.consecutive_errors.saturating_add(1);
             s.job.last_error = Some(StepError::new("", message).message);
             p.next_poll_at_ms = Some(next_poll_at_ms);
             Outcome::Polling { next_poll_at_ms }
@@ -706,16 +762,41 @@ fn poll_result(
     let started = p.started_at_ms;
     s.progress = progress;
     if matches!(outcome, Outcome::Polling { .. }) && now >= deadline {
-        let minutes = deadline.saturating_sub(started) / 60_000;
+        let budget_s = deadline.saturating_sub(started) / 1000;
+        let budget = match budget_s {
+            60 => "1 minute".to_owned(),
+            s if s % 60 == 0 => format!("{} minutes", s / 60),
+            s => format!("{s} seconds"),
+        };
         return fail(
             s,
             StepError::new(
                 PROVIDER_TIMEOUT_CODE,
-                format!("the provider did not finish within {minutes} minutes"),
+                format!("timed out: the provider did not finish within {budget}"),
             ),
         );
     }
     Ok(outcome)
+}
+
+fn requeue_finalize(s: &mut StepState, now: u64) -> Result<Outcome, SkipReason> {
+    let phase = s.phase();
+    if phase == Phase::Done {
+        return Err(SkipReason::Terminal(s.status));
+    }
+    if phase != Phase::Finalizing {
+        return Err(SkipReason::WrongPhase(phase));
+    }
+    if s.has_live_claim(now, DEFAULT_LEASE_MS) {
+        return Err(SkipReason::AlreadyClaimed);
+    }
+    match s.finalize_watchdog_at_ms() {
+        Some(at) if now >= at => {}
+        _ => return Err(SkipReason::NotDue),
+    }
+    // An expired claim is dropped; `updated_at_ms` (set by the caller) restarts the watchdog.
+    s.job.claimed_at_ms = None;
+    Ok(Outcome::Finalize)
 }
 
 fn complete(s: &mut StepState, asset_urls: Vec<String>) -> Result<Outcome, SkipReason> {
@@ -1376,7 +1457,8 @@ mod tests {
         let (state, outcome) = run(Some(state), cmd, T0 + 11);
         assert_eq!(outcome, Outcome::Finalize);
         assert_eq!(step_of(&state, Step::Model).progress, 99);
-        assert_eq!(state.next_alarm_ms(), None);
+        // No more polls; only the finalize watchdog keeps the alarm.
+        assert_eq!(state.next_alarm_ms(), Some(T0 + 11 + FINALIZE_WATCHDOG_MS));
         let (state, _) = run(Some(state), claim(JobKind::Finalize, 1), T0 + 12);
         let (state, outcome) = run(Some(state), completed(1), T0 + 13);
         assert_eq!(outcome, Outcome::Completed);
@@ -1497,6 +1579,113 @@ mod tests {
         };
         let (state, _) = run(Some(state), refine_created, T0);
         assert_eq!(state.next_alarm_ms(), Some(T0 + 1_000));
+    }
+
+    #[test]
+    fn finalize_watchdog_requeues_a_lost_finalize_once_per_period() {
+        let requeue = Command::RequeueFinalize {
+            step: Step::Model,
+            attempt: 1,
+        };
+        // Not in other phases.
+        for (situation, want) in [
+            ("running", "WrongPhase(Running)"),
+            ("awaiting", "WrongPhase(AwaitingProvider)"),
+            ("complete", "Terminal(Complete)"),
+        ] {
+            let state = fixture(situation);
+            let result = apply(Some(state), requeue.clone(), T0 + 10 * FINALIZE_WATCHDOG_MS);
+            assert_eq!(label(&result), want, "{situation}");
+        }
+        // Finalizing since T0 + 4 with no claim: the alarm is armed for the watchdog.
+        let state = fixture("finalizing");
+        let due = T0 + 4 + FINALIZE_WATCHDOG_MS;
+        assert_eq!(state.next_alarm_ms(), Some(due));
+        let early = apply(Some(state.clone()), requeue.clone(), due - 1);
+        assert_eq!(label(&early), "NotDue");
+        let (after, outcome) = run(Some(state), requeue.clone(), due);
+        assert_eq!(outcome, Outcome::Finalize);
+        check_invariants(&after);
+        // The next watchdog is one period later; applying again now is a no-op.
+        assert_eq!(after.next_alarm_ms(), Some(due + FINALIZE_WATCHDOG_MS));
+        assert_eq!(
+            label(&apply(Some(after.clone()), requeue.clone(), due + 1)),
+            "NotDue"
+        );
+        // A live finalize claim holds the watchdog until its lease ends; then it may requeue.
+        let claimed = fixture("finalize_claimed"); // claimed at T0 + 5
+        assert_eq!(claimed.next_alarm_ms(), Some(T0 + 5 + DEFAULT_LEASE_MS));
+        let held = apply(Some(claimed.clone()), requeue.clone(), due);
+        assert_eq!(label(&held), "AlreadyClaimed");
+        let (after, outcome) = run(Some(claimed), requeue, T0 + 5 + DEFAULT_LEASE_MS);
+        assert_eq!(outcome, Outcome::Finalize);
+        assert_eq!(step_of(&after, Step::Model).job.claimed_at_ms, None);
+    }
+
+    #[test]
+    fn unknown_status_and_poll_errors_are_tracked() {
+        let state = fixture("awaiting");
+        let unknown = Observation::Waiting {
+            status: ProviderStatus::Unknown,
+            progress: None,
+            running_left_time: None,
+            queuing_num: None,
+        };
+        let cmd = polled(&state, unknown.clone());
+        let (state, _) = run(Some(state), cmd, T0 + 10);
+        let cmd = polled(
+            &state,
+            Observation::Unreachable {
+                message: "503".into(),
+            },
+        );
+        let (state, _) = run(Some(state), cmd, T0 + 20);
+        let cmd = polled(&state, unknown);
+        let (state, _) = run(Some(state), cmd, T0 + 30);
+        let s = step_of(&state, Step::Model);
+        assert_eq!(
+            s.unknown_for_ms(T0 + 100),
+            90,
+            "unknown since the first report"
+        );
+        let p = s.poll.clone().unwrap();
+        assert_eq!(p.provider_status, ProviderStatus::Unknown);
+        assert_eq!(p.consecutive_errors, 0);
+        let cmd = polled(
+            &state,
+            Observation::Unreachable {
+                message: "503".into(),
+            },
+        );
+        let (state, _) = run(Some(state), cmd, T0 + 40);
+        let cmd = polled(
+            &state,
+            Observation::Unreachable {
+                message: "503".into(),
+            },
+        );
+        let (state, _) = run(Some(state), cmd, T0 + 50);
+        assert_eq!(
+            step_of(&state, Step::Model)
+                .poll
+                .as_ref()
+                .unwrap()
+                .consecutive_errors,
+            2
+        );
+        // A real status ends both streaks.
+        let cmd = polled(&state, waiting(20));
+        let (state, _) = run(Some(state), cmd, T0 + 60);
+        let s = step_of(&state, Step::Model);
+        assert_eq!(s.unknown_for_ms(T0 + 100), 0);
+        assert_eq!(s.poll.as_ref().unwrap().consecutive_errors, 0);
+        // States persisted before these fields existed still load.
+        let mut v = serde_json::to_value(&state).unwrap();
+        let poll = &mut v["steps"]["model"]["poll"];
+        poll.as_object_mut().unwrap().remove("consecutive_errors");
+        poll.as_object_mut().unwrap().remove("unknown_since_ms");
+        let back: TaskState = serde_json::from_value(v).unwrap();
+        assert_eq!(back, state);
     }
 
     // --- Complete and Fail -------------------------------------------------------------------

@@ -1,15 +1,261 @@
-//! The Tripo run job (SPEC §6 "Run"): rows `processing` → inputs uploaded to Tripo for file
-//! tokens → the task created with only the fields Tripo documents → its id stored in the DO
-//! (which arms the polling alarm) and on the row.
+//! The Tripo run job (SPEC §6 "Run"): rows `processing` → inputs downloaded from Storage (service
+//! key; signed URLs as given) and uploaded to Tripo one at a time for file tokens (a private input
+//! is never exposed by URL) → the task created with only the fields Tripo documents for its type
+//! (`core::tripo` builds the payload) → its id stored in the DO (which arms the polling alarm)
+//! and on the row (`ai_service_task_id`).
+//!
+//! Idempotency: the framework grants the claim only while the step has no provider task (phase
+//! `Running`) and one claim at a time, so a duplicate delivery never creates a second Tripo task.
+//! Tripo 2000 (concurrency) and 429 come back as classified failures that `core::retry` waits out;
+//! 2008 (moderation) and 2010 (no credits) fail the step at once.
 
-use super::Job;
-use crate::core::retry::{Dependency, Failure, FailureClass};
+use serde_json::json;
+
+use super::{failure_of, rows, Job};
+use crate::core::request::{
+    ModelOptions, ModelRequest, ModelSource, Orientation as ReqOrientation, StepRequest,
+    TextureQuality as ReqTextureQuality,
+};
+use crate::core::retry::{next_poll_delay_ms, Dependency, Failure, FailureClass, PollPolicy};
+use crate::core::storage_path::parse_input_url;
+use crate::core::task::{Command, Outcome, StepState};
+use crate::core::tripo::{
+    CreateTask, FileToken, ImageFormat, ModelParams, Orientation, TextureQuality,
+};
+use crate::log::Level;
+use crate::net::sleep;
+use crate::providers::tripo::{self, CallCtx};
+use crate::supabase::storage;
+use crate::task_client;
+
+/// In-job tries of the DO write that records the Tripo task (losing it would orphan a paid task,
+/// and a retried job would create another).
+const RECORD_TRIES: u32 = 4;
+/// In-job tries of the row write that stores the Tripo id (the finalize job writes it again).
+const ROW_TRIES: u32 = 3;
+
+/// `request::ModelOptions` → the options Tripo documents (normalised by `core::tripo`).
+pub fn model_params(o: &ModelOptions) -> ModelParams {
+    ModelParams {
+        model_version: o.model_version.map(|v| v.as_str().to_owned()),
+        texture: Some(o.texture),
+        pbr: o.pbr,
+        texture_quality: o.texture_quality.map(|q| match q {
+            ReqTextureQuality::Standard => TextureQuality::Standard,
+            ReqTextureQuality::Detailed => TextureQuality::Detailed,
+        }),
+        face_limit: o.face_limit,
+        auto_size: o.auto_size,
+    }
+}
+
+fn orientation(o: Option<ReqOrientation>) -> Option<Orientation> {
+    o.map(|o| match o {
+        ReqOrientation::Default => Orientation::Default,
+        ReqOrientation::AlignImage => Orientation::AlignImage,
+    })
+}
+
+fn invalid(dep: Dependency, detail: &str) -> Failure {
+    Failure::new(dep, FailureClass::InvalidInput, detail)
+}
 
 pub async fn run(job: &Job<'_>) -> Result<(), Failure> {
-    let _ = job;
-    Err(Failure::new(
-        Dependency::Tripo,
-        FailureClass::Rejected,
-        "3D model jobs are not available yet",
+    let cx = CallCtx {
+        task_id: &job.msg.task_id,
+        step: job.msg.step,
+    };
+    if let Some(id) = &job.step.provider_task_id {
+        // The claim is not granted once a provider task exists; never create a second one.
+        job.log(
+            Level::Warn,
+            "model.already_created",
+            json!({ "tripo_task_id": id }),
+        );
+        return Ok(());
+    }
+    rows::sync(job.cfg, &job.origin, &job.msg.task_id, &job.step)
+        .await
+        .map_err(|e| failure_of(&e))?;
+    let task = match &job.step.request {
+        StepRequest::Model(m) => model_task(job, cx, m).await?,
+        StepRequest::Refine(r) => CreateTask::RefineModel {
+            draft_model_task_id: r.tripo_draft_task_id.clone(),
+        },
+        StepRequest::Concepts(_) => {
+            return Err(Failure::new(
+                Dependency::Tripo,
+                FailureClass::Rejected,
+                "not a Tripo step",
+            ))
+        }
+    };
+    let tripo_id = tripo::create(cx, job.cfg, &task).await?;
+    job.log(
+        Level::Info,
+        "model.tripo_created",
+        json!({ "type": task.task_type().as_str(), "tripo_task_id": tripo_id }),
+    );
+    record(job, &tripo_id).await
+}
+
+/// The `POST /task` of a model request: text, one image / a sketch, or 2–4 views.
+async fn model_task(
+    job: &Job<'_>,
+    cx: CallCtx<'_>,
+    m: &ModelRequest,
+) -> Result<CreateTask, Failure> {
+    let params = model_params(&m.options);
+    let style = m.style.clone();
+    Ok(match &m.source {
+        ModelSource::Text { prompt } => CreateTask::TextToModel {
+            prompt: prompt.clone(),
+            style,
+            params,
+        },
+        ModelSource::Image { urls, image } if urls.len() > 1 => {
+            let mut files = Vec::with_capacity(urls.len());
+            for (i, url) in urls.iter().enumerate() {
+                files.push(upload_input(job, cx, url, i).await?);
+            }
+            CreateTask::MultiviewToModel {
+                files,
+                style,
+                params,
+                orientation: orientation(image.orientation),
+            }
+        }
+        ModelSource::Image { urls, image } => {
+            let url = urls
+                .first()
+                .ok_or_else(|| invalid(Dependency::Storage, "no input image"))?;
+            CreateTask::ImageToModel {
+                file: upload_input(job, cx, url, 0).await?,
+                style,
+                params,
+                orientation: orientation(image.orientation),
+            }
+        }
+        ModelSource::Sketch { url, image } => CreateTask::ImageToModel {
+            file: upload_input(job, cx, url, 0).await?,
+            style,
+            params,
+            orientation: orientation(image.orientation),
+        },
+    })
+}
+
+/// Downloads one input from Storage and uploads it to Tripo; its file token. The bytes are
+/// dropped before the next input is fetched.
+async fn upload_input(
+    job: &Job<'_>,
+    cx: CallCtx<'_>,
+    url: &str,
+    index: usize,
+) -> Result<FileToken, Failure> {
+    let obj = parse_input_url(url, &job.origin)
+        .map_err(|e| invalid(Dependency::Storage, &e.to_string()))?;
+    let (bytes, _ct) = storage::download_input(job.cfg, &obj)
+        .await
+        .map_err(|e| failure_of(&e))?;
+    let format = ImageFormat::sniff(&bytes).ok_or_else(|| {
+        invalid(
+            Dependency::Storage,
+            "the input is not a PNG, JPEG or WebP image",
+        )
+    })?;
+    let token = tripo::upload(cx, job.cfg, &bytes, format).await?;
+    job.log(
+        Level::Info,
+        "model.input_uploaded",
+        json!({ "index": index, "bytes": bytes.len(), "format": format.extension() }),
+    );
+    Ok(FileToken::new(format, token))
+}
+
+/// Stores the Tripo id in the DO (arming the alarm), then on the row.
+async fn record(job: &Job<'_>, tripo_id: &str) -> Result<(), Failure> {
+    let mut delay = 250;
+    let mut last = String::new();
+    for try_no in 1..=RECORD_TRIES {
+        let now = task_client::now_ms();
+        let cmd = Command::ProviderTaskCreated {
+            step: job.msg.step,
+            attempt: job.msg.attempt,
+            provider_task_id: tripo_id.to_owned(),
+            timeout_ms: job.cfg.tripo_deadline_s.saturating_mul(1000),
+            next_poll_at_ms: now + next_poll_delay_ms(0, None, &PollPolicy::default()),
+        };
+        match task_client::command(job.env, &job.msg.task_id, cmd).await {
+            Ok(Ok(reply)) => {
+                let step = reply.state.steps.get(&job.msg.step);
+                return match (&reply.outcome, step) {
+                    (Outcome::Polling { next_poll_at_ms }, Some(step)) => {
+                        job.log(
+                            Level::Info,
+                            "model.polling",
+                            json!({ "tripo_task_id": tripo_id, "next_poll_in_ms": next_poll_at_ms.saturating_sub(now) }),
+                        );
+                        sync_processing(job, step).await;
+                        Ok(())
+                    }
+                    (outcome, _) => {
+                        // Another delivery recorded its task first, or the step ended meanwhile.
+                        job.log(
+                            Level::Warn,
+                            "model.record_skipped",
+                            json!({ "tripo_task_id": tripo_id, "outcome": format!("{outcome:?}") }),
+                        );
+                        Ok(())
+                    }
+                };
+            }
+            Ok(Err(refusal)) => {
+                job.log(
+                    Level::Warn,
+                    "model.record_refused",
+                    json!({ "tripo_task_id": tripo_id, "refusal": refusal.to_string() }),
+                );
+                return Ok(());
+            }
+            Err(e) => {
+                last = e.to_string();
+                job.log(
+                    Level::Warn,
+                    "model.record_retry",
+                    json!({ "tripo_task_id": tripo_id, "try": try_no, "error": last }),
+                );
+                sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+    Err(Failure::network(
+        Dependency::Database,
+        &format!("could not record Tripo task {tripo_id}: {last}"),
     ))
+}
+
+/// Row `processing` with the Tripo id; a failure is logged (the finalize job writes it again).
+async fn sync_processing(job: &Job<'_>, step: &StepState) {
+    let mut delay = 250;
+    for try_no in 1..=ROW_TRIES {
+        match rows::sync(job.cfg, &job.origin, &job.msg.task_id, step).await {
+            Ok(()) => return,
+            Err(e) if try_no < ROW_TRIES => {
+                job.log(
+                    Level::Warn,
+                    "model.row_retry",
+                    json!({ "try": try_no, "error": e.to_string() }),
+                );
+                sleep(delay).await;
+                delay *= 2;
+            }
+            Err(e) => job.log(
+                Level::Error,
+                "model.row_failed",
+                json!({ "error": e.to_string() }),
+            ),
+        }
+    }
 }

@@ -2,3 +2,4 @@
 //! these modules only send the requests and hand back replies.
 
 pub mod openai;
+pub mod tripo;

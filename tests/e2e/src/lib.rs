@@ -205,6 +205,60 @@ impl WorkerProcess {
     pub fn keep_state(&mut self) -> Option<tempfile::TempDir> {
         self._temp.take()
     }
+
+    /// The process group of `wrangler dev` (its pid; `None` once stopped).
+    pub fn process_group(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+/// The resident memory (VmRSS, bytes) of the processes in process group `pgid` whose command
+/// name (`/proc/<pid>/comm`) contains `comm` (every process of the group with `None`), summed.
+/// Linux only (reads `/proc`); 0 when nothing matches.
+pub fn group_rss_bytes(pgid: u32, comm: Option<&str>) -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut total = 0;
+    for entry in dir.flatten() {
+        let path = entry.path();
+        let is_pid = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
+        if !is_pid {
+            continue;
+        }
+        // `stat`: "pid (comm) state ppid pgrp ..."; comm may contain spaces, so split after ')'.
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let pgrp = rest
+            .split_whitespace()
+            .nth(2)
+            .and_then(|v| v.parse::<u32>().ok());
+        if pgrp != Some(pgid) {
+            continue;
+        }
+        let name = head.split_once('(').map_or("", |(_, n)| n);
+        if comm.is_some_and(|c| !name.contains(c)) {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(path.join("status")) else {
+            continue;
+        };
+        let kb = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        total += kb * 1024;
+    }
+    total
 }
 
 impl Drop for WorkerProcess {

@@ -31,8 +31,10 @@ pub const BOOTSTRAP_SQL: &str = include_str!("../sql/bootstrap.sql");
 pub const GENERATED_ASSETS_BUCKET: &str = "makeit3d_app_assets";
 /// The private bucket clients upload their inputs to.
 pub const INPUT_BUCKET: &str = "user_input_files_bucket";
-/// Storage's global upload limit, as in the observed Supabase setup (50 MB).
-pub const UPLOAD_LIMIT_BYTES: u64 = 52_428_800;
+/// Storage's global upload limit. The observed Supabase setup had 50 MB (the Free plan's
+/// ceiling); models can be several hundred MB, so a deployment raises it (Pro plans allow it)
+/// and the local stack does too: 1 GiB.
+pub const UPLOAD_LIMIT_BYTES: u64 = 1 << 30;
 /// Lifetime of the token [`Stack::create_user`] returns.
 pub const USER_TOKEN_TTL_SECS: i64 = 3600;
 

@@ -1,0 +1,164 @@
+//! Tripo 3D API v2: `POST {TRIPO_BASE_URL}/upload/sts` (multipart), `POST /task`,
+//! `GET /task/{id}`. Payloads, parsing and error classification live in `core::tripo`; this
+//! module sends the requests, logs one `tripo.call` line per request (with Tripo's
+//! `X-Tripo-Trace-ID`), and hands back parsed answers or classified failures.
+
+use serde_json::json;
+use worker::Method;
+
+use crate::config::Config;
+use crate::core::ids::TaskId;
+use crate::core::retry::{parse_retry_after, Dependency, Failure};
+use crate::core::step::Step;
+use crate::core::tripo::{
+    boundary, failure, multipart_content_type, parse_create, parse_task, parse_upload, task_path,
+    upload_multipart, CreateTask, ImageFormat, TaskDetail, CREATE_TASK_PATH, UPLOAD_PATH,
+};
+use crate::log::{self, Level};
+use crate::net::{self, Body, NetError, Reply};
+
+/// Timeout of an upload (inputs are ≤ 20 MB).
+pub const UPLOAD_TIMEOUT_MS: u64 = 120_000;
+/// Timeout of a task creation or a task query.
+pub const API_TIMEOUT_MS: u64 = 30_000;
+
+/// Where a call belongs, for its log line.
+#[derive(Clone, Copy)]
+pub struct CallCtx<'a> {
+    pub task_id: &'a TaskId,
+    pub step: Step,
+}
+
+fn random_u128() -> u128 {
+    let hi = (js_sys::Math::random() * u64::MAX as f64) as u64;
+    let lo = (js_sys::Math::random() * u64::MAX as f64) as u64;
+    (u128::from(hi) << 64) | u128::from(lo)
+}
+
+fn net_failure(e: NetError) -> Failure {
+    match e {
+        NetError::Timeout(ms) => {
+            Failure::network(Dependency::Tripo, &format!("no answer in {ms} ms"))
+        }
+        other => Failure::network(Dependency::Tripo, &other.to_string()),
+    }
+}
+
+/// Sends one request to the Tripo API and logs it; a non-2xx answer is a classified failure.
+async fn call(
+    cx: CallCtx<'_>,
+    cfg: &Config,
+    method: Method,
+    path: &str,
+    content_type: Option<&str>,
+    body: Body,
+    timeout_ms: u64,
+) -> Result<Reply, Failure> {
+    let url = format!("{}{}", cfg.tripo_base_url, path);
+    let auth = format!("Bearer {}", cfg.tripo_api_key);
+    let mut headers = vec![("authorization", auth.as_str())];
+    if let Some(ct) = content_type {
+        headers.push(("content-type", ct));
+    }
+    let method_name = method.to_string();
+    let started = js_sys::Date::now();
+    let result = net::send(method, &url, &headers, body, timeout_ms).await;
+    let elapsed_ms = (js_sys::Date::now() - started).max(0.0) as u64;
+    let reply = match result {
+        Ok(r) => r,
+        Err(e) => {
+            log::emit(
+                Level::Warn,
+                "tripo.call",
+                Some(cx.task_id.as_str()),
+                Some(cx.step),
+                json!({ "method": method_name, "path": path, "error": e.to_string(), "ms": elapsed_ms }),
+            );
+            return Err(net_failure(e));
+        }
+    };
+    let trace = reply.header("x-tripo-trace-id");
+    let level = if reply.is_success() {
+        Level::Info
+    } else {
+        Level::Warn
+    };
+    log::emit(
+        level,
+        "tripo.call",
+        Some(cx.task_id.as_str()),
+        Some(cx.step),
+        json!({ "method": method_name, "path": path, "status": reply.status, "trace_id": trace, "ms": elapsed_ms }),
+    );
+    if reply.is_success() {
+        return Ok(reply);
+    }
+    let hint = reply
+        .header("retry-after")
+        .and_then(|v| parse_retry_after(&v, js_sys::Date::now() as u64));
+    Err(failure(reply.status, &reply.text(), hint))
+}
+
+/// Uploads one image (`POST /upload/sts`, part `file`); its `image_token`.
+pub async fn upload(
+    cx: CallCtx<'_>,
+    cfg: &Config,
+    bytes: &[u8],
+    format: ImageFormat,
+) -> Result<String, Failure> {
+    let b = boundary(random_u128());
+    let body = upload_multipart(&b, &format.upload_filename(), format.mime(), bytes);
+    let ct = multipart_content_type(&b);
+    let reply = call(
+        cx,
+        cfg,
+        Method::Post,
+        UPLOAD_PATH,
+        Some(&ct),
+        Body::Bytes(body),
+        UPLOAD_TIMEOUT_MS,
+    )
+    .await?;
+    parse_upload(&reply.text()).map_err(|e| e.to_failure(reply.status))
+}
+
+/// Creates a task (`POST /task`); Tripo's task id.
+pub async fn create(cx: CallCtx<'_>, cfg: &Config, task: &CreateTask) -> Result<String, Failure> {
+    let payload = task.to_json().map_err(|e| {
+        Failure::new(
+            Dependency::Tripo,
+            crate::core::retry::FailureClass::InvalidInput,
+            &e.to_string(),
+        )
+    })?;
+    let reply = call(
+        cx,
+        cfg,
+        Method::Post,
+        CREATE_TASK_PATH,
+        Some("application/json"),
+        Body::Text(payload.to_string()),
+        API_TIMEOUT_MS,
+    )
+    .await?;
+    parse_create(&reply.text()).map_err(|e| e.to_failure(reply.status))
+}
+
+/// Queries a task (`GET /task/{id}`).
+pub async fn task(
+    cx: CallCtx<'_>,
+    cfg: &Config,
+    tripo_task_id: &str,
+) -> Result<TaskDetail, Failure> {
+    let reply = call(
+        cx,
+        cfg,
+        Method::Get,
+        &task_path(tripo_task_id),
+        None,
+        Body::Empty,
+        API_TIMEOUT_MS,
+    )
+    .await?;
+    parse_task(&reply.text()).map_err(|e| e.to_failure(reply.status))
+}
