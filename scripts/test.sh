@@ -15,5 +15,6 @@ step cargo clippy -p makeit3d-bff --target wasm32-unknown-unknown --all-targets 
 step cargo test --workspace --exclude e2e --locked
 step cargo test -p makeit3d-bff --target wasm32-unknown-unknown --locked
 step bash scripts/bundle-size.sh
+step "$NODE22" node_modules/typescript/bin/tsc -p docs/examples
 step cargo test -p e2e --locked
 echo; echo "all tests passed"
