@@ -209,7 +209,15 @@ async fn submit(
     )
     .await
     {
-        undo(env, &task_id, step, attempt, &e).await;
+        let undo_rows = rows::undo(
+            &tables(cfg),
+            &step_req,
+            &row_ids,
+            attempt,
+            retry,
+            &e.to_string(),
+        );
+        undo(cfg, env, &task_id, step, attempt, &e, &undo_rows).await;
         return Err(e.into());
     }
     log::emit(
@@ -269,8 +277,26 @@ async fn write_rows(
     Ok(())
 }
 
-/// Undoes a submission whose rows or message could not be written.
-async fn undo(env: &Env, task_id: &TaskId, step: Step, attempt: u32, cause: &DepError) {
+/// Undoes a submission whose rows or message could not be written: the rows (best effort;
+/// guarded writes), then the step in the DO, so the same request can simply be sent again.
+async fn undo(
+    cfg: &Config,
+    env: &Env,
+    task_id: &TaskId,
+    step: Step,
+    attempt: u32,
+    cause: &DepError,
+    undo_rows: &[crate::core::rest::RestRequest],
+) {
+    if let Err(e) = supabase::rest::send_all(cfg, undo_rows).await {
+        log::emit(
+            Level::Warn,
+            "submit.undo_rows_failed",
+            Some(task_id.as_str()),
+            Some(step),
+            json!({ "error": e.to_string() }),
+        );
+    }
     log::emit(
         Level::Warn,
         "submit.aborted",

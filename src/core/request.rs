@@ -726,7 +726,7 @@ const STYLE: FieldSpec = FieldSpec::optional(
     FieldType::Text {
         max_chars: MAX_STYLE_CHARS,
     },
-    "Free-text style. Stored in the row; for concepts appended to the prompt as \"<prompt> Style: <style>\". Never sent to Tripo.",
+    "Free-text style, stored in the row. Concepts: appended to the prompt as \"<prompt> Style: <style>\". Text-to-model: a Tripo style preset (e.g. object:clay) is sent as Tripo's `style`; other text is appended to the prompt when it fits. Image, sketch and refine tasks: not sent to Tripo.",
 );
 const TRIPO_PROMPT_TEXT: FieldType = FieldType::Text {
     max_chars: MAX_TRIPO_PROMPT_CHARS,

@@ -44,6 +44,7 @@ pub enum Method {
     Get,
     Post,
     Patch,
+    Delete,
 }
 
 impl Method {
@@ -52,6 +53,7 @@ impl Method {
             Method::Get => "GET",
             Method::Post => "POST",
             Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
         }
     }
 }
@@ -370,6 +372,25 @@ fn patch(table: &str, filter: String, body: Value) -> RestRequest {
     }
 }
 
+/// Deletes the `pending` rows of a submission that was undone before its job was enqueued
+/// (SPEC §4.4: nothing half-made). Rows another attempt already moved on are not matched.
+pub fn delete_pending(table: &str, row_ids: &[Uuid]) -> Result<RestRequest, RestError> {
+    if row_ids.is_empty() {
+        return Err(RestError::NoRows);
+    }
+    Ok(RestRequest {
+        method: Method::Delete,
+        path: format!(
+            "{}?{}&status=eq.{}",
+            table_path(table),
+            id_filter(row_ids),
+            Status::Pending.as_str()
+        ),
+        headers: vec![("Prefer", PREFER_UPDATE.to_owned())],
+        body: None,
+    })
+}
+
 /// Why an update could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RestError {
@@ -678,6 +699,21 @@ mod tests {
             });
         let back: RowMetadata = serde_json::from_value(serde_json::to_value(&m).unwrap()).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn delete_pending_is_filtered_and_guarded() {
+        let ids = [Uuid::from_u128(1), Uuid::from_u128(2)];
+        let r = delete_pending("concept_images", &ids).unwrap();
+        assert_eq!(r.method, Method::Delete);
+        assert!(
+            r.path.starts_with("/rest/v1/concept_images?id=in.("),
+            "{}",
+            r.path
+        );
+        assert!(r.path.ends_with("&status=eq.pending"), "{}", r.path);
+        assert!(r.body.is_none());
+        assert_eq!(delete_pending("models", &[]), Err(RestError::NoRows));
     }
 
     #[test]

@@ -141,6 +141,33 @@ pub fn reset(
         .collect()
 }
 
+/// Undoes the row writes of a submission that failed before its job was enqueued: a new step's
+/// `pending` rows are deleted; a resubmitted step's rows go back to `failed` with the cause.
+pub fn undo(
+    tables: &Tables,
+    req: &StepRequest,
+    row_ids: &[Uuid],
+    attempt: u32,
+    retry: bool,
+    cause: &str,
+) -> Vec<RestRequest> {
+    let table = tables.of(req.step());
+    if !retry {
+        return rest::delete_pending(table, row_ids).into_iter().collect();
+    }
+    row_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let error = rest::RowError {
+                code: "submission_aborted".into(),
+                message: cause.to_owned(),
+            };
+            rest::mark_failed(table, *id, &metadata(req, attempt, i as u32), error)
+        })
+        .collect()
+}
+
 /// A short summary of the rows for logs.
 pub fn describe(req: &StepRequest) -> Value {
     json!({ "step": req.step().as_str(), "rows": req.output_count() })
@@ -188,6 +215,22 @@ mod tests {
             r.header("prefer"),
             Some("resolution=ignore-duplicates,return=minimal")
         );
+    }
+
+    #[test]
+    fn undo_deletes_new_rows_and_refails_retried_ones() {
+        let v = parse(Endpoint::TextToModel, br#"{"task_id":"t-3","prompt":"x"}"#).unwrap();
+        let ids = vec![row_id(&v.task_id, Step::Model, 0)];
+        let new = undo(&tables(), &v.request, &ids, 1, false, "queue down");
+        assert_eq!(new.len(), 1);
+        assert_eq!(new[0].method, rest::Method::Delete);
+        assert!(new[0].path.contains("status=eq.pending"));
+        let again = undo(&tables(), &v.request, &ids, 2, true, "queue down");
+        assert_eq!(again[0].method, rest::Method::Patch);
+        let body: Value = serde_json::from_str(again[0].body.as_deref().unwrap()).unwrap();
+        assert_eq!(body["status"], "failed");
+        assert_eq!(body["metadata"]["attempt"], 2);
+        assert_eq!(body["metadata"]["error"]["message"], "queue down");
     }
 
     #[test]

@@ -67,8 +67,29 @@ fn add_cors(resp: &Response, origin: &str) -> worker::Result<()> {
     Ok(())
 }
 
+thread_local! {
+    /// Whether this isolate has warned that authentication is off.
+    static WARNED_AUTH_OFF: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `AUTH_MODE=none` is for local development only: say so in the log once per isolate start.
+fn warn_if_auth_off(env: &Env) {
+    if lookup(env, "AUTH_MODE").as_deref() == Some("none")
+        && !WARNED_AUTH_OFF.with(|w| w.replace(true))
+    {
+        log::emit(
+            Level::Warn,
+            "auth.disabled",
+            None,
+            None,
+            serde_json::json!({ "message": "AUTH_MODE=none: every caller is the local user; never use this in production" }),
+        );
+    }
+}
+
 /// Entry point of every HTTP request.
 pub async fn handle(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    warn_if_auth_off(&env);
     let method = req.method().to_string();
     let path = req.path();
     let origin = lookup(&env, "CORS_ALLOW_ORIGIN").unwrap_or_else(|| "*".into());

@@ -29,35 +29,14 @@ fn error_schema() -> Value {
 
 /// Properties of the submit answer (202 new, 200 idempotent repeat).
 pub const SUBMIT_FIELDS: [&str; 5] = ["task_id", "step", "status", "status_url", "celery_task_id"];
-/// Properties of one step in the status answer.
-pub const STEP_FIELDS: [&str; 8] = [
-    "step",
-    "service",
-    "status",
-    "progress",
-    "asset_url",
-    "asset_urls",
-    "error",
-    "updated_at",
-];
-/// Properties of the status answer.
-pub const STATUS_FIELDS: [&str; 11] = [
-    "task_id",
-    "step",
-    "service",
-    "status",
-    "progress",
-    "asset_url",
-    "asset_urls",
-    "error",
-    "updated_at",
-    "steps",
-    "queue_position",
-];
 
-fn step_schema(include_steps: bool) -> Value {
+/// The status answer (`include_task`: the top level, with `task_id`, `updated_at` and `steps`)
+/// or one entry of its `steps`.
+fn step_schema(include_task: bool) -> Value {
     let mut props = Map::new();
-    props.insert("task_id".into(), json!({ "type": "string" }));
+    if include_task {
+        props.insert("task_id".into(), json!({ "type": "string" }));
+    }
     props.insert(
         "step".into(),
         json!({ "type": "string", "enum": ["concepts", "model", "refine"] }),
@@ -78,21 +57,24 @@ fn step_schema(include_steps: bool) -> Value {
         "asset_url".into(),
         json!({ "type": ["string", "null"], "description": "The first output." }),
     );
-    props.insert("asset_urls".into(), json!({ "type": "array", "items": { "type": "string" }, "description": "Every output (n concept images, or one model)." }));
-    props.insert("error".into(), json!({ "anyOf": [{ "type": "null" }, { "type": "object", "properties": { "code": { "type": "string" }, "message": { "type": "string" } } }] }));
     props.insert(
-        "updated_at".into(),
-        json!({ "type": "string", "format": "date-time" }),
+        "asset_urls".into(),
+        json!({ "type": "array", "items": { "type": "string" }, "description": "Every output (n concept images, or one model)." }),
     );
-    props.insert("queue_position".into(), json!({ "type": ["integer", "null"], "description": "Position in the provider's queue, when it reports one." }));
-    if include_steps {
+    props.insert(
+        "error".into(),
+        json!({ "anyOf": [{ "type": "null" }, { "type": "object", "required": ["code", "message"],
+            "properties": { "code": { "type": "string" }, "message": { "type": "string" } } }] }),
+    );
+    if include_task {
+        props.insert(
+            "updated_at".into(),
+            json!({ "type": "string", "format": "date-time", "description": "When the selected step last changed." }),
+        );
         props.insert(
             "steps".into(),
             json!({ "type": "array", "items": { "$ref": "#/components/schemas/StepStatus" } }),
         );
-    } else {
-        props.remove("task_id");
-        props.remove("queue_position");
     }
     let keys: Vec<Value> = props.keys().map(|k| Value::from(k.as_str())).collect();
     json!({ "type": "object", "required": keys, "properties": props })
@@ -161,7 +143,8 @@ pub fn document() -> Value {
     paths.insert("/health".into(), json!({ "get": { "operationId": "health", "summary": "Liveness and configuration report (names, never values)",
         "responses": { "200": { "description": "OK", "content": { "application/json": { "schema": { "type": "object",
             "properties": { "status": { "type": "string", "enum": ["ok", "misconfigured"] }, "service": { "type": "string" },
-                "version": { "type": "string" }, "auth_mode": { "type": "string" }, "problems": { "type": "array" } } } } } } } } }));
+                "version": { "type": "string" }, "auth_mode": { "type": "string" }, "local_only": { "type": "boolean" },
+                "problems": { "type": "array" } } } } } } } } }));
     paths.insert("/openapi.json".into(), json!({ "get": { "operationId": "openapi", "summary": "This document",
         "responses": { "200": { "description": "OpenAPI 3.1", "content": { "application/json": {} } } } } }));
 
@@ -339,6 +322,46 @@ mod tests {
             );
         }
         assert_eq!(codes.len(), 14);
+    }
+
+    /// Every key the code answers with is documented, and every documented key is answered.
+    #[test]
+    fn response_schemas_match_what_the_code_serializes() {
+        use crate::core::ids::{TaskId, UserId};
+        use crate::core::request::{parse, Endpoint};
+        use crate::core::status::{submit_response, view, StatusQuery};
+        use crate::core::step::{Status, Step};
+        use crate::core::task::{apply, Command, Submission};
+        let v = parse(
+            Endpoint::TextToModel,
+            br#"{"task_id":"t-1","prompt":"a cat"}"#,
+        )
+        .unwrap();
+        let owner = UserId(uuid::Uuid::from_u128(7));
+        let sub = Submission {
+            owner,
+            task_id: v.task_id.clone(),
+            request: v.request,
+        };
+        let (state, _) = apply(None, Command::Submit(sub), 1_000).unwrap();
+        let status =
+            serde_json::to_value(view(&state, StatusQuery::Latest, owner).unwrap()).unwrap();
+        let submit = serde_json::to_value(submit_response(
+            &TaskId::parse("t-1").unwrap(),
+            Step::Model,
+            Status::Pending,
+        ))
+        .unwrap();
+        let d = doc();
+        let keys = |v: &Value| -> Vec<String> {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        let schema = |name: &str| keys(&d["components"]["schemas"][name]["properties"]);
+        assert_eq!(keys(&status), schema("StatusResponse"));
+        assert_eq!(keys(&status["steps"][0]), schema("StepStatus"));
+        assert_eq!(keys(&submit), schema("SubmitResponse"));
     }
 
     #[test]

@@ -14,6 +14,7 @@ fn method(m: rest::Method) -> Method {
         rest::Method::Get => Method::Get,
         rest::Method::Post => Method::Post,
         rest::Method::Patch => Method::Patch,
+        rest::Method::Delete => Method::Delete,
     }
 }
 
