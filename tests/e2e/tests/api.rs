@@ -42,6 +42,10 @@ pub fn cases() -> Vec<(&'static str, Case)> {
             "api::input_check_storage_failure_is_503_and_nothing_is_left",
             storage_failure_leaves_nothing,
         ),
+        (
+            "api::row_insert_failure_is_503_and_nothing_is_left",
+            row_insert_failure_leaves_nothing,
+        ),
     ]
 }
 
@@ -807,4 +811,31 @@ fn storage_failure_leaves_nothing(ctx: &Ctx) -> CaseResult {
     check(r.status == 202, || {
         format!("repeat: {} {}", r.status, r.text)
     })
+}
+
+fn row_insert_failure_leaves_nothing(ctx: &Ctx) -> CaseResult {
+    let task = ctx.task_id("rowfail");
+    // The gateway answers the worker's insert for this task (and only it) with a 503.
+    let fault = json!({"method": "POST", "path_prefix": "/models", "status": 503, "times": 1, "match_body": task});
+    let f = ctx.request(
+        "POST",
+        &format!("{}/__fake/rest/faults", ctx.stack.supabase_url),
+        &[("content-type", "application/json")],
+        Some(fault.to_string().into_bytes()),
+    )?;
+    check(f.status < 300, || format!("fault: {} {}", f.status, f.text))?;
+    let body = json!({"task_id": task, "prompt": "a desk lamp"});
+    let r = ctx.generate(&ctx.alice, "text-to-model", &body)?;
+    expect_error(&r, 503, "dependency_unavailable")?;
+    expect_error(&ctx.status(&ctx.alice, &task, "")?, 404, "not_found")?;
+    check(ctx.rows("models", &task)?.is_empty(), || "rows left".into())?;
+    check(ctx.jobs_received(&task).is_empty(), || {
+        "a job was enqueued".into()
+    })?;
+    let r = ctx.generate(&ctx.alice, "text-to-model", &body)?;
+    check(r.status == 202, || {
+        format!("repeat: {} {}", r.status, r.text)
+    })?;
+    let rows = ctx.rows("models", &task)?;
+    check(rows.len() == 1, || format!("rows after repeat: {rows:?}"))
 }
