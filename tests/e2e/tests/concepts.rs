@@ -183,13 +183,8 @@ fn sorted_by_index(mut rows: Vec<Value>) -> Vec<Value> {
 /// trailing `ESC[0m` — so the text after the first `{` is not JSON. Here the object is cut
 /// at the last `}`.)
 fn events(ctx: &Ctx, t: &Task) -> Vec<Value> {
-    let log = ctx.worker.lock().map(|w| w.log()).unwrap_or_default();
-    log.lines()
-        .filter(|l| l.contains(t.id.as_str()))
-        .filter_map(|l| {
-            let (i, j) = (l.find('{')?, l.rfind('}')?);
-            serde_json::from_str::<Value>(l.get(i..=j)?).ok()
-        })
+    ctx.worker_events(&t.id)
+        .into_iter()
         .filter(|v| v["task_id"] == t.id.as_str())
         .collect()
 }
