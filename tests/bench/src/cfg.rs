@@ -1,0 +1,109 @@
+//! Settings of a bench run (environment variables, all optional) and its time budget.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+pub struct Cfg {
+    /// Runs of each figure (`BENCH_RUNS`, 3).
+    pub runs: usize,
+    /// Seconds of each wrk load (`BENCH_SECONDS`, 5).
+    pub secs: u32,
+    /// Connections of the submit / health loads (`BENCH_CONCURRENCY`, `1,16,64`).
+    pub concurrency: Vec<u32>,
+    /// Connections of the status loads (`BENCH_STATUS_CONCURRENCY`, `16,64`).
+    pub status_concurrency: Vec<u32>,
+    /// Existing tasks the status load reads (`BENCH_STATUS_TASKS`, 1000).
+    pub status_tasks: usize,
+    /// Text-to-model jobs submitted at once (`BENCH_JOBS`, 200).
+    pub jobs: usize,
+    /// Image-to-image jobs with n = 4 (`BENCH_CONCEPT_JOBS`, 50).
+    pub concept_jobs: usize,
+    /// Model sizes copied, MiB (`BENCH_COPY_MIB`, `10,100,300`).
+    pub copy_mib: Vec<u64>,
+    /// Longest wait for the submit loads' jobs to finish between runs (`BENCH_DRAIN_S`, 15).
+    pub drain_s: u64,
+    /// Scenarios to run (`BENCH_ONLY`, all): bundle, jobs, copy, concepts, status, profile,
+    /// submit.
+    pub only: Option<Vec<String>>,
+    /// Seconds this process may take (`BENCH_BUDGET_S`, 1020); extra runs of the slow
+    /// scenarios are skipped when they would not fit.
+    pub budget_s: f64,
+    /// `scripts/bundle-size.sh` output (`BENCH_BUNDLE_FILE`).
+    pub bundle_file: Option<PathBuf>,
+    /// Where results.json goes (`BENCH_OUT`, `<repo>/target/bench`).
+    pub out_dir: PathBuf,
+    pub started: Instant,
+}
+
+fn var<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+fn list<T: std::str::FromStr>(name: &str, default: &str) -> Vec<T> {
+    let raw = std::env::var(name).unwrap_or_else(|_| default.to_string());
+    raw.split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
+
+impl Cfg {
+    pub fn from_env() -> Cfg {
+        Cfg {
+            runs: var("BENCH_RUNS", 3usize).max(1),
+            secs: var("BENCH_SECONDS", 5u32).max(1),
+            concurrency: list("BENCH_CONCURRENCY", "1,16,64"),
+            status_concurrency: list("BENCH_STATUS_CONCURRENCY", "16,64"),
+            status_tasks: var("BENCH_STATUS_TASKS", 1000usize).max(1),
+            jobs: var("BENCH_JOBS", 200usize).max(1),
+            concept_jobs: var("BENCH_CONCEPT_JOBS", 50usize).max(1),
+            copy_mib: list("BENCH_COPY_MIB", "10,100,300"),
+            drain_s: var("BENCH_DRAIN_S", 15u64),
+            only: std::env::var("BENCH_ONLY")
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| s.split(',').map(|x| x.trim().to_string()).collect()),
+            budget_s: var("BENCH_BUDGET_S", 1020.0f64),
+            bundle_file: std::env::var("BENCH_BUNDLE_FILE").ok().map(PathBuf::from),
+            out_dir: std::env::var("BENCH_OUT")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| e2e::repo_root().join("target").join("bench")),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn wants(&self, scenario: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|l| l.iter().any(|s| s == scenario))
+    }
+
+    pub fn elapsed_s(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// Seconds the quick scenarios (status, profile, submit) still need, estimated.
+    pub fn quick_reserve_s(&self) -> f64 {
+        let runs = self.runs as f64;
+        let secs = f64::from(self.secs);
+        let mut s = 0.0;
+        if self.wants("submit") {
+            let per = 2.0 * (secs + 1.0) + (self.drain_s as f64).min(6.0);
+            s += runs * self.concurrency.len() as f64 * per;
+        }
+        if self.wants("status") {
+            s += 30.0 + runs * self.status_concurrency.len() as f64 * (secs + 1.0);
+        }
+        if self.wants("profile") {
+            s += runs * (2.0 * (secs + 1.0) + 6.0);
+        }
+        s + 10.0
+    }
+
+    /// Whether something taking `need_s` more still leaves `reserve_s` within the budget.
+    pub fn time_allows(&self, need_s: f64, reserve_s: f64) -> bool {
+        self.elapsed_s() + need_s + reserve_s <= self.budget_s
+    }
+}
