@@ -34,6 +34,12 @@ use super::step::{Status, Step};
 
 /// A reasonable job lease: longer than any single job run, short enough to recover from a crash.
 pub const DEFAULT_LEASE_MS: u64 = 15 * 60 * 1000;
+/// A repeat of a submission whose step is still pending and not known to be enqueued resumes it
+/// (rows again, enqueue again) only after this long: the submit path does not record the enqueue
+/// (the job's claim does), so within this window the first submit is presumed alive and a repeat
+/// is the idempotent `Existing`. After it, the first submit is presumed dead (crashed between
+/// creating the step and sending the message) and the repeat finishes its work.
+pub const RESUME_AFTER_MS: u64 = 30_000;
 /// Error messages kept in the state (and shown on the status endpoint) are cut to this length.
 pub const MAX_ERROR_MESSAGE_CHARS: usize = 1000;
 /// Error code of a provider task that did not finish before its deadline.
@@ -547,7 +553,11 @@ fn submit(
                 status: existing.status,
             })
         }
-        Some(existing) if existing.status == Status::Pending && !existing.enqueued => {
+        Some(existing)
+            if existing.status == Status::Pending
+                && !existing.enqueued
+                && now_ms.saturating_sub(existing.submitted_at_ms) >= RESUME_AFTER_MS =>
+        {
             return Ok((state, Outcome::Resume));
         }
         Some(_) => return Ok((state, Outcome::Existing)),
@@ -1164,7 +1174,12 @@ mod tests {
     #[test]
     fn same_request_resumes_until_enqueued_then_is_existing() {
         let pending = fixture("pending");
+        // Within the window the first submit is presumed alive: the repeat starts nothing.
         let (after, outcome) = run(Some(pending.clone()), submit_cmd(model("cat")), T0 + 50);
+        assert_eq!(outcome, Outcome::Existing);
+        assert_eq!(after, pending);
+        let late = pending.steps[&Step::Model].submitted_at_ms + RESUME_AFTER_MS;
+        let (after, outcome) = run(Some(pending.clone()), submit_cmd(model("cat")), late);
         assert_eq!(outcome, Outcome::Resume);
         assert_eq!(after, pending);
         for situation in ["enqueued", "running", "awaiting", "finalizing", "complete"] {
