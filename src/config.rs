@@ -186,6 +186,14 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
 }
 
 impl Config {
+    /// The configured row tables.
+    pub fn tables(&self) -> crate::core::rows::Tables {
+        crate::core::rows::Tables {
+            concept_images: self.concept_images_table.clone(),
+            models: self.models_table.clone(),
+        }
+    }
+
     /// Reads and validates every setting. `Err` lists every problem at once.
     pub fn load(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Vec<Problem>> {
         let mut r = Reader {

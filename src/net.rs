@@ -48,6 +48,11 @@ impl Drop for Timer {
     }
 }
 
+/// The runtime's clock, in ms since the epoch.
+pub fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
 /// Sleeps `ms` on the runtime's timer.
 pub async fn sleep(ms: u64) {
     let mut t = Timer::new(ms);

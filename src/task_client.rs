@@ -51,9 +51,7 @@ use crate::core::task::{Command, Refusal, TaskState};
 use crate::task_object::{CmdReply, CmdRequest, RefusalReply, StateReply};
 
 /// Current time in ms (the DO applies commands at the caller's clock, so one request sees one time).
-pub fn now_ms() -> u64 {
-    js_sys::Date::now() as u64
-}
+pub use crate::net::now_ms;
 
 /// Applies one command in the task's DO: `Ok(Ok(reply))`, or `Ok(Err(refusal))` when the state
 /// machine refused it (nothing persisted).

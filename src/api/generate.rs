@@ -11,7 +11,7 @@ use crate::auth;
 use crate::config::Config;
 use crate::core::ids::{TaskId, UserId};
 use crate::core::request::{self, Endpoint, RequestError, StepRequest, ValidRequest};
-use crate::core::rows::{self, Tables};
+use crate::core::rows;
 use crate::core::status::submit_response;
 use crate::core::step::{Status, Step};
 use crate::core::storage_path::{InputObject, Origin};
@@ -135,13 +135,6 @@ async fn check_inputs(
     Ok(())
 }
 
-fn tables(cfg: &Config) -> Tables {
-    Tables {
-        concept_images: cfg.concept_images_table.clone(),
-        models: cfg.models_table.clone(),
-    }
-}
-
 pub async fn handle(name: &str, mut req: Request, env: &Env) -> Result<Response, ApiError> {
     let endpoint = Endpoint::from_name(name).ok_or(ApiError::NotFound)?;
     let cfg = config(env)?;
@@ -210,7 +203,7 @@ async fn submit(
     .await
     {
         let undo_rows = rows::undo(
-            &tables(cfg),
+            &cfg.tables(),
             &step_req,
             &row_ids,
             attempt,
@@ -249,7 +242,7 @@ async fn write_rows(
     attempt: u32,
     retry: bool,
 ) -> Result<(), DepError> {
-    let t = tables(cfg);
+    let t = cfg.tables();
     supabase::rest::send(cfg, &rows::insert(&t, task_id, user, step_req, attempt)).await?;
     if retry {
         supabase::rest::send_all(cfg, &rows::reset(&t, step_req, row_ids, attempt)).await?;

@@ -25,9 +25,7 @@ thread_local! {
 
 const JWKS_TIMEOUT_MS: u64 = 5_000;
 
-fn now_ms() -> u64 {
-    js_sys::Date::now() as u64
-}
+use crate::net::now_ms;
 
 fn to_api(e: AuthError) -> ApiError {
     if e.http_status() == 503 {

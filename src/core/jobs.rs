@@ -24,24 +24,8 @@ pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 /// Longest delay we ask of the queue (Queues accept up to 12 h on every plan we know of).
 pub const MAX_DELAY_SECONDS: u32 = 12 * 60 * 60;
 
-/// What the consumer must do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobKind {
-    /// Start the step: call the provider (OpenAI: the whole job; Tripo: upload + create + alarm).
-    Run,
-    /// Copy a finished Tripo model to Storage and complete the step.
-    Finalize,
-}
-
-impl JobKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::Run => "run",
-            JobKind::Finalize => "finalize",
-        }
-    }
-}
+/// What the consumer must do: the state machine's job kinds, on the wire.
+pub use super::task::JobKind;
 
 /// One queue message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

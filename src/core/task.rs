@@ -188,6 +188,15 @@ pub enum JobKind {
     Finalize,
 }
 
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Run => "run",
+            JobKind::Finalize => "finalize",
+        }
+    }
+}
+
 impl StepState {
     pub fn phase(&self) -> Phase {
         match self.status {

@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::core::jobs::{self as wire, delay_seconds, JobMessage};
 use crate::core::retry::{self, decide, Attempts, Decision, Failure, RetryPolicy};
 use crate::core::storage_path::Origin;
-use crate::core::task::{self, Command, Outcome, StepError, StepState, DEFAULT_LEASE_MS};
+use crate::core::task::{Command, Outcome, StepError, StepState, DEFAULT_LEASE_MS};
 use crate::error::{DepError, Dependency};
 use crate::http::lookup;
 use crate::log::{self, Level};
@@ -127,13 +127,6 @@ pub async fn consume(batch: MessageBatch<String>, env: Env) -> worker::Result<()
     Ok(())
 }
 
-fn task_kind(k: wire::JobKind) -> task::JobKind {
-    match k {
-        wire::JobKind::Run => task::JobKind::Run,
-        wire::JobKind::Finalize => task::JobKind::Finalize,
-    }
-}
-
 /// Claims the job in the task's DO and runs it; failures are classified and retried or final.
 async fn process(env: &Env, cfg: &Config, msg: &JobMessage) -> Result<(), DepError> {
     let origin = Origin::parse(&cfg.supabase_url).map_err(|_| {
@@ -146,7 +139,7 @@ async fn process(env: &Env, cfg: &Config, msg: &JobMessage) -> Result<(), DepErr
     let claim = Command::ClaimJob {
         step: msg.step,
         attempt: msg.attempt,
-        kind: task_kind(msg.kind),
+        kind: msg.kind,
         lease_ms: DEFAULT_LEASE_MS,
     };
     let reply = match task_client::command(env, &msg.task_id, claim).await? {

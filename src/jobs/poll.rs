@@ -42,9 +42,7 @@ const MISCONFIGURED_RETRY_MS: u64 = 15_000;
 /// Delay of the message that repairs rows the alarm could not write.
 const ROW_REPAIR_DELAY_S: u32 = 5;
 
-fn now() -> u64 {
-    js_sys::Date::now() as u64
-}
+use crate::net::now_ms as now;
 
 /// Polls every step whose provider task is due, applies the results, enqueues finalize jobs, and
 /// re-sends lost finalize messages.

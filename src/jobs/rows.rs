@@ -5,23 +5,16 @@
 use crate::config::Config;
 use crate::core::ids::TaskId;
 use crate::core::rest::{mark_complete, mark_failed, mark_processing, RestRequest, RowError};
-use crate::core::rows::{metadata, Tables};
+use crate::core::rows::metadata;
 use crate::core::step::Status;
 use crate::core::storage_path::Origin;
 use crate::core::task::StepState;
 use crate::error::DepError;
 use crate::supabase;
 
-fn tables(cfg: &Config) -> Tables {
-    Tables {
-        concept_images: cfg.concept_images_table.clone(),
-        models: cfg.models_table.clone(),
-    }
-}
-
 /// The row writes that bring the rows to the step's state.
 pub fn writes(cfg: &Config, step: &StepState) -> Vec<RestRequest> {
-    let t = tables(cfg);
+    let t = cfg.tables();
     let table = t.of(step.step()).to_owned();
     let req = &step.request;
     match step.status {
