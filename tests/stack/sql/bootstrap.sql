@@ -143,3 +143,82 @@ alter function auth.email() owner to supabase_auth_admin;
 alter function auth.jwt() owner to supabase_auth_admin;
 grant execute on function auth.uid(), auth.role(), auth.email(), auth.jwt()
   to anon, authenticated, service_role;
+
+-- §6.1/§6.2 Schema `storage` ----------------------------------------------
+-- The part of Supabase Storage's own migrations (supabase/storage,
+-- migrations/tenant/) that policies on storage.objects rely on: the role that
+-- owns the schema, storage.buckets, storage.objects with RLS on, and
+-- storage.foldername(). The Storage API itself is the gateway's fake, which
+-- keeps its objects elsewhere; these tables exist so that migrations naming
+-- storage.objects apply and their policies can be tested in SQL.
+
+do $$
+begin
+  if not exists (select from pg_roles where rolname = 'supabase_storage_admin') then
+    create role supabase_storage_admin login noinherit createrole;
+  end if;
+end
+$$;
+alter role supabase_storage_admin login noinherit createrole;
+alter role supabase_storage_admin set search_path = storage;
+-- Storage switches to the JWT's role per request, through authenticator.
+grant authenticator to supabase_storage_admin;
+
+create schema if not exists storage authorization supabase_storage_admin;
+alter schema storage owner to supabase_storage_admin;
+grant usage on schema storage to anon, authenticated, service_role;
+
+create table if not exists storage.buckets (
+  id text primary key,
+  name text not null,
+  owner uuid,
+  created_at timestamptz default now(),
+  updated_at timestamptz default now(),
+  public boolean default false,
+  file_size_limit bigint,
+  allowed_mime_types text[],
+  owner_id text
+);
+create unique index if not exists bname on storage.buckets using btree (name);
+
+create table if not exists storage.objects (
+  id uuid primary key default gen_random_uuid(),
+  bucket_id text,
+  name text,
+  owner uuid,
+  created_at timestamptz default now(),
+  updated_at timestamptz default now(),
+  last_accessed_at timestamptz default now(),
+  metadata jsonb,
+  path_tokens text[] generated always as (string_to_array(name, '/')) stored,
+  version text,
+  owner_id text,
+  user_metadata jsonb,
+  constraint "objects_bucketId_fkey" foreign key (bucket_id) references storage.buckets (id)
+);
+create unique index if not exists bucketid_objname on storage.objects using btree (bucket_id, name);
+create index if not exists name_prefix_search on storage.objects (name text_pattern_ops);
+
+alter table storage.buckets owner to supabase_storage_admin;
+alter table storage.objects owner to supabase_storage_admin;
+alter table storage.buckets enable row level security;
+alter table storage.objects enable row level security;
+
+-- The path without its last element: 'u1/in/a.png' -> {u1,in}; 'a.png' -> {}.
+create or replace function storage.foldername(name text) returns text[]
+language plpgsql
+as $function$
+declare
+  _parts text[];
+begin
+  select string_to_array(name, '/') into _parts;
+  return _parts[1:array_length(_parts, 1) - 1];
+end
+$function$;
+alter function storage.foldername(text) owner to supabase_storage_admin;
+
+-- Supabase's default privileges give the API roles everything here and let RLS
+-- decide; service_role (BYPASSRLS) sees every row.
+grant select, insert, update, delete on storage.buckets, storage.objects
+  to anon, authenticated, service_role;
+grant execute on function storage.foldername(text) to anon, authenticated, service_role;
