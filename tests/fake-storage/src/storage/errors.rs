@@ -2,10 +2,8 @@
 //! as a string in the body; only 5xx keep their status.
 
 use axum::body::Body;
-use axum::http::{Response, StatusCode};
-use serde_json::json;
-
-use crate::util::json_response;
+use axum::http::{header, HeaderValue, Response, StatusCode};
+use serde_json::Value;
 
 /// An error as the Storage API renders it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,14 +140,20 @@ impl StorageError {
         } else {
             real
         };
-        let mut resp = json_response(
-            sent,
-            &json!({
-                "statusCode": self.status.to_string(),
-                "error": self.error,
-                "message": self.message,
-                "code": self.code,
-            }),
+        // Field order as the real server sends it (serde_json would sort the keys), so a
+        // refused read and a missing object are byte-identical to the observed body too.
+        let body = format!(
+            r#"{{"statusCode":{},"error":{},"message":{},"code":{}}}"#,
+            Value::from(self.status.to_string()),
+            Value::from(self.error),
+            Value::from(self.message),
+            Value::from(self.code),
+        );
+        let mut resp = Response::new(Body::from(body));
+        *resp.status_mut() = sent;
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
         );
         resp.extensions_mut().insert(ErrorInfo {
             status: self.status,
