@@ -76,37 +76,69 @@ pub fn sign(claims: &Value, secret: &str) -> String {
 /// Verifies an HS256 token: the signature, then `exp` (if present) against `now_unix` with no
 /// leeway (`exp <= now` is expired). Returns the claims.
 pub fn verify(token: &str, secret: &str, now_unix: i64) -> Result<Value, JwtError> {
-    let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(JwtError::Malformed);
-    };
-    let header: Value = decode_json(h)?;
-    match header.get("alg").and_then(Value::as_str) {
+    let parts = Parts::parse(token)?;
+    match parts.alg() {
         Some("HS256") => {}
         Some(other) => return Err(JwtError::UnsupportedAlgorithm(other.to_string())),
         None => return Err(JwtError::Malformed),
     }
-    let sig = URL_SAFE_NO_PAD
-        .decode(s.as_bytes())
-        .map_err(|_| JwtError::Malformed)?;
-    let claims: Value = decode_json(p)?;
-    if !claims.is_object() {
-        return Err(JwtError::Malformed);
-    }
     let mut m = mac(secret);
-    m.update(h.as_bytes());
-    m.update(b".");
-    m.update(p.as_bytes());
-    m.verify_slice(&sig).map_err(|_| JwtError::BadSignature)?;
+    m.update(parts.signing_input.as_bytes());
+    m.verify_slice(&parts.signature)
+        .map_err(|_| JwtError::BadSignature)?;
+    check_exp(&parts.claims, now_unix)?;
+    Ok(parts.claims)
+}
+
+/// A compact JWS split and decoded, before any verification.
+pub(crate) struct Parts<'a> {
+    pub header: Value,
+    pub claims: Value,
+    /// `base64url(header) . base64url(claims)`, as signed.
+    pub signing_input: &'a str,
+    pub signature: Vec<u8>,
+}
+
+impl<'a> Parts<'a> {
+    /// Three base64url parts; header and claims JSON objects.
+    pub(crate) fn parse(token: &'a str) -> Result<Self, JwtError> {
+        let mut split = token.split('.');
+        let (Some(h), Some(p), Some(s), None) =
+            (split.next(), split.next(), split.next(), split.next())
+        else {
+            return Err(JwtError::Malformed);
+        };
+        let header: Value = decode_json(h)?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(s.as_bytes())
+            .map_err(|_| JwtError::Malformed)?;
+        let claims: Value = decode_json(p)?;
+        if !header.is_object() || !claims.is_object() {
+            return Err(JwtError::Malformed);
+        }
+        Ok(Parts {
+            header,
+            claims,
+            signing_input: &token[..h.len() + 1 + p.len()],
+            signature,
+        })
+    }
+
+    /// The header's `alg`.
+    pub(crate) fn alg(&self) -> Option<&str> {
+        self.header.get("alg").and_then(Value::as_str)
+    }
+}
+
+/// `exp` (if present) against `now_unix`, no leeway.
+pub(crate) fn check_exp(claims: &Value, now_unix: i64) -> Result<(), JwtError> {
     if let Some(exp) = claims.get("exp") {
         let exp = exp.as_f64().ok_or(JwtError::Malformed)?;
         if exp <= now_unix as f64 {
             return Err(JwtError::Expired);
         }
     }
-    Ok(claims)
+    Ok(())
 }
 
 fn decode_json(part: &str) -> Result<Value, JwtError> {

@@ -217,6 +217,52 @@ impl SigningKeys {
     }
 }
 
+impl SigningKeys {
+    /// Verifies an ES256 or RS256 token against the published keys, as Storage and PostgREST do
+    /// with a project's JWKS: the key is found by the header's `kid` (and key type), then the
+    /// signature, then `exp` with no leeway. A `kid` that is not published (another project's,
+    /// or a revoked one) fails like a bad signature. Other algorithms are
+    /// [`jwt::JwtError::UnsupportedAlgorithm`]. Returns the claims.
+    pub fn verify(&self, token: &str, now_unix: i64) -> Result<Value, jwt::JwtError> {
+        use jwt::JwtError;
+        let parts = jwt::Parts::parse(token)?;
+        let kid = parts.header.get("kid").and_then(Value::as_str);
+        let input = parts.signing_input.as_bytes();
+        let verified = match parts.alg() {
+            Some("ES256") => {
+                use p256::ecdsa::signature::Verifier as _;
+                let inner = self.read();
+                let key = inner
+                    .es256
+                    .iter()
+                    .find(|k| Some(k.kid.as_str()) == kid)
+                    .ok_or(JwtError::BadSignature)?;
+                let sig = p256::ecdsa::Signature::from_slice(&parts.signature)
+                    .map_err(|_| JwtError::BadSignature)?;
+                key.key.verifying_key().verify(input, &sig).is_ok()
+            }
+            Some("RS256") => {
+                use rsa::signature::Verifier as _;
+                let inner = self.read();
+                if Some(inner.rs256.kid.as_str()) != kid {
+                    return Err(JwtError::BadSignature);
+                }
+                let vk = rsa::signature::Keypair::verifying_key(&inner.rs256.key);
+                let sig = rsa::pkcs1v15::Signature::try_from(parts.signature.as_slice())
+                    .map_err(|_| JwtError::BadSignature)?;
+                vk.verify(input, &sig).is_ok()
+            }
+            Some(other) => return Err(JwtError::UnsupportedAlgorithm(other.to_string())),
+            None => return Err(JwtError::Malformed),
+        };
+        if !verified {
+            return Err(JwtError::BadSignature);
+        }
+        jwt::check_exp(&parts.claims, now_unix)?;
+        Ok(parts.claims)
+    }
+}
+
 /// The ES256 key that signs now (there is always at least one: revocation keeps the last).
 fn active(inner: &Inner) -> &Es256Key {
     inner
@@ -285,6 +331,46 @@ mod tests {
         let sig = rsa::pkcs1v15::Signature::try_from(sig.as_slice()).unwrap();
         vk.verify(input.as_bytes(), &sig).unwrap();
         assert!(vk.verify(b"other", &sig).is_err());
+    }
+
+    #[test]
+    fn verify_accepts_own_tokens_and_refuses_others() {
+        let keys = SigningKeys::new();
+        let now = jwt::now_unix();
+        let es = keys.user_token_es256("u1", 60, None);
+        assert_eq!(keys.verify(&es, now).unwrap()["sub"], "u1");
+        let rs = keys.user_token_rs256("u2", 60, None);
+        assert_eq!(keys.verify(&rs, now).unwrap()["sub"], "u2");
+        let other = SigningKeys::new();
+        assert_eq!(
+            other.verify(&es, now),
+            Err(jwt::JwtError::BadSignature),
+            "unknown kid"
+        );
+        assert_eq!(other.verify(&rs, now), Err(jwt::JwtError::BadSignature));
+        let expired = keys.user_token_es256("u1", -1, None);
+        assert_eq!(keys.verify(&expired, now), Err(jwt::JwtError::Expired));
+        let (head, _) = es.rsplit_once('.').unwrap();
+        let (_, other_sig) = keys
+            .sign_es256(&json!({"x": 1}))
+            .rsplit_once('.')
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .unwrap();
+        assert_eq!(
+            keys.verify(&format!("{head}.{other_sig}"), now),
+            Err(jwt::JwtError::BadSignature)
+        );
+        let hs = jwt::user_token("secret", "u1", 60, None);
+        assert_eq!(
+            keys.verify(&hs, now),
+            Err(jwt::JwtError::UnsupportedAlgorithm("HS256".into()))
+        );
+        // A rotated-out key still verifies while published; a revoked one does not.
+        let kid = keys.es256_kid();
+        keys.rotate_es256();
+        assert!(keys.verify(&es, now).is_ok());
+        assert!(keys.revoke_es256(&kid));
+        assert_eq!(keys.verify(&es, now), Err(jwt::JwtError::BadSignature));
     }
 
     #[test]
