@@ -31,6 +31,10 @@ use crate::util::json_response;
 /// The JWT secret of self-hosted Supabase's example configuration; the default for tests.
 pub const DEFAULT_JWT_SECRET: &str = "super-secret-jwt-token-with-at-least-32-characters-long";
 
+/// The inputs bucket of the source document (and of the migration's default): the default
+/// owner-folder bucket of [`GatewayConfig`].
+pub const DEFAULT_INPUT_BUCKET: &str = "user_input_files_bucket";
+
 /// How to start a [`Gateway`].
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -48,6 +52,11 @@ pub struct GatewayConfig {
     pub service_key: String,
     /// Storage's global upload limit (`UPLOAD_FILE_SIZE_LIMIT`).
     pub upload_limit_bytes: u64,
+    /// The buckets whose `storage.objects` rows carry the owner-folder policies of
+    /// `migrations/0002_input_storage_policies.sql`: an `authenticated` user may read, write,
+    /// list and sign there only objects named `{sub}/…`. Other private buckets have no policy
+    /// (only the service role uses them). Default: [`DEFAULT_INPUT_BUCKET`].
+    pub owner_folder_buckets: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -61,6 +70,7 @@ impl Default for GatewayConfig {
             anon_key: crate::jwt::anon_key(DEFAULT_JWT_SECRET),
             service_key: crate::jwt::service_role_key(DEFAULT_JWT_SECRET),
             upload_limit_bytes: 1 << 30,
+            owner_folder_buckets: vec![DEFAULT_INPUT_BUCKET.to_string()],
         }
     }
 }
@@ -86,13 +96,15 @@ impl Gateway {
     /// Binds the listener and serves in a background task. New [`SigningKeys`] are made for
     /// every gateway.
     pub async fn start(cfg: GatewayConfig) -> std::io::Result<Gateway> {
-        let storage = Storage::new(&cfg).await?;
+        // One set of keys: the JWKS publishes them and Storage verifies user tokens with them.
+        let keys = Arc::new(SigningKeys::new());
+        let storage = Storage::new(&cfg, Arc::clone(&keys)).await?;
         let state = Arc::new(AppState {
             proxy: Proxy::new(&cfg),
             storage,
             control: Control::default(),
             rest_control: RestControl::default(),
-            auth: Auth::new(Arc::new(SigningKeys::new())),
+            auth: Auth::new(keys),
         });
         let app = Router::new()
             .fallback(dispatch)

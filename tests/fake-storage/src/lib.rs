@@ -8,9 +8,14 @@
 //! * `/storage/v1/*`: an in-process Supabase Storage API as `shared/reference/supabase-http.md`
 //!   §2 records it (every 4xx is HTTP 400 with the real status as a string in the body).
 //!   Objects stream to and from disk under `storage_root`; metadata lives in memory.
-//!   Permissions emulate a new project plus the owner-folder policy: `service_role` may do
-//!   everything; anyone with a valid JWT may read public buckets; an `authenticated` user may
-//!   read and write objects whose first folder is their `sub`, in any bucket.
+//!   `Authorization` takes HS256 tokens (project secret) and ES256 / RS256 user tokens signed
+//!   with the gateway's [`SigningKeys`] (the JWKS below), as Storage does with a project's JWKS.
+//!   Permissions emulate a new project plus the owner-folder policies of
+//!   `migrations/0002_input_storage_policies.sql` on [`GatewayConfig::owner_folder_buckets`]:
+//!   `service_role` may do everything; anyone with a valid JWT may read public buckets (and
+//!   anyone at all through `/object/public/…`); an `authenticated` user may read, write, list
+//!   and sign objects whose first folder is their `sub` in an owner-folder bucket; nothing else.
+//!   A read refused by policy answers exactly like a missing object (`NoSuchKey`).
 //! * `/__fake/storage/faults` (`POST` a [`FaultSpec`], `DELETE` to clear) and
 //!   `/__fake/storage/log?path_prefix=…[&method=…]` (a JSON array of [`LogEntry`]): fault
 //!   injection and the request log of the storage routes, for tests. No auth.
@@ -56,6 +61,6 @@ mod storage;
 mod util;
 
 pub use control::{FaultSpec, LogEntry};
-pub use gateway::{Gateway, GatewayConfig, DEFAULT_JWT_SECRET};
+pub use gateway::{Gateway, GatewayConfig, DEFAULT_INPUT_BUCKET, DEFAULT_JWT_SECRET};
 pub use keys::SigningKeys;
 pub use rest_control::{RestFaultSpec, RestLogEntry};

@@ -29,8 +29,10 @@ use postgrest::{Postgrest, PostgrestConfig};
 pub const BOOTSTRAP_SQL: &str = include_str!("../sql/bootstrap.sql");
 /// The public bucket for generated assets (SPEC §8 default).
 pub const GENERATED_ASSETS_BUCKET: &str = "makeit3d_app_assets";
-/// The private bucket clients upload their inputs to.
-pub const INPUT_BUCKET: &str = "user_input_files_bucket";
+/// The private bucket clients upload their inputs to. `migrations/0002` installs the
+/// owner-folder Storage policies on it (its default for the setting
+/// `makeit3d.input_assets_bucket`), and the gateway's Storage enforces them on it.
+pub const INPUT_BUCKET: &str = fake_storage::DEFAULT_INPUT_BUCKET;
 /// Storage's global upload limit. The observed Supabase setup had 50 MB (the Free plan's
 /// ceiling); models can be several hundred MB, so a deployment raises it (Pro plans allow it)
 /// and the local stack does too: 1 GiB.
@@ -242,6 +244,8 @@ impl Stack {
             anon_key: anon_key.clone(),
             service_key: service_key.clone(),
             upload_limit_bytes: UPLOAD_LIMIT_BYTES,
+            // The owner-folder policies that migrations/0002 installs on storage.objects.
+            owner_folder_buckets: vec![INPUT_BUCKET.to_string()],
         })
         .await;
         let gateway = match gateway {

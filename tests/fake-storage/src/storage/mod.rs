@@ -2,7 +2,8 @@
 //! `shared/reference/supabase-http.md` §2 records it.
 //!
 //! Owns the entry point: it applies injected faults, routes the request
-//! ([`routes`]), and writes the request log. Submodules: [`auth`] (JWT and the permission model),
+//! ([`routes`]), and writes the request log. Submodules: [`auth`] (JWT and the permission model:
+//! owner-folder policies on the configured buckets),
 //! [`errors`] (the 4xx-as-400 error bodies), [`store`] (metadata and bytes on disk).
 
 mod auth;
@@ -10,6 +11,7 @@ mod errors;
 mod routes;
 mod store;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -19,6 +21,7 @@ use percent_encoding::percent_decode_str;
 
 use crate::control::{Control, LogEntry};
 use crate::gateway::GatewayConfig;
+use crate::keys::SigningKeys;
 use crate::util::now_ms;
 use errors::ErrorInfo;
 use store::Store;
@@ -32,14 +35,22 @@ pub(crate) struct LoggedBytes(pub u64);
 pub(crate) struct Storage {
     store: Store,
     jwt_secret: String,
+    /// The project's asymmetric signing keys (shared with the gateway's JWKS).
+    keys: Arc<SigningKeys>,
+    policy: auth::Policy,
     upload_limit: u64,
 }
 
 impl Storage {
-    pub(crate) async fn new(cfg: &GatewayConfig) -> std::io::Result<Storage> {
+    pub(crate) async fn new(
+        cfg: &GatewayConfig,
+        keys: Arc<SigningKeys>,
+    ) -> std::io::Result<Storage> {
         Ok(Storage {
             store: Store::open(&cfg.storage_root).await?,
             jwt_secret: cfg.jwt_secret.clone(),
+            keys,
+            policy: auth::Policy::new(cfg.owner_folder_buckets.iter().cloned()),
             upload_limit: cfg.upload_limit_bytes,
         })
     }

@@ -195,7 +195,7 @@ fn validate_bucket_name(name: &str) -> Result<()> {
 }
 
 fn auth(s: &Storage, headers: &HeaderMap) -> Result<Principal> {
-    Principal::from_headers(headers, &s.jwt_secret)
+    Principal::from_headers(headers, &s.jwt_secret, &s.keys)
 }
 
 /// Reads a JSON object body (an empty body counts as `{}`).
@@ -436,7 +436,7 @@ fn upload_checks(s: &Storage, parts: &Parts, raw: &str, is_put: bool) -> Result<
         .store
         .bucket(&bucket_id)
         .ok_or_else(StorageError::no_such_bucket)?;
-    if !p.can_write(&key) {
+    if !s.policy.can_write(&p, &bucket.id, &key) {
         return Err(StorageError::rls_violation());
     }
     let upsert = is_put || x_upsert(&parts.headers);
@@ -579,7 +579,7 @@ fn check_read(
         Access::Authenticated => {
             let p = auth(s, headers)?;
             match s.store.bucket(bucket) {
-                Some(b) if p.can_read(&b, key) => Ok(()),
+                Some(b) if s.policy.can_read(&p, &b, key) => Ok(()),
                 _ => Err(StorageError::no_such_key()),
             }
         }
@@ -750,7 +750,7 @@ fn expires_in(body: &Map<String, Value>) -> Result<i64> {
 /// The signed-URL token and path for a readable, existing object, or `None`.
 fn signed_url(s: &Storage, p: &Principal, bucket: &str, key: &str, expires: i64) -> Option<String> {
     let b = s.store.bucket(bucket)?;
-    if !p.can_read(&b, key) {
+    if !s.policy.can_read(p, &b, key) {
         return None;
     }
     s.store.object(bucket, key)?;
@@ -874,7 +874,7 @@ async fn list_objects(s: &Storage, req: Request<Body>, bucket: &str) -> Result<R
         .store
         .with_prefix(bucket, &folder)
         .into_iter()
-        .filter(|m| p.can_read(&b, &m.name))
+        .filter(|m| s.policy.can_read(&p, &b, &m.name))
         .collect();
     let mut entries: Vec<Entry> = Vec::new();
     let mut seen_folders = std::collections::BTreeSet::new();
@@ -967,13 +967,13 @@ async fn copy_object(s: &Storage, req: Request<Body>) -> Result<Resp> {
         .store
         .bucket(&bucket)
         .ok_or_else(StorageError::no_such_key)?;
-    if !p.can_read(&src_bucket, &src) {
+    if !s.policy.can_read(&p, &src_bucket, &src) {
         return Err(StorageError::no_such_key());
     }
     s.store
         .bucket(&dst_bucket)
         .ok_or_else(StorageError::no_such_bucket)?;
-    if !p.can_write(&dst) {
+    if !s.policy.can_write(&p, &dst_bucket, &dst) {
         return Err(StorageError::rls_violation());
     }
     let source = s
@@ -1005,10 +1005,10 @@ async fn move_object(s: &Storage, req: Request<Body>) -> Result<Resp> {
     let p = auth(s, &parts.headers)?;
     let body = read_json(body).await?;
     let (bucket, src, dst_bucket, dst) = copy_move_args(&body)?;
-    if s.store.object(&bucket, &src).is_none() || !p.can_write(&src) {
+    if s.store.object(&bucket, &src).is_none() || !s.policy.can_write(&p, &bucket, &src) {
         return Err(StorageError::no_such_key());
     }
-    if !p.can_write(&dst) {
+    if !s.policy.can_write(&p, &dst_bucket, &dst) {
         return Err(StorageError::rls_violation());
     }
     s.store.rename(&bucket, &src, &dst_bucket, &dst)?;
@@ -1023,7 +1023,7 @@ async fn move_object(s: &Storage, req: Request<Body>) -> Result<Resp> {
 async fn delete_one(s: &Storage, req: Request<Body>, raw: &str) -> Result<Resp> {
     let p = auth(s, req.headers())?;
     let (bucket, key) = bucket_and_key(raw)?;
-    if !p.can_write(&key) || s.store.delete(&bucket, &key).await.is_none() {
+    if !s.policy.can_write(&p, &bucket, &key) || s.store.delete(&bucket, &key).await.is_none() {
         return Err(StorageError::no_such_key());
     }
     Ok(json_response(
@@ -1053,7 +1053,7 @@ async fn delete_many(s: &Storage, req: Request<Body>, bucket: &str) -> Result<Re
     }
     let mut deleted = Vec::new();
     for name in prefixes.iter().filter_map(Value::as_str) {
-        if p.can_write(name) {
+        if s.policy.can_write(&p, bucket, name) {
             if let Some(m) = s.store.delete(bucket, name).await {
                 deleted.push(m.row_json());
             }

@@ -1,5 +1,6 @@
 //! Every row of the Storage auth table: no header, bad signature, expired, anon, and users in
-//! their own folder versus someone else's.
+//! their own folder versus someone else's. The owner-folder policy rules per bucket and per read
+//! route are in `policies.rs`.
 
 use fake_storage::jwt;
 use reqwest::Method;
@@ -130,7 +131,8 @@ async fn anon_key_reads_public_buckets_only_and_never_writes() {
 
 #[tokio::test]
 async fn users_own_their_first_folder() {
-    let env = start().await;
+    // `priv` carries the owner-folder policies (as the inputs bucket does on the stack).
+    let env = start_with(|c| c.owner_folder_buckets = vec!["priv".into()]).await;
     env.create_bucket("priv", false).await;
     env.create_bucket("pub", true).await;
     let u1 = env.user("11111111-1111-1111-1111-111111111111");
@@ -226,7 +228,8 @@ async fn users_own_their_first_folder() {
         .unwrap();
     expect_error(r, "404", "NoSuchKey").await;
 
-    // Public bucket: any user reads; writes still only in the own folder.
+    // Public bucket: any user reads; it has no owner-folder policy, so no user writes there,
+    // not even in their own folder.
     json_ok(
         env.upload(&env.service, "pub/shared/s.png", b"shared")
             .await,
@@ -246,9 +249,11 @@ async fn users_own_their_first_folder() {
         "AccessDenied",
     )
     .await;
-    json_ok(
+    expect_error(
         env.upload(&u2, "pub/22222222-2222-2222-2222-222222222222/t.png", b"x")
             .await,
+        "403",
+        "AccessDenied",
     )
     .await;
 

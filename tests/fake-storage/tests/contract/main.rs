@@ -9,5 +9,6 @@ mod auth;
 mod control;
 mod jwks;
 mod large;
+mod policies;
 mod rest;
 mod storage;
