@@ -38,6 +38,9 @@
 //!   policies, so with no policies only the service role lists anything).
 //! * Deleting an object the caller may not delete answers `NoSuchKey`, as RLS makes it
 //!   invisible (the real behaviour); uploads there answer `403 AccessDenied`.
+//! * An ES256 / RS256 token whose `kid` is not published (another project's, or revoked) is
+//!   refused with `AccessDenied` "signature verification failed"; the real server falls back to the
+//!   HS256 secret there and jose words the failure differently.
 //! * Over-limit uploads get Storage's JSON `413` (as HTTP 400), never a proxy's HTML 413.
 //! * No TUS resumable uploads, signed upload URLs, image transformation or S3 protocol.
 //!
