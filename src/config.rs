@@ -25,6 +25,10 @@ pub struct Config {
     pub supabase_url: String,
     pub supabase_service_key: String,
     pub supabase_jwt_secret: Option<String>,
+    /// The project's publishable (or legacy anon) key: the `apikey` of calls made with a user's
+    /// own token. Not a secret. When unset, those calls send no `apikey` to Storage and the
+    /// service key to PostgREST's gateway (the role still comes from the user's token).
+    pub supabase_anon_key: Option<String>,
     pub bucket: String,
     /// Whether the generated-assets bucket is public (decides the non-expiring asset URL form).
     pub bucket_public: bool,
@@ -38,6 +42,10 @@ pub struct Config {
     pub tripo_base_url: String,
     pub tripo_api_key: String,
     pub auth_mode: AuthMode,
+    /// Whether Supabase anonymous sign-ins (`is_anonymous: true`) are admitted (`ANONYMOUS_USERS=allow`).
+    pub anonymous_users: bool,
+    /// `POST /__test/enqueue` (end-to-end suite only). Valid only with `AUTH_MODE=none`.
+    pub test_hooks: bool,
     pub jwt_leeway_s: u64,
     /// At most one JWKS fetch per this many seconds (a token with an unknown `kid` triggers one).
     pub jwks_refetch_s: u64,
@@ -60,6 +68,7 @@ pub const SETTINGS: &[(&str, bool, Option<&str>)] = &[
     ("SUPABASE_URL", false, None),
     ("SUPABASE_SERVICE_KEY", true, None),
     ("SUPABASE_JWT_SECRET", true, Some("")),
+    ("SUPABASE_ANON_KEY", false, Some("")),
     (
         "GENERATED_ASSETS_BUCKET_NAME",
         false,
@@ -80,6 +89,8 @@ pub const SETTINGS: &[(&str, bool, Option<&str>)] = &[
     ),
     ("TRIPO_API_KEY", true, None),
     ("AUTH_MODE", false, Some("supabase")),
+    ("ANONYMOUS_USERS", false, Some("refuse")),
+    ("TEST_HOOKS", false, Some("false")),
     ("JWT_LEEWAY_SECONDS", false, Some("30")),
     ("JWKS_REFETCH_SECONDS", false, Some("30")),
     ("MAX_BODY_BYTES", false, Some("65536")),
@@ -212,10 +223,31 @@ impl Config {
             }
         };
         let secret = r.string("SUPABASE_JWT_SECRET");
+        let anon_key = r.string("SUPABASE_ANON_KEY");
+        let anonymous_users = match r.string("ANONYMOUS_USERS").as_str() {
+            "allow" => true,
+            "refuse" => false,
+            _ => {
+                r.problems.push(Problem {
+                    name: "ANONYMOUS_USERS",
+                    problem: "must be allow or refuse".into(),
+                });
+                false
+            }
+        };
+        let test_hooks = r.boolean("TEST_HOOKS");
+        if test_hooks && auth_mode != AuthMode::None {
+            // Fail closed: a deployment with real auth never serves with test hooks on.
+            r.problems.push(Problem {
+                name: "TEST_HOOKS",
+                problem: "may be true only with AUTH_MODE=none (local test runs)".into(),
+            });
+        }
         let config = Config {
             supabase_url: r.url("SUPABASE_URL"),
             supabase_service_key: r.string("SUPABASE_SERVICE_KEY"),
             supabase_jwt_secret: (!secret.is_empty()).then_some(secret),
+            supabase_anon_key: (!anon_key.is_empty()).then_some(anon_key),
             bucket: r.identifier("GENERATED_ASSETS_BUCKET_NAME"),
             bucket_public: r.boolean("GENERATED_ASSETS_BUCKET_PUBLIC"),
             input_assets_table: r.identifier("INPUT_ASSETS_TABLE_NAME"),
@@ -228,6 +260,8 @@ impl Config {
             tripo_base_url: r.url("TRIPO_BASE_URL"),
             tripo_api_key: r.string("TRIPO_API_KEY"),
             auth_mode,
+            anonymous_users,
+            test_hooks,
             jwt_leeway_s: r.number("JWT_LEEWAY_SECONDS", 0, 300),
             jwks_refetch_s: r.number("JWKS_REFETCH_SECONDS", 1, 3600),
             max_body_bytes: r.number("MAX_BODY_BYTES", 1024, 1 << 20),
@@ -301,6 +335,31 @@ mod tests {
         assert!(names.contains(&"JOB_MAX_ATTEMPTS"));
         assert!(names.contains(&"MODELS_TABLE_NAME"));
         assert!(names.contains(&"SUPABASE_URL"));
+    }
+
+    #[test]
+    fn test_hooks_are_refused_with_real_auth() {
+        let mut pairs = COMPLETE.to_vec();
+        pairs.push(("TEST_HOOKS", "true"));
+        let problems = Config::load(env(&pairs)).unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].name, "TEST_HOOKS");
+        pairs.push(("AUTH_MODE", "none"));
+        let c = Config::load(env(&pairs)).unwrap();
+        assert!(c.test_hooks);
+        assert!(!Config::load(env(COMPLETE)).unwrap().test_hooks);
+    }
+
+    #[test]
+    fn anonymous_users_are_refused_unless_allowed() {
+        assert!(!Config::load(env(COMPLETE)).unwrap().anonymous_users);
+        let mut pairs = COMPLETE.to_vec();
+        pairs.push(("ANONYMOUS_USERS", "allow"));
+        assert!(Config::load(env(&pairs)).unwrap().anonymous_users);
+        pairs.pop();
+        pairs.push(("ANONYMOUS_USERS", "yes"));
+        let problems = Config::load(env(&pairs)).unwrap_err();
+        assert_eq!(problems[0].name, "ANONYMOUS_USERS");
     }
 
     #[test]

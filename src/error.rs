@@ -16,6 +16,9 @@ pub enum ApiError {
     MalformedJson(String),
     #[error("{0}")]
     Unauthorized(String),
+    /// A valid Supabase anonymous sign-in while `ANONYMOUS_USERS` is not `allow`.
+    #[error("anonymous sign-ins may not use this service; sign in with an account")]
+    AnonymousNotAllowed,
     #[error("not found")]
     NotFound,
     #[error("no route for {0}")]
@@ -140,6 +143,7 @@ impl ApiError {
         match self {
             ApiError::MalformedJson(_) => 400,
             ApiError::Unauthorized(_) => 401,
+            ApiError::AnonymousNotAllowed => 403,
             ApiError::NotFound | ApiError::RouteNotFound(_) => 404,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::TaskConflict(_) => 409,
@@ -158,6 +162,7 @@ impl ApiError {
         match self {
             ApiError::MalformedJson(_) => "malformed_json",
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::AnonymousNotAllowed => "anonymous_not_allowed",
             ApiError::NotFound | ApiError::RouteNotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::TaskConflict(_) => "task_conflict",
@@ -220,6 +225,7 @@ mod tests {
         let all = [
             ApiError::MalformedJson("expected value at line 1".into()),
             ApiError::Unauthorized("missing bearer token".into()),
+            ApiError::AnonymousNotAllowed,
             ApiError::NotFound,
             ApiError::RouteNotFound("/nope".into()),
             ApiError::MethodNotAllowed {

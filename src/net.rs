@@ -154,6 +154,66 @@ pub async fn send_streaming(
     }
 }
 
+/// A body read with a size cap.
+pub enum Capped {
+    /// The whole body, at most the cap.
+    Complete(Vec<u8>),
+    /// The body went past the cap: reading stopped there and the stream was cancelled.
+    TooLarge,
+}
+
+/// Reads a byte stream up to `limit` bytes. Past the limit it stops and drops the stream,
+/// which cancels it, so no more than `limit` plus one chunk is ever held — whatever the sender
+/// claimed in `Content-Length`, or if it sent none (chunked).
+pub async fn collect_capped(
+    mut stream: worker::ByteStream,
+    limit: usize,
+) -> Result<Capped, NetError> {
+    use futures::StreamExt;
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| NetError::Network(format!("reading body: {e}")))?;
+        if out.len() + chunk.len() > limit {
+            drop(stream);
+            return Ok(Capped::TooLarge);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Capped::Complete(out))
+}
+
+/// Reads a reply's body up to `limit` bytes (see [`collect_capped`]); an empty body when the
+/// reply has none.
+pub async fn read_capped(resp: &mut Response, limit: usize) -> Result<Capped, NetError> {
+    match resp.stream() {
+        Ok(stream) => collect_capped(stream, limit).await,
+        Err(_) => {
+            Ok(Capped::Complete(resp.bytes().await.map_err(|e| {
+                NetError::Network(format!("reading body: {e}"))
+            })?))
+        }
+    }
+}
+
+/// Largest error or metadata body read from a dependency (JSON error shapes, object info).
+pub const SMALL_BODY_LIMIT: usize = 64 * 1024;
+
+/// A reply with at most `limit` bytes of its body read; a longer body is cut there (the rest
+/// is cancelled). For error and metadata replies whose size we do not control.
+pub async fn into_small_reply(mut resp: Response, limit: usize) -> Result<Reply, NetError> {
+    let status = resp.status_code();
+    let headers = resp.headers().clone();
+    let body = match read_capped(&mut resp, limit).await? {
+        Capped::Complete(b) => b,
+        Capped::TooLarge => Vec::new(),
+    };
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
 /// Sends a request and reads the whole (small) reply.
 pub async fn send(
     method: Method,

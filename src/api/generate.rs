@@ -1,5 +1,5 @@
-//! `POST /generate/{endpoint}`: the submit path of SPEC §6 — validate → authenticate → check the
-//! inputs exist → create or look up the step in the task's Durable Object → insert the `pending`
+//! `POST /generate/{endpoint}`: the submit path of SPEC §6 — validate → authenticate → prove the
+//! caller may read every input (SPEC §4.1) and owns a refine's draft → create or look up the step in the task's Durable Object → insert the `pending`
 //! rows → enqueue the job → 202. A repeat of the same request answers 200 with the step's state
 //! and starts nothing; a dependency failure before the enqueue undoes the step (502/503) so the
 //! same request can simply be sent again.
@@ -10,20 +10,27 @@ use worker::{Env, Request, Response};
 use crate::auth;
 use crate::config::Config;
 use crate::core::ids::{TaskId, UserId};
+use crate::core::jwt::Caller;
 use crate::core::request::{self, Endpoint, RequestError, StepRequest, ValidRequest};
+use crate::core::rest as rows_query;
 use crate::core::rows;
 use crate::core::status::submit_response;
 use crate::core::step::{Status, Step};
-use crate::core::storage_path::{InputObject, Origin};
+use crate::core::storage_path::{InputObject, Origin, ReadRights};
+use crate::core::supabase::ProofOutcome;
 use crate::core::task::{Command, Outcome, Refusal, Submission};
 use crate::error::{ApiError, DepError, FieldError};
 use crate::http::{config, internal, json};
 use crate::jobs;
 use crate::log::{self, Level};
+use crate::net::{self, Capped};
 use crate::supabase;
+use crate::supabase::storage::Rights;
 use crate::task_client;
 
-/// Reads and checks the body: JSON content type and the size limit.
+/// Reads and checks the body: JSON content type and the size limit. The body is read as a
+/// stream and reading stops past `MAX_BODY_BYTES`, with or without `Content-Length` (chunked
+/// bodies too), before any token work.
 async fn read_body(req: &mut Request, cfg: &Config) -> Result<Vec<u8>, ApiError> {
     let ct = req
         .headers()
@@ -41,82 +48,70 @@ async fn read_body(req: &mut Request, cfg: &Config) -> Result<Vec<u8>, ApiError>
         return Err(ApiError::UnsupportedMediaType);
     }
     let limit = cfg.max_body_bytes;
-    if let Some(len) = req
+    let declared = req
         .headers()
         .get("content-length")
         .ok()
         .flatten()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-    {
-        if len > limit {
-            return Err(ApiError::PayloadTooLarge { limit });
-        }
-    }
-    let body = req
-        .bytes()
-        .await
-        .map_err(|_| ApiError::MalformedJson("could not read the body".into()))?;
-    if body.len() > limit {
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    Ok(body)
+    let Ok(stream) = req.stream() else {
+        // No body at all.
+        return Ok(Vec::new());
+    };
+    match net::collect_capped(stream, limit).await {
+        Ok(Capped::Complete(body)) => Ok(body),
+        Ok(Capped::TooLarge) => Err(ApiError::PayloadTooLarge { limit }),
+        Err(_) => Err(ApiError::MalformedJson("could not read the body".into())),
+    }
 }
 
-/// Inputs must be readable by their owner: objects in a private bucket must sit in the caller's
-/// folder (`{user_id}/…`, Supabase's owner-folder convention) or be this task's own outputs in
-/// the generated-assets bucket (flow B); public and signed URLs are readable by whoever has them.
-fn check_ownership(
-    obj: &InputObject,
-    user: UserId,
-    task: &TaskId,
-    cfg: &Config,
-) -> Result<(), String> {
-    use crate::core::storage_path::Access;
-    if !matches!(obj.access(), Access::Authenticated) {
-        return Ok(());
-    }
-    let path = obj.path();
-    let first = path.split('/').next().unwrap_or("");
-    if first.eq_ignore_ascii_case(&user.to_string()) {
-        return Ok(());
-    }
-    if obj.bucket() == cfg.bucket {
-        for prefix in ["concepts", "models"] {
-            if path.starts_with(&format!("{prefix}/{}/", task.as_str())) {
-                return Ok(());
-            }
-        }
-    }
-    Err(
-        "a private object must be in your own folder ({user_id}/…) or an output of this task"
-            .into(),
-    )
-}
-
-/// Checks every input object exists and is an accepted image (422 `input_asset_not_found` /
-/// `validation_error` otherwise); Storage failures are 502/503.
+/// Proves that the caller may read every input (SPEC §4.1): each object is read through the
+/// route its URL names, with that route's rights — the caller's own token for `authenticated/`
+/// and bare URLs (the service key only under `AUTH_MODE=none`, which has no token), nothing for
+/// `public/` and `sign/` URLs. This task's own outputs are readable by the task's owner (flow B).
+/// A missing object and one the caller cannot read get the same 422 `input_asset_not_found`,
+/// and only a readable object is checked for type and size, so nothing is learned about objects
+/// the caller cannot read. Storage failures are 502/503.
 async fn check_inputs(
     cfg: &Config,
+    env: &Env,
     origin: &Origin,
     v: &ValidRequest,
-    user: UserId,
+    caller: &Caller,
 ) -> Result<(), ApiError> {
     let resolved = request::resolve_urls(&v.request, origin).map_err(ApiError::Validation)?;
     let fields = request::url_fields(&v.request);
+    let objects: Vec<&InputObject> = resolved.all().collect();
+    // The flow-B exception needs the task's owner: asked of the DO only when an input names
+    // this task's outputs.
+    let owns_task = if objects
+        .iter()
+        .any(|o| o.is_output_of(&cfg.bucket, &v.task_id))
+    {
+        task_client::state(env, &v.task_id)
+            .await?
+            .is_some_and(|t| t.owner == caller.user)
+    } else {
+        false
+    };
     let mut invalid = Vec::new();
     let mut missing = Vec::new();
-    let objects: Vec<&InputObject> = resolved.all().collect();
     for (obj, (field, _)) in objects.iter().zip(fields.iter()) {
-        if let Err(msg) = check_ownership(obj, user, &v.task_id, cfg) {
-            invalid.push(FieldError::new(field.clone(), msg));
-            continue;
-        }
-        match supabase::storage::input_info(cfg, obj).await? {
-            None => missing.push(FieldError::new(
-                field.clone(),
-                "no such object in Supabase Storage",
-            )),
-            Some(info) => {
+        let read = if owns_task && obj.is_output_of(&cfg.bucket, &v.task_id) {
+            obj.service_proof()
+        } else {
+            obj.proof()
+        };
+        let rights = match (read.rights, &caller.token) {
+            (ReadRights::Anonymous, _) => Rights::Anonymous,
+            (ReadRights::Caller, Some(token)) => Rights::Caller(token),
+            (ReadRights::Caller, None) | (ReadRights::Service, _) => Rights::Service,
+        };
+        match supabase::storage::prove_input(cfg, &read, rights).await? {
+            ProofOutcome::Readable(info) => {
                 // The refine model input is stored as a reference only: no image checks.
                 if field != "input_model_asset_url" {
                     if let Err(msg) = info.check_input(cfg.max_input_bytes) {
@@ -124,15 +119,42 @@ async fn check_inputs(
                     }
                 }
             }
+            ProofOutcome::Unreadable | ProofOutcome::Failed(_) => missing.push(FieldError::new(
+                field.clone(),
+                "no such object in Supabase Storage",
+            )),
         }
-    }
-    if !invalid.is_empty() {
-        return Err(ApiError::Validation(invalid));
     }
     if !missing.is_empty() {
         return Err(ApiError::InputAssetNotFound(missing));
     }
+    if !invalid.is_empty() {
+        return Err(ApiError::Validation(invalid));
+    }
     Ok(())
+}
+
+/// `refine-model`: the draft must be the Tripo id of one of the caller's own `models` rows,
+/// read with the caller's own token (row-level security agrees); otherwise 422 and nothing
+/// reaches Tripo. Another user's draft and an unknown id get the same answer.
+async fn check_draft(cfg: &Config, v: &ValidRequest, caller: &Caller) -> Result<(), ApiError> {
+    let StepRequest::Refine(r) = &v.request else {
+        return Ok(());
+    };
+    let query =
+        rows_query::find_owned_model(&cfg.models_table, &r.tripo_draft_task_id, caller.user);
+    let body = match &caller.token {
+        Some(token) => supabase::rest::send_as_caller(cfg, &query, token).await?,
+        None => supabase::rest::send(cfg, &query).await?,
+    };
+    if rows_query::has_rows(&body) {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(vec![FieldError::new(
+            "tripo_draft_task_id",
+            "no model of yours has this Tripo task id",
+        )]))
+    }
 }
 
 pub async fn handle(name: &str, mut req: Request, env: &Env) -> Result<Response, ApiError> {
@@ -143,11 +165,12 @@ pub async fn handle(name: &str, mut req: Request, env: &Env) -> Result<Response,
         RequestError::Malformed(m) => ApiError::MalformedJson(m),
         RequestError::Invalid(errs) => ApiError::Validation(errs),
     })?;
-    let user = auth::authenticate(req.headers(), &cfg).await?;
+    let caller = auth::authenticate(req.headers(), &cfg).await?;
     let origin = Origin::parse(&cfg.supabase_url)
         .map_err(|_| ApiError::Misconfigured(vec!["SUPABASE_URL".into()]))?;
-    check_inputs(&cfg, &origin, &valid, user).await?;
-    submit(&cfg, env, valid, user).await
+    check_inputs(&cfg, env, &origin, &valid, &caller).await?;
+    check_draft(&cfg, &valid, &caller).await?;
+    submit(&cfg, env, valid, caller.user).await
 }
 
 async fn submit(

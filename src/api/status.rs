@@ -15,7 +15,7 @@ use crate::task_client;
 
 pub async fn handle(raw_id: &str, req: Request, env: &Env) -> Result<Response, ApiError> {
     let cfg = config(env)?;
-    let user = auth::authenticate(req.headers(), &cfg).await?;
+    let user = auth::authenticate(req.headers(), &cfg).await?.user;
     let task_id = TaskId::parse(raw_id).map_err(|_| ApiError::NotFound)?;
     let url = req.url().map_err(internal)?;
     let query =

@@ -11,7 +11,8 @@ use worker::{Headers, Method};
 use crate::config::{AuthMode, Config, LOCAL_USER_ID};
 use crate::core::ids::UserId;
 use crate::core::jwt::{
-    self, AuthError, JwksCache, JwksCachePolicy, PublicKey, Validation, Verifier,
+    self, AccessToken, AuthError, Caller, JwksCache, JwksCachePolicy, PublicKey, Validation,
+    Verifier,
 };
 use crate::error::ApiError;
 use crate::log::{self, Level};
@@ -28,21 +29,25 @@ const JWKS_TIMEOUT_MS: u64 = 5_000;
 use crate::net::now_ms;
 
 fn to_api(e: AuthError) -> ApiError {
-    if e.http_status() == 503 {
-        ApiError::DependencyUnavailable {
+    match e {
+        AuthError::KeysUnavailable => ApiError::DependencyUnavailable {
             dependency: "auth".into(),
             message: e.to_string(),
-        }
-    } else {
-        ApiError::Unauthorized(e.to_string())
+        },
+        AuthError::Anonymous => ApiError::AnonymousNotAllowed,
+        _ => ApiError::Unauthorized(e.to_string()),
     }
 }
 
-/// The caller's user id from the request's `Authorization` header.
-pub async fn authenticate(headers: &Headers, cfg: &Config) -> Result<UserId, ApiError> {
+/// The caller from the request's `Authorization` header: their user id and, under
+/// `AUTH_MODE=supabase`, their token (for reads made with their rights, SPEC §4.1).
+pub async fn authenticate(headers: &Headers, cfg: &Config) -> Result<Caller, ApiError> {
     if cfg.auth_mode == AuthMode::None {
         let id = uuid::Uuid::parse_str(LOCAL_USER_ID).map_err(|_| ApiError::Internal)?;
-        return Ok(UserId(id));
+        return Ok(Caller {
+            user: UserId(id),
+            token: None,
+        });
     }
     let header = headers.get("authorization").ok().flatten();
     let token = jwt::bearer(header.as_deref()).map_err(to_api)?;
@@ -85,7 +90,13 @@ pub async fn authenticate(headers: &Headers, cfg: &Config) -> Result<UserId, Api
         }
     };
     match ok {
-        Ok(true) => Ok(user),
+        Ok(true) => {
+            jwt::admit_anonymous(&parsed.claims, cfg.anonymous_users).map_err(to_api)?;
+            Ok(Caller {
+                user,
+                token: Some(AccessToken::new(token)),
+            })
+        }
         Ok(false) => Err(ApiError::Unauthorized(AuthError::BadSignature.to_string())),
         Err(e) => {
             log::emit(
@@ -119,7 +130,11 @@ async fn keys(cfg: &Config, kid: &str) -> Result<Option<jwt::Jwks>, ApiError> {
     });
     if fetch {
         let url = format!("{}/auth/v1/.well-known/jwks.json", cfg.supabase_url);
-        let apikey = cfg.supabase_service_key.clone();
+        // The publishable key when configured: the JWKS is public, the service key need not travel.
+        let apikey = cfg
+            .supabase_anon_key
+            .clone()
+            .unwrap_or_else(|| cfg.supabase_service_key.clone());
         match net::send(
             Method::Get,
             &url,

@@ -75,7 +75,7 @@ pub enum AuthError {
     WrongIssuer,
     #[error("token subject is not a user id")]
     BadSubject,
-    #[error("anonymous sessions are not accepted")]
+    #[error("anonymous sign-ins may not use this service; sign in with an account")]
     Anonymous,
     #[error("token has no `{0}` claim")]
     MissingClaim(&'static str),
@@ -85,10 +85,12 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    /// 503 when we could not check the token (keys unavailable), else 401.
+    /// 503 when we could not check the token (keys unavailable), 403 for a valid anonymous
+    /// sign-in that is not admitted, else 401.
     pub fn http_status(&self) -> u16 {
         match self {
             AuthError::KeysUnavailable => 503,
+            AuthError::Anonymous => 403,
             _ => 401,
         }
     }
@@ -503,21 +505,55 @@ pub struct Validation {
     pub leeway_s: i64,
     /// Required `iss`, when known.
     pub issuer: Option<String>,
-    /// Accept Supabase anonymous sign-ins (`is_anonymous: true`). Default true: they are
-    /// `authenticated` users with a stable `sub`.
-    pub allow_anonymous: bool,
 }
 
 impl Validation {
-    /// Leeway [`DEFAULT_LEEWAY_S`], anonymous users allowed.
+    /// Leeway [`DEFAULT_LEEWAY_S`].
     pub fn new(now_s: i64, issuer: Option<String>) -> Validation {
         Validation {
             now_s,
             leeway_s: DEFAULT_LEEWAY_S,
             issuer,
-            allow_anonymous: true,
         }
     }
+}
+
+/// Admits a Supabase anonymous sign-in (`is_anonymous: true`) only when `allow` is set
+/// (`ANONYMOUS_USERS=allow`). Called after the signature is verified, so a forged token is a
+/// 401 whatever its claims say.
+pub fn admit_anonymous(claims: &Claims, allow: bool) -> Result<(), AuthError> {
+    if claims.is_anonymous == Some(true) && !allow {
+        return Err(AuthError::Anonymous);
+    }
+    Ok(())
+}
+
+/// The caller's own access token, kept only to make reads with their rights (SPEC §4.1) during
+/// the request that carried it. Never logged, stored or shown: `Debug` prints no value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken(String);
+
+impl AccessToken {
+    pub fn new(token: &str) -> AccessToken {
+        AccessToken(token.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessToken(…)")
+    }
+}
+
+/// An authenticated caller: the user, and their token (`None` under `AUTH_MODE=none`).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: UserId,
+    pub token: Option<AccessToken>,
 }
 
 /// Checks the claims of a token whose signature has been verified; returns the user.
@@ -543,9 +579,6 @@ pub fn validate_claims(claims: &Claims, v: &Validation) -> Result<UserId, AuthEr
         if claims.iss.as_deref() != Some(expected.as_str()) {
             return Err(AuthError::WrongIssuer);
         }
-    }
-    if !v.allow_anonymous && claims.is_anonymous == Some(true) {
-        return Err(AuthError::Anonymous);
     }
     let sub = claims
         .sub
@@ -945,18 +978,24 @@ mod tests {
         let mut c = good_claims();
         c["iss"] = json!("anything");
         assert!(validate_claims(&claims(c), &Validation::new(NOW, None)).is_ok());
-        // Anonymous sign-ins, when refused.
+        // Anonymous sign-ins: valid claims, admitted only when allowed, refused with 403.
         let mut anon = good_claims();
         anon["is_anonymous"] = json!(true);
-        let strict = Validation {
-            allow_anonymous: false,
-            ..validation()
-        };
+        assert!(validate_claims(&claims(anon.clone()), &v).is_ok());
         assert_eq!(
-            validate_claims(&claims(anon.clone()), &strict),
+            admit_anonymous(&claims(anon.clone()), false),
             Err(AuthError::Anonymous)
         );
-        assert!(validate_claims(&claims(anon), &v).is_ok());
+        assert_eq!(AuthError::Anonymous.http_status(), 403);
+        assert!(admit_anonymous(&claims(anon), true).is_ok());
+        let mut named = good_claims();
+        named["is_anonymous"] = json!(false);
+        assert!(admit_anonymous(&claims(named), false).is_ok());
+        assert!(admit_anonymous(&claims(good_claims()), false).is_ok());
+        assert_eq!(
+            format!("{:?}", AccessToken::new("eyJ.secret.sig")),
+            "AccessToken(…)"
+        );
         assert_eq!(expected_issuer("https://abc.supabase.co/"), ISS);
     }
 

@@ -467,6 +467,29 @@ pub fn reset_pending(table: &str, row: Uuid, metadata: &RowMetadata) -> RestRequ
     patch(table, filter, body)
 }
 
+/// The refine-model draft check (SPEC §4.1, `refine-model`): is `draft` the Tripo id of one of
+/// `user`'s own `models` rows? `GET /rest/v1/{models}?select=id&ai_service_task_id=eq.{draft}
+/// &user_id=eq.{user}&limit=1`. The glue sends it with the caller's own token, so row-level
+/// security agrees with the `user_id` filter (which alone decides under `AUTH_MODE=none`).
+pub fn find_owned_model(table: &str, draft: &str, user: UserId) -> RestRequest {
+    RestRequest {
+        method: Method::Get,
+        path: format!(
+            "{}?select=id&ai_service_task_id=eq.{}&user_id=eq.{}&limit=1",
+            table_path(table),
+            encode(draft),
+            user
+        ),
+        headers: vec![("Accept", "application/json".to_owned())],
+        body: None,
+    }
+}
+
+/// Whether a `select` answer (a JSON array) holds at least one row.
+pub fn has_rows(body: &[u8]) -> bool {
+    serde_json::from_slice::<Vec<Value>>(body).is_ok_and(|rows| !rows.is_empty())
+}
+
 /// Classifies a PostgREST (or gateway) error: 5xx, 408 and 429 retry; credentials and RLS
 /// errors are `Auth`; any other 4xx (unknown table or column, constraint) is final.
 pub fn postgrest_failure(http_status: u16, body: &str, retry_after_ms: Option<u64>) -> Failure {
@@ -759,5 +782,21 @@ mod tests {
             .class,
             FailureClass::Rejected
         );
+    }
+
+    #[test]
+    fn owned_draft_query_filters_on_the_tripo_id_and_the_owner() {
+        let user = UserId(Uuid::parse_str("11111111-2222-4333-8444-555555555555").unwrap());
+        let r = find_owned_model("models", "draft id/&x=1", user);
+        assert_eq!(r.method, Method::Get);
+        assert_eq!(
+            r.path,
+            "/rest/v1/models?select=id&ai_service_task_id=eq.draft%20id%2F%26x%3D1&user_id=eq.11111111-2222-4333-8444-555555555555&limit=1"
+        );
+        assert!(r.body.is_none());
+        assert!(has_rows(br#"[{"id":"x"}]"#));
+        assert!(!has_rows(b"[]"));
+        assert!(!has_rows(b"{}"));
+        assert!(!has_rows(b""));
     }
 }

@@ -4,8 +4,11 @@
 //! configured Supabase origin under `/storage/v1/object/` (`public/`, `sign/`, `authenticated/` or
 //! a bare `{bucket}/{path}`) and turns them into an [`InputObject`]: bucket and decoded object path.
 //! The worker never fetches the client's string: it fetches a URL rebuilt from the validated parts
-//! on the configured origin ([`InputObject::fetch_url`]), so no parser difference between this
-//! code and the runtime's URL parser can send a request elsewhere (SSRF).
+//! on the configured origin ([`InputObject::proof`], [`InputObject::download`]), so no parser
+//! difference between this code and the runtime's URL parser can send a request elsewhere (SSRF).
+//!
+//! **Whose rights.** Inputs are read with the caller's rights, never more (SPEC §4.1): each URL
+//! form names the route, and the route the rights ([`ReadRights`]); see [`InputObject::proof`].
 //!
 //! Policy decisions:
 //! * Scheme and host compare case-insensitively; a default port equals an absent one
@@ -15,7 +18,7 @@
 //!   would see is a mistake or an attack. (A file whose name contains a raw `#` must be
 //!   percent-encoded by the client.)
 //! * The query is kept only for `sign/` URLs (it carries the `token=`, which is required); on
-//!   the other routes it is ignored, since the worker fetches with the service key.
+//!   the other routes it is ignored.
 //! * Every path segment is percent-decoded once and must then be non-empty, not `.` or `..`, and
 //!   free of `/`, `\`, `%` (double encoding) and control characters. Raw backslashes, spaces and
 //!   control characters anywhere in the URL are refused, as are URLs over 2048 bytes.
@@ -189,6 +192,26 @@ pub enum Access {
     Authenticated,
 }
 
+/// Whose rights a read of an input object is made with (SPEC §4.1: the caller's, never more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadRights {
+    /// No credentials: Storage's public route (public buckets only), or a signed URL's own token.
+    Anonymous,
+    /// The caller's own access token: the project's Storage policies decide.
+    Caller,
+    /// The service key: `AUTH_MODE=none`, this task's own outputs, or a download whose proof passed.
+    Service,
+}
+
+/// One read of an input object: the URL and whose rights it is made with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputRead {
+    pub url: String,
+    pub rights: ReadRights,
+    /// Send `Range: bytes=0-0` and read only the headers (the signed route has no info form).
+    pub range_probe: bool,
+}
+
 /// A validated input object on the configured Supabase origin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputObject {
@@ -218,40 +241,94 @@ impl InputObject {
         self.path.rsplit('/').next().unwrap_or(&self.path)
     }
 
-    /// The URL the worker downloads: the authenticated route (with the service key) for public,
-    /// authenticated and bare URLs; the signed route with the client's query for signed ones.
-    pub fn fetch_url(&self) -> String {
+    /// The read that proves, at submit, that the caller may read this object (SPEC §4.1), by
+    /// the route the client named: `public/` through Storage's public info route with no
+    /// credentials (works for public buckets only); `sign/` through the signed route itself, with
+    /// the client's token and a one-byte `Range` (Storage checks the token and its path; the
+    /// route has no info form); `authenticated/` and bare URLs through the authenticated info
+    /// route with the caller's own access token, so the project's Storage policies decide.
+    pub fn proof(&self) -> InputRead {
         match &self.access {
-            Access::Signed { query } => format!(
-                "{}{}sign/{}?{}",
-                self.origin.as_url(),
-                OBJECT_PREFIX,
-                self.encoded_object(),
-                query
-            ),
-            Access::Public | Access::Authenticated => format!(
-                "{}{}authenticated/{}",
-                self.origin.as_url(),
-                OBJECT_PREFIX,
-                self.encoded_object()
-            ),
+            Access::Public => InputRead {
+                url: self.route_url("info/public/", None),
+                rights: ReadRights::Anonymous,
+                range_probe: false,
+            },
+            Access::Signed { query } => InputRead {
+                url: self.route_url("sign/", Some(query)),
+                rights: ReadRights::Anonymous,
+                range_probe: true,
+            },
+            Access::Authenticated => InputRead {
+                url: self.route_url("info/authenticated/", None),
+                rights: ReadRights::Caller,
+                range_probe: false,
+            },
         }
     }
 
-    /// Whether [`fetch_url`](Self::fetch_url) needs the service key (signed URLs carry their token).
-    pub fn needs_service_key(&self) -> bool {
-        !matches!(self.access, Access::Signed { .. })
+    /// The proof made with the service key: only under `AUTH_MODE=none` (no caller token
+    /// exists) and for this task's own outputs read by the task's owner (flow B).
+    pub fn service_proof(&self) -> InputRead {
+        InputRead {
+            url: self.route_url("info/authenticated/", None),
+            rights: ReadRights::Service,
+            range_probe: false,
+        }
     }
 
-    /// `/storage/v1/object/info/{bucket}/{path}`: metadata (size, content type) for the existence
-    /// check at submit, called with the service key whatever the access kind.
-    pub fn info_url(&self) -> String {
-        format!(
-            "{}{}info/{}",
+    /// The job's download of an object whose [`proof`](Self::proof) passed at submit: `public/`
+    /// through the public route with no key, `sign/` with the client's token, `authenticated/`
+    /// and bare URLs with the service key (the caller proved at submit that they may read it).
+    pub fn download(&self) -> InputRead {
+        match &self.access {
+            Access::Public => InputRead {
+                url: self.route_url("public/", None),
+                rights: ReadRights::Anonymous,
+                range_probe: false,
+            },
+            Access::Signed { query } => InputRead {
+                url: self.route_url("sign/", Some(query)),
+                rights: ReadRights::Anonymous,
+                range_probe: false,
+            },
+            Access::Authenticated => InputRead {
+                url: self.route_url("authenticated/", None),
+                rights: ReadRights::Service,
+                range_probe: false,
+            },
+        }
+    }
+
+    /// Whether this is one of `task`'s own outputs (`concepts/{task}/…` or `models/{task}/…` in
+    /// the generated-assets bucket `bucket`), addressed by an authenticated or bare URL: the
+    /// flow-B exception of SPEC §4.1, granted only once the caller is known to own the task.
+    pub fn is_output_of(&self, bucket: &str, task: &TaskId) -> bool {
+        if !matches!(self.access, Access::Authenticated) || self.bucket != bucket {
+            return false;
+        }
+        let mut parts = self.path.splitn(3, '/');
+        let (Some(kind), Some(id), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+            return false;
+        };
+        matches!(kind, "concepts" | "models") && id == task.as_str() && !rest.is_empty()
+    }
+
+    /// `{origin}/storage/v1/object/{route}{bucket}/{path}[?query]`, rebuilt from the validated
+    /// parts (never the client's string).
+    fn route_url(&self, route: &str, query: Option<&str>) -> String {
+        let mut url = format!(
+            "{}{}{}{}",
             self.origin.as_url(),
             OBJECT_PREFIX,
+            route,
             self.encoded_object()
-        )
+        );
+        if let Some(q) = query {
+            url.push('?');
+            url.push_str(q);
+        }
+        url
     }
 
     fn encoded_object(&self) -> String {
@@ -637,15 +714,25 @@ mod tests {
         assert_eq!(o.bucket(), "inputs");
         assert_eq!(o.path(), "u1/photo.png");
         assert_eq!(o.file_name(), "photo.png");
-        assert!(o.needs_service_key());
+    }
+
+    #[test]
+    fn public_urls_are_proved_and_read_through_the_public_route_with_no_key() {
+        let o = obj("https://abc.supabase.co/storage/v1/object/public/inputs/u1/photo.png");
+        let proof = o.proof();
         assert_eq!(
-            o.fetch_url(),
-            "https://abc.supabase.co/storage/v1/object/authenticated/inputs/u1/photo.png"
+            proof.url,
+            "https://abc.supabase.co/storage/v1/object/info/public/inputs/u1/photo.png"
         );
+        assert_eq!(proof.rights, ReadRights::Anonymous);
+        let dl = o.download();
         assert_eq!(
-            o.info_url(),
-            "https://abc.supabase.co/storage/v1/object/info/inputs/u1/photo.png"
+            dl.url,
+            "https://abc.supabase.co/storage/v1/object/public/inputs/u1/photo.png"
         );
+        // The bug this replaces: a public/ URL downloaded through the authenticated route with
+        // the service key read private buckets too.
+        assert_eq!(dl.rights, ReadRights::Anonymous);
     }
 
     #[test]
@@ -657,15 +744,15 @@ mod tests {
                 query: "token=eyJ.x-y_z&download=b.jpg".into()
             }
         );
-        assert!(!o.needs_service_key());
-        assert_eq!(
-            o.fetch_url(),
-            "https://abc.supabase.co/storage/v1/object/sign/private/a/b.jpg?token=eyJ.x-y_z&download=b.jpg"
-        );
-        assert_eq!(
-            o.info_url(),
-            "https://abc.supabase.co/storage/v1/object/info/private/a/b.jpg"
-        );
+        let url = "https://abc.supabase.co/storage/v1/object/sign/private/a/b.jpg?token=eyJ.x-y_z&download=b.jpg";
+        let proof = o.proof();
+        assert_eq!(proof.url, url);
+        assert_eq!(proof.rights, ReadRights::Anonymous);
+        assert!(proof.range_probe);
+        let dl = o.download();
+        assert_eq!(dl.url, url);
+        assert_eq!(dl.rights, ReadRights::Anonymous);
+        assert!(!dl.range_probe);
     }
 
     #[test]
@@ -694,18 +781,60 @@ mod tests {
         let b = obj("https://abc.supabase.co/storage/v1/object/priv/x/y.webp");
         assert_eq!(a.access(), &Access::Authenticated);
         assert_eq!(a, b);
+        let proof = b.proof();
         assert_eq!(
-            b.fetch_url(),
+            proof.url,
+            "https://abc.supabase.co/storage/v1/object/info/authenticated/priv/x/y.webp"
+        );
+        assert_eq!(proof.rights, ReadRights::Caller);
+        assert_eq!(b.service_proof().url, proof.url);
+        assert_eq!(b.service_proof().rights, ReadRights::Service);
+        let dl = b.download();
+        assert_eq!(
+            dl.url,
             "https://abc.supabase.co/storage/v1/object/authenticated/priv/x/y.webp"
         );
+        assert_eq!(dl.rights, ReadRights::Service);
+    }
+
+    #[test]
+    fn only_this_tasks_own_outputs_are_the_flow_b_exception() {
+        let task = TaskId::parse("t-1").unwrap();
+        let base = "https://abc.supabase.co/storage/v1/object";
+        let yes = [
+            format!("{base}/authenticated/gen/concepts/t-1/0.png"),
+            format!("{base}/gen/concepts/t-1/0.png"),
+            format!("{base}/gen/models/t-1/model.glb"),
+        ];
+        for u in &yes {
+            assert!(obj(u).is_output_of("gen", &task), "{u}");
+        }
+        let no = [
+            format!("{base}/public/gen/concepts/t-1/0.png"),
+            format!("{base}/authenticated/other/concepts/t-1/0.png"),
+            format!("{base}/gen/concepts/t-10/0.png"),
+            format!("{base}/gen/concepts/t-2/0.png"),
+            format!("{base}/gen/inputs/t-1/0.png"),
+            format!("{base}/gen/concepts/t-1"),
+            format!("{base}/gen/u1/concepts/t-1/0.png"),
+        ];
+        for u in &no {
+            assert!(!obj(u).is_output_of("gen", &task), "{u}");
+        }
+        let signed = obj(&format!("{base}/sign/gen/concepts/t-1/0.png?token=x"));
+        assert!(!signed.is_output_of("gen", &task));
     }
 
     #[test]
     fn query_is_ignored_outside_signed_urls() {
         let o = obj("https://abc.supabase.co/storage/v1/object/public/b/a.png?download=1&t=2");
         assert_eq!(
-            o.fetch_url(),
-            "https://abc.supabase.co/storage/v1/object/authenticated/b/a.png"
+            o.download().url,
+            "https://abc.supabase.co/storage/v1/object/public/b/a.png"
+        );
+        assert_eq!(
+            o.proof().url,
+            "https://abc.supabase.co/storage/v1/object/info/public/b/a.png"
         );
     }
 
@@ -733,16 +862,17 @@ mod tests {
         let o = obj("https://abc.supabase.co/storage/v1/object/public/b/my%20photo%C3%A9.png");
         assert_eq!(o.path(), "my photoé.png");
         assert!(o
-            .fetch_url()
-            .ends_with("/authenticated/b/my%20photo%C3%A9.png"));
+            .download()
+            .url
+            .ends_with("/object/public/b/my%20photo%C3%A9.png"));
         // Raw non-ASCII is accepted and encoded on output.
         let raw = obj("https://abc.supabase.co/storage/v1/object/public/b/été.png");
         assert_eq!(raw.path(), "été.png");
-        assert!(raw.fetch_url().ends_with("/b/%C3%A9t%C3%A9.png"));
+        assert!(raw.download().url.ends_with("/b/%C3%A9t%C3%A9.png"));
         // Encoded '+', '&', '?' and ':' survive as data.
         let q = obj("https://abc.supabase.co/storage/v1/object/public/b/a%2Bb%26c%3Fd:e.png");
         assert_eq!(q.path(), "a+b&c?d:e.png");
-        assert!(q.fetch_url().ends_with("/b/a%2Bb%26c%3Fd:e.png"));
+        assert!(q.download().url.ends_with("/b/a%2Bb%26c%3Fd:e.png"));
     }
 
     #[test]
@@ -751,8 +881,8 @@ mod tests {
         let ok =
             parse_input_url("http://[::1]:54321/storage/v1/object/public/b/a.png", &o).unwrap();
         assert_eq!(
-            ok.fetch_url(),
-            "http://[::1]:54321/storage/v1/object/authenticated/b/a.png"
+            ok.download().url,
+            "http://[::1]:54321/storage/v1/object/public/b/a.png"
         );
         assert_eq!(
             parse_input_url("http://[::2]:54321/storage/v1/object/public/b/a.png", &o),

@@ -111,6 +111,52 @@ impl ObjectInfo {
     }
 }
 
+/// What a submit-time proof read found (SPEC §4.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProofOutcome {
+    /// The caller may read the object; what Storage said about it.
+    Readable(ObjectInfo),
+    /// Missing, or not readable with the caller's rights: one answer for both, so the endpoint
+    /// reveals nothing about other users' objects.
+    Unreadable,
+    /// Storage itself failed (5xx, 408, 429): no answer about the object; worth another try.
+    Failed(StorageError),
+}
+
+/// Classifies a proof read's reply. Every refusal — `NoSuchKey`, `NoSuchBucket` (the public
+/// route of a private bucket), a bad or foreign signed-URL token, an expired user token — is
+/// [`ProofOutcome::Unreadable`]. A success is described by the info route's JSON or, for the
+/// signed route's one-byte `Range` read and newer Storage versions whose info route answers
+/// with headers only, by `Content-Range`/`Content-Length` and `Content-Type`.
+pub fn proof_outcome(
+    http_status: u16,
+    body: &[u8],
+    header: impl Fn(&str) -> Option<String>,
+) -> ProofOutcome {
+    if (200..300).contains(&http_status) {
+        let json = ObjectInfo::parse(body).filter(|i| i.size.is_some());
+        return ProofOutcome::Readable(json.unwrap_or_else(|| {
+            ObjectInfo {
+                size: header("content-range")
+                    .and_then(|r| r.rsplit('/').next().and_then(|n| n.trim().parse().ok()))
+                    .or_else(|| {
+                        (http_status == 200)
+                            .then(|| header("content-length"))
+                            .flatten()
+                            .and_then(|n| n.trim().parse().ok())
+                    }),
+                content_type: header("content-type"),
+            }
+        }));
+    }
+    let e = StorageError::parse(http_status, body);
+    if e.is_transient() {
+        ProofOutcome::Failed(e)
+    } else {
+        ProofOutcome::Unreadable
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +211,81 @@ mod tests {
                 .unwrap();
         assert_eq!(parsed.size, Some(75));
         assert!(parsed.check_input(100).is_ok());
+    }
+
+    fn no_headers(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn proof_refusals_all_read_as_unreadable() {
+        for body in [
+            &br#"{"statusCode":"404","error":"not_found","message":"Object not found","code":"NoSuchKey"}"#[..],
+            br#"{"statusCode":"404","error":"Bucket not found","message":"Bucket not found","code":"NoSuchBucket"}"#,
+            br#"{"statusCode":"400","error":"InvalidJWT","message":"invalid signature","code":"InvalidJWT"}"#,
+            br#"{"statusCode":"400","error":"InvalidSignature","message":"The url do not match the signature","code":"InvalidSignature"}"#,
+            br#"{"statusCode":"403","error":"Unauthorized","message":"\"exp\" claim timestamp check failed","code":"AccessDenied"}"#,
+            b"",
+        ] {
+            assert_eq!(
+                proof_outcome(400, body, no_headers),
+                ProofOutcome::Unreadable,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn proof_failures_are_not_answers_about_the_object() {
+        assert!(matches!(
+            proof_outcome(503, b"busy", no_headers),
+            ProofOutcome::Failed(e) if e.status == 503
+        ));
+        assert!(matches!(
+            proof_outcome(400, br#"{"statusCode":"429","error":"slow down"}"#, no_headers),
+            ProofOutcome::Failed(e) if e.status == 429
+        ));
+    }
+
+    #[test]
+    fn proof_success_reads_info_json_or_headers() {
+        let info = proof_outcome(
+            200,
+            br#"{"id":"x","size":75,"content_type":"image/webp"}"#,
+            no_headers,
+        );
+        assert_eq!(
+            info,
+            ProofOutcome::Readable(ObjectInfo {
+                size: Some(75),
+                content_type: Some("image/webp".into())
+            })
+        );
+        let ranged = proof_outcome(206, b"\x89", |h| match h {
+            "content-range" => Some("bytes 0-0/31337".into()),
+            "content-length" => Some("1".into()),
+            "content-type" => Some("image/png".into()),
+            _ => None,
+        });
+        assert_eq!(
+            ranged,
+            ProofOutcome::Readable(ObjectInfo {
+                size: Some(31337),
+                content_type: Some("image/png".into())
+            })
+        );
+        // A server that ignored the Range: the whole length is the size.
+        let whole = proof_outcome(200, b"", |h| match h {
+            "content-length" => Some("900".into()),
+            _ => None,
+        });
+        assert_eq!(
+            whole,
+            ProofOutcome::Readable(ObjectInfo {
+                size: Some(900),
+                content_type: None
+            })
+        );
     }
 }

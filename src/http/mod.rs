@@ -143,9 +143,10 @@ async fn dispatch(
     }
 }
 
-/// Test hook: enqueue a raw job message (only with `TEST_HOOKS=true`).
+/// Test hook: enqueue a raw job message. Only with `TEST_HOOKS=true`, which the configuration
+/// accepts only with `AUTH_MODE=none` (with real auth the worker reports itself misconfigured).
 async fn test_enqueue(mut req: Request, env: &Env) -> Result<Response, ApiError> {
-    if lookup(env, "TEST_HOOKS").as_deref() != Some("true") {
+    if !config(env)?.test_hooks {
         return Err(ApiError::RouteNotFound("/__test/enqueue".into()));
     }
     let text = req.text().await.map_err(internal)?;

@@ -1,8 +1,10 @@
-//! PostgREST calls: sends the requests `core::rest` builds, adding the service key.
+//! PostgREST calls: sends the requests `core::rest` builds, with the service key (the worker's
+//! own writes) or with a caller's own token (reads made for a user, SPEC §4.1).
 
 use worker::Method;
 
 use crate::config::Config;
+use crate::core::jwt::AccessToken;
 use crate::core::rest::{self, RestRequest};
 use crate::error::{DepError, Dependency};
 use crate::net::{self, Body};
@@ -18,9 +20,35 @@ fn method(m: rest::Method) -> Method {
     }
 }
 
-/// Sends one PostgREST request and returns the body of a 2xx answer.
+/// Sends one PostgREST request with the service key and returns the body of a 2xx answer.
 pub async fn send(cfg: &Config, req: &RestRequest) -> Result<Vec<u8>, DepError> {
-    let mut h = rest::auth_headers(&cfg.supabase_service_key);
+    send_with(cfg, req, rest::auth_headers(&cfg.supabase_service_key)).await
+}
+
+/// Sends a read made for a user with that user's own token, so row-level security decides. The
+/// gateway's `apikey` is the project's publishable key when configured (`SUPABASE_ANON_KEY`),
+/// else the service key; either way the database role comes from the user's token.
+pub async fn send_as_caller(
+    cfg: &Config,
+    req: &RestRequest,
+    token: &AccessToken,
+) -> Result<Vec<u8>, DepError> {
+    let apikey = cfg
+        .supabase_anon_key
+        .clone()
+        .unwrap_or_else(|| cfg.supabase_service_key.trim().to_owned());
+    let h = vec![
+        ("apikey", apikey),
+        ("Authorization", format!("Bearer {}", token.as_str())),
+    ];
+    send_with(cfg, req, h).await
+}
+
+async fn send_with(
+    cfg: &Config,
+    req: &RestRequest,
+    mut h: Vec<(&'static str, String)>,
+) -> Result<Vec<u8>, DepError> {
     h.extend(req.headers.iter().cloned());
     let refs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let body = req.body.clone().map_or(Body::Empty, Body::Text);

@@ -1,14 +1,16 @@
-//! Supabase Storage calls: input existence checks, input downloads, and output uploads (bytes for
+//! Supabase Storage calls: the submit-time proof that the caller may read each input (made with
+//! the caller's rights, SPEC §4.1), bounded input downloads, and output uploads (bytes for
 //! concept images, a JS stream for models so no model is ever held in WebAssembly memory).
 
 use worker::Method;
 
 use crate::config::Config;
+use crate::core::jwt::AccessToken;
 use crate::core::rest::auth_headers;
-use crate::core::storage_path::{upload_url, InputObject, Origin};
-use crate::core::supabase::{ObjectInfo, StorageError};
+use crate::core::storage_path::{upload_url, InputObject, InputRead, Origin, ReadRights};
+use crate::core::supabase::{proof_outcome, ProofOutcome, StorageError};
 use crate::error::{DepError, Dependency};
-use crate::net::{self, Body, NetError, Reply};
+use crate::net::{self, Body, Capped, NetError, Reply};
 
 /// Timeout of one Storage call that moves small bodies.
 pub const TIMEOUT_MS: u64 = 30_000;
@@ -44,62 +46,114 @@ fn as_refs<'a>(h: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> 
     h.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
-/// Metadata of an input object, `Ok(None)` when it does not exist.
-pub async fn input_info(cfg: &Config, obj: &InputObject) -> Result<Option<ObjectInfo>, DepError> {
-    let h = headers(cfg, &[]);
-    let reply = net::send(
-        Method::Get,
-        &obj.info_url(),
-        &as_refs(&h),
-        Body::Empty,
-        TIMEOUT_MS,
-    )
-    .await
-    .map_err(dep)?;
-    if reply.is_success() {
-        return Ok(Some(ObjectInfo::parse(&reply.body).unwrap_or(ObjectInfo {
-            size: None,
-            content_type: None,
-        })));
-    }
-    let e = StorageError::parse(reply.status, &reply.body);
-    if e.is_not_found() {
-        return Ok(None);
-    }
-    Err(reply_error(&reply))
+/// Whose credentials a read carries.
+#[derive(Debug, Clone, Copy)]
+pub enum Rights<'a> {
+    /// None: the public route, or a signed URL's own token.
+    Anonymous,
+    /// The caller's own access token (and the project's publishable key as `apikey`, when set).
+    Caller(&'a AccessToken),
+    /// The service key.
+    Service,
 }
 
-/// Downloads an input object whole (inputs are ≤ `MAX_INPUT_BYTES`, checked at submit and here).
+fn read_headers(cfg: &Config, rights: Rights<'_>) -> Vec<(&'static str, String)> {
+    match rights {
+        Rights::Anonymous => Vec::new(),
+        Rights::Caller(token) => {
+            let mut h = vec![("authorization", format!("Bearer {}", token.as_str()))];
+            if let Some(key) = &cfg.supabase_anon_key {
+                h.push(("apikey", key.clone()));
+            }
+            h
+        }
+        Rights::Service => auth_headers(&cfg.supabase_service_key),
+    }
+}
+
+/// Proves at submit that `read.rights` may read the object (SPEC §4.1): its metadata, or
+/// [`ProofOutcome::Unreadable`] for a missing object and for one these rights cannot read alike.
+/// Never reads an object's body: info routes answer with metadata, and the signed route is read
+/// with a one-byte `Range` whose body is cancelled.
+pub async fn prove_input(
+    cfg: &Config,
+    read: &InputRead,
+    rights: Rights<'_>,
+) -> Result<ProofOutcome, DepError> {
+    let h = read_headers(cfg, rights);
+    let mut refs = as_refs(&h);
+    if read.range_probe {
+        refs.push(("range", "bytes=0-0"));
+    }
+    let resp = net::send_streaming(Method::Get, &read.url, &refs, Body::Empty, TIMEOUT_MS)
+        .await
+        .map_err(dep)?;
+    let limit = if read.range_probe && (200..300).contains(&resp.status_code()) {
+        // The one byte asked for, or nothing at all from a server that ignored the Range.
+        1
+    } else {
+        net::SMALL_BODY_LIMIT
+    };
+    let reply = net::into_small_reply(resp, limit).await.map_err(dep)?;
+    match proof_outcome(reply.status, &reply.body, |n| reply.header(n)) {
+        ProofOutcome::Failed(_) => Err(reply_error(&reply)),
+        other => Ok(other),
+    }
+}
+
+/// Downloads an input object whose proof passed at submit, through the route its URL names
+/// ([`InputObject::download`]). Refused before its body is read when `Content-Length` says it
+/// is over `MAX_INPUT_BYTES`, and cut off there when it has no length or lies about it, so an
+/// object swapped for a larger one after the submit cannot exhaust the isolate's memory.
 pub async fn download_input(
     cfg: &Config,
     obj: &InputObject,
 ) -> Result<(Vec<u8>, Option<String>), DepError> {
-    let h = if obj.needs_service_key() {
-        headers(cfg, &[])
-    } else {
-        Vec::new()
+    let read = obj.download();
+    let rights = match read.rights {
+        ReadRights::Service => Rights::Service,
+        ReadRights::Anonymous | ReadRights::Caller => Rights::Anonymous,
     };
-    let reply = net::send(
+    let h = read_headers(cfg, rights);
+    let mut resp = net::send_streaming(
         Method::Get,
-        &obj.fetch_url(),
+        &read.url,
         &as_refs(&h),
         Body::Empty,
         TIMEOUT_MS,
     )
     .await
     .map_err(dep)?;
-    if !reply.is_success() {
+    if !(200..300).contains(&resp.status_code()) {
+        let reply = net::into_small_reply(resp, net::SMALL_BODY_LIMIT)
+            .await
+            .map_err(dep)?;
         return Err(reply_error(&reply));
     }
-    if reply.body.len() as u64 > cfg.max_input_bytes {
-        return Err(DepError::new(
+    let limit = cfg.max_input_bytes;
+    let too_large = || {
+        DepError::new(
             Dependency::Storage,
             Some(413),
-            "input object is larger than the limit",
-        ));
+            format!("the input object is larger than the limit of {limit} bytes"),
+        )
+    };
+    let declared = resp
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        // Dropping the response cancels its body unread.
+        return Err(too_large());
     }
-    let ct = reply.header("content-type");
-    Ok((reply.body, ct))
+    let ct = resp.headers().get("content-type").ok().flatten();
+    let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+    match net::read_capped(&mut resp, cap).await.map_err(dep)? {
+        Capped::Complete(bytes) => Ok((bytes, ct)),
+        Capped::TooLarge => Err(too_large()),
+    }
 }
 
 /// Uploads bytes to `{bucket}/{path}`, overwriting (a retry rewrites the same object).
