@@ -158,8 +158,9 @@ pub async fn send_streaming(
 pub enum Capped {
     /// The whole body, at most the cap.
     Complete(Vec<u8>),
-    /// The body went past the cap: reading stopped there and the stream was cancelled.
-    TooLarge,
+    /// The body went past the cap: reading stopped there. `read` is what was read by then (the
+    /// cap plus at most one chunk).
+    TooLarge { read: usize },
 }
 
 /// Reads a byte stream up to `limit` bytes. Past the limit it stops and drops the stream,
@@ -174,10 +175,40 @@ pub async fn collect_capped(
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| NetError::Network(format!("reading body: {e}")))?;
         if out.len() + chunk.len() > limit {
+            // Dropping the stream cancels it.
             drop(stream);
-            return Ok(Capped::TooLarge);
+            return Ok(Capped::TooLarge {
+                read: out.len() + chunk.len(),
+            });
         }
         out.extend_from_slice(&chunk);
+    }
+    Ok(Capped::Complete(out))
+}
+
+/// Reads a request's body up to `limit` bytes, with or without `Content-Length` (chunked too).
+/// Past the limit it stops reading: memory stays at the limit plus one chunk whatever the sender
+/// sends, and the runtime discards the rest of the body once the handler has answered.
+pub async fn read_request_capped(req: &Request, limit: usize) -> Result<Capped, NetError> {
+    use futures::StreamExt;
+    let Some(raw) = req.inner().body() else {
+        return Ok(Capped::Complete(Vec::new()));
+    };
+    let mut stream = wasm_streams::ReadableStream::from_raw(raw);
+    let mut chunks = stream.get_reader().into_stream();
+    let mut out = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|_| NetError::Network("reading the request body".into()))?;
+        let bytes = js_sys::Uint8Array::new(&chunk);
+        let len = bytes.length() as usize;
+        if out.len() + len > limit {
+            return Ok(Capped::TooLarge {
+                read: out.len() + len,
+            });
+        }
+        let at = out.len();
+        out.resize(at + len, 0);
+        bytes.copy_to(&mut out[at..]);
     }
     Ok(Capped::Complete(out))
 }
@@ -205,7 +236,7 @@ pub async fn into_small_reply(mut resp: Response, limit: usize) -> Result<Reply,
     let headers = resp.headers().clone();
     let body = match read_capped(&mut resp, limit).await? {
         Capped::Complete(b) => b,
-        Capped::TooLarge => Vec::new(),
+        Capped::TooLarge { .. } => Vec::new(),
     };
     Ok(Reply {
         status,

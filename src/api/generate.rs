@@ -57,13 +57,18 @@ async fn read_body(req: &mut Request, cfg: &Config) -> Result<Vec<u8>, ApiError>
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    let Ok(stream) = req.stream() else {
-        // No body at all.
-        return Ok(Vec::new());
-    };
-    match net::collect_capped(stream, limit).await {
+    match net::read_request_capped(req, limit).await {
         Ok(Capped::Complete(body)) => Ok(body),
-        Ok(Capped::TooLarge) => Err(ApiError::PayloadTooLarge { limit }),
+        Ok(Capped::TooLarge { read }) => {
+            log::emit(
+                Level::Warn,
+                "http.body_too_large",
+                None,
+                None,
+                json!({ "limit": limit, "read": read, "content_length": declared }),
+            );
+            Err(ApiError::PayloadTooLarge { limit })
+        }
         Err(_) => Err(ApiError::MalformedJson("could not read the body".into())),
     }
 }

@@ -13,7 +13,7 @@ fn error_schema() -> Value {
             "type": "object", "required": ["code", "message"], "additionalProperties": false,
             "properties": {
                 "code": { "type": "string", "enum": [
-                    "malformed_json", "unauthorized", "not_found", "method_not_allowed", "task_conflict",
+                    "malformed_json", "unauthorized", "anonymous_not_allowed", "not_found", "method_not_allowed", "task_conflict",
                     "payload_too_large", "unsupported_media_type", "validation_error", "input_asset_not_found",
                     "rate_limited", "misconfigured", "dependency_failed", "dependency_unavailable", "internal_error"
                 ]},
@@ -112,7 +112,7 @@ pub fn document() -> Value {
     for e in Endpoint::ALL {
         let name = schema_name(e);
         schemas.insert(name.clone(), body_schema(e));
-        let mut responses = errors(&[400, 401, 409, 413, 415, 422, 429, 500, 502, 503]);
+        let mut responses = errors(&[400, 401, 403, 409, 413, 415, 422, 429, 500, 502, 503]);
         responses.insert("202".into(), json!({ "description": "Accepted: the step was created and its job enqueued.",
             "content": { "application/json": { "schema": { "$ref": "#/components/schemas/SubmitResponse" } } } }));
         responses.insert("200".into(), json!({ "description": "The same request again: the current state of the step; nothing new starts.",
@@ -125,7 +125,7 @@ pub fn document() -> Value {
             "responses": responses,
         }}));
     }
-    let mut status_responses = errors(&[401, 404, 422, 500, 503]);
+    let mut status_responses = errors(&[401, 403, 404, 422, 500, 503]);
     status_responses.insert("200".into(), json!({ "description": "The task's state, from its Durable Object.",
         "content": { "application/json": { "schema": { "$ref": "#/components/schemas/StatusResponse" } } } }));
     paths.insert("/tasks/{task_id}/status".into(), json!({ "get": {
@@ -170,7 +170,8 @@ pub fn document() -> Value {
 
     let mut responses = Map::new();
     for (code, what) in [
-        (400, "Malformed JSON"), (401, "Missing or invalid token"), (404, "Unknown task, or a task of another user"),
+        (400, "Malformed JSON"), (401, "Missing or invalid token"),
+        (403, "anonymous_not_allowed: a Supabase anonymous sign-in, while ANONYMOUS_USERS is not allow"), (404, "Unknown task, or a task of another user"),
         (409, "task_conflict: a different body for a step that is pending, processing or complete, or a task of another user"),
         (413, "Body too large"), (415, "Not JSON"), (422, "validation_error or input_asset_not_found, with per-field details"),
         (429, "Rate limited (Retry-After)"), (500, "Internal error"), (502, "A dependency failed during submit; nothing was left half-made"),
@@ -299,6 +300,7 @@ mod tests {
                 allowed: String::new(),
             },
             ApiError::TaskConflict(String::new()),
+            ApiError::AnonymousNotAllowed,
             ApiError::PayloadTooLarge { limit: 1 },
             ApiError::UnsupportedMediaType,
             ApiError::Validation(vec![]),
@@ -321,7 +323,7 @@ mod tests {
                 e.code()
             );
         }
-        assert_eq!(codes.len(), 14);
+        assert_eq!(codes.len(), 15);
     }
 
     /// Every key the code answers with is documented, and every documented key is answered.

@@ -152,7 +152,7 @@ pub async fn download_input(
     let cap = usize::try_from(limit).unwrap_or(usize::MAX);
     match net::read_capped(&mut resp, cap).await.map_err(dep)? {
         Capped::Complete(bytes) => Ok((bytes, ct)),
-        Capped::TooLarge => Err(too_large()),
+        Capped::TooLarge { .. } => Err(too_large()),
     }
 }
 

@@ -59,6 +59,9 @@ fn valid_bodies(
 ) -> Result<Vec<(&'static str, Value, &'static str, usize)>, libtest_mimic::Failed> {
     let a = image(ctx, &ctx.alice, &format!("{}/front.png", ctx.run))?;
     let b = image(ctx, &ctx.alice, &format!("{}/left.png", ctx.run))?;
+    // A refine needs a draft of the caller's own: one of their `models` rows.
+    let draft = uuid::Uuid::new_v4().to_string();
+    ctx.seed_model_row(&ctx.alice, &ctx.task_id("draft"), &draft)?;
     Ok(vec![
         (
             "image-to-image",
@@ -92,7 +95,7 @@ fn valid_bodies(
         ),
         (
             "refine-model",
-            json!({"task_id": ctx.task_id("ref"), "draft_model_task_id": "0b7d3f4e-5a6b-4c8d-9e0f-112233445566"}),
+            json!({"task_id": ctx.task_id("ref"), "draft_model_task_id": draft}),
             "models",
             1,
         ),
@@ -407,10 +410,20 @@ fn bad_cases(ctx: &Ctx, task: &str) -> Result<Vec<Bad>, libtest_mimic::Failed> {
                 json!({"task_id": task, "input_image_asset_urls": [url], "source_concept_image_id": "nope"}),
             ),
         ),
+        Bad {
+            name: "another user's private object",
+            endpoint: "image-to-model",
+            body: j(json!({"task_id": task, "input_image_asset_urls": [bobs]})),
+            headers: vec![],
+            status: 422,
+            code: "input_asset_not_found",
+        },
         v422(
-            "another user's private object",
-            "image-to-model",
-            j(json!({"task_id": task, "input_image_asset_urls": [bobs]})),
+            "refine of a draft that is no model of the caller's",
+            "refine-model",
+            j(
+                json!({"task_id": task, "tripo_draft_task_id": "0b7d3f4e-5a6b-4c8d-9e0f-112233445566"}),
+            ),
         ),
         v422(
             "input is not an image",
@@ -787,7 +800,7 @@ fn storage_failure_leaves_nothing(ctx: &Ctx) -> CaseResult {
     let name = format!("{}/dep-{}.png", ctx.run, &task[task.len() - 6..]);
     let url = image(ctx, &ctx.alice, &name)?;
     let prefix = format!(
-        "/object/info/{}/{}/{}",
+        "/object/info/authenticated/{}/{}/{}",
         ctx.stack.input_bucket, ctx.alice.id, name
     );
     let fault = json!({"method": "GET", "path_prefix": prefix, "status": 503, "times": 1});

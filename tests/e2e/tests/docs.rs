@@ -525,6 +525,9 @@ curl() {
             continue;
         };
         let task = ctx.task_id("docs");
+        // A draft of alice's own for the refine example (`$DRAFT`).
+        let draft = uuid::Uuid::new_v4().to_string();
+        ctx.seed_model_row(&ctx.alice, &ctx.task_id("docs-draft"), &draft)?;
         let out = Command::new("bash")
             .arg("-c")
             .arg(format!("{prelude}{block}"))
@@ -532,6 +535,7 @@ curl() {
             .env("TOKEN", &ctx.alice.token)
             .env("SUPABASE_URL", &ctx.stack.supabase_url)
             .env("TASK", &task)
+            .env("DRAFT", &draft)
             .env("IMAGE_URL", &front)
             .env("IMAGE_URL_2", &left)
             .output()

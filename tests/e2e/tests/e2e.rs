@@ -7,6 +7,7 @@ mod basics;
 mod concepts;
 mod docs;
 mod models;
+mod security;
 mod support;
 
 use libtest_mimic::{Arguments, Trial};
@@ -29,6 +30,7 @@ fn main() {
         .chain(concepts::cases())
         .chain(docs::cases())
         .chain(models::cases())
+        .chain(security::cases())
     {
         let ctx = ctx.clone();
         trials.push(Trial::test(name, move || case(&ctx)));

@@ -151,8 +151,8 @@ impl Target {
     }
 }
 
-/// A `wrangler dev` of its own on the suite's stack (with `TEST_HOOKS`), reusing the suite's
-/// build. `persist_to`/`port` fixed for a restart on the same state.
+/// A `wrangler dev` of its own on the suite's stack, reusing the suite's build; `extra`
+/// settings replace the stack's. `persist_to`/`port` fixed for a restart on the same state.
 fn own_worker(
     ctx: &Ctx,
     persist_to: Option<PathBuf>,
@@ -163,9 +163,9 @@ fn own_worker(
         .stack
         .worker_vars()
         .into_iter()
+        .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-    settings.push(("TEST_HOOKS".into(), "true".into()));
     for (k, v) in extra {
         settings.push(((*k).into(), (*v).into()));
     }
@@ -857,7 +857,13 @@ fn large_model_bounded_memory(ctx: &Ctx) -> CaseResult {
 }
 
 fn duplicate_deliveries(ctx: &Ctx) -> CaseResult {
-    let worker = own_worker(ctx, None, None, &[])?;
+    // Forced deliveries need the test hook: honoured only with AUTH_MODE=none.
+    let worker = own_worker(
+        ctx,
+        None,
+        None,
+        &[("AUTH_MODE", "none"), ("TEST_HOOKS", "true")],
+    )?;
     let t = Target::of(&worker);
     let n = nonce();
     let task = ctx.task_id("m-dup");

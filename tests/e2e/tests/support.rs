@@ -10,6 +10,11 @@ use serde_json::Value;
 use stack::{Stack, StackOptions};
 
 pub type CaseResult = Result<(), Failed>;
+
+thread_local! {
+    /// Set while a case runs on the hooks worker: its base URL.
+    static ON_HOOKS: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
 pub type Case = fn(&Ctx) -> CaseResult;
 
 /// A user of the local Supabase: id and access token.
@@ -24,6 +29,9 @@ pub struct Ctx {
     pub http: reqwest::Client,
     pub stack: Stack,
     pub worker: Mutex<WorkerProcess>,
+    /// A second worker with `AUTH_MODE=none` and `TEST_HOOKS=true` (the only mode in which the
+    /// worker honours test hooks), started by the first case that needs forced deliveries.
+    pub hooks: Mutex<Option<WorkerProcess>>,
     pub base: String,
     pub alice: User,
     pub bob: User,
@@ -79,8 +87,6 @@ impl Ctx {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
-        // `POST /__test/enqueue` (forced duplicate deliveries); never set outside the suite.
-        settings.push(("TEST_HOOKS".into(), "true".into()));
         // Key-rotation cases should not wait the production 30 s between JWKS fetches.
         settings.push(("JWKS_REFETCH_SECONDS".into(), "2".into()));
         let worker = match WorkerProcess::start(WorkerOptions {
@@ -101,6 +107,7 @@ impl Ctx {
             http,
             stack,
             worker: Mutex::new(worker),
+            hooks: Mutex::new(None),
             base,
             alice: User {
                 id: alice.0,
@@ -118,6 +125,11 @@ impl Ctx {
         if let Ok(mut w) = self.worker.lock() {
             w.stop();
         }
+        if let Ok(mut h) = self.hooks.lock() {
+            if let Some(w) = h.as_mut() {
+                w.stop();
+            }
+        }
         self.rt.block_on(self.stack.stop());
     }
 
@@ -128,9 +140,72 @@ impl Ctx {
             .unwrap_or_default()
     }
 
+    /// The log of the worker this thread's case talks to (see [`Ctx::on_hooks_worker`]).
+    fn current_log(&self) -> String {
+        if ON_HOOKS.with(|h| h.borrow().is_some()) {
+            if let Ok(h) = self.hooks.lock() {
+                return h.as_ref().map(WorkerProcess::log).unwrap_or_default();
+            }
+        }
+        self.worker.lock().map(|w| w.log()).unwrap_or_default()
+    }
+
+    /// The base URL of the worker this thread's case talks to.
+    pub fn current_base(&self) -> String {
+        ON_HOOKS
+            .with(|h| h.borrow().clone())
+            .unwrap_or_else(|| self.base.clone())
+    }
+
+    /// Runs `case` against the hooks worker (`AUTH_MODE=none`, `TEST_HOOKS=true`): every
+    /// `Ctx` request and log read made on this thread goes there until it returns. Cases run on
+    /// threads of their own, so others keep the suite's worker.
+    pub fn on_hooks_worker(&self, case: impl FnOnce() -> CaseResult) -> CaseResult {
+        let base = {
+            let mut h = self
+                .hooks
+                .lock()
+                .map_err(|_| "hooks worker lock poisoned")?;
+            if h.is_none() {
+                let mut settings: Vec<(String, String)> = self
+                    .stack
+                    .worker_vars()
+                    .into_iter()
+                    .filter(|(k, _)| *k != "AUTH_MODE")
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect();
+                settings.push(("AUTH_MODE".into(), "none".into()));
+                settings.push(("TEST_HOOKS".into(), "true".into()));
+                let w = WorkerProcess::start(WorkerOptions {
+                    settings,
+                    // The suite's worker built `build/` already (see models.rs `own_worker`).
+                    build_profile: "--version".into(),
+                    ..Default::default()
+                })
+                .map_err(|e| format!("could not start the hooks worker: {e}"))?;
+                *h = Some(w);
+            }
+            h.as_ref().map(|w| w.base_url.clone()).unwrap_or_default()
+        };
+        ON_HOOKS.with(|h| *h.borrow_mut() = Some(base));
+        let result = case();
+        ON_HOOKS.with(|h| *h.borrow_mut() = None);
+        result
+    }
+
+    /// The `user_id` the worker records for `user`: theirs, or the fixed local user on the
+    /// hooks worker (`AUTH_MODE=none`).
+    pub fn owner_id(&self, user: &User) -> String {
+        if ON_HOOKS.with(|h| h.borrow().is_some()) {
+            stack::LOCAL_USER_ID.to_string()
+        } else {
+            user.id.to_string()
+        }
+    }
+
     /// The worker's structured log lines (JSON objects) that mention `needle`.
     pub fn worker_events(&self, needle: &str) -> Vec<Value> {
-        let log = self.worker.lock().map(|w| w.log()).unwrap_or_default();
+        let log = self.current_log();
         log.lines()
             .filter(|l| l.contains(needle))
             // wrangler wraps warn/error lines in colour codes: keep only `{ … }`.
@@ -195,7 +270,7 @@ impl Ctx {
     ) -> Result<Reply, Failed> {
         self.request(
             method,
-            &format!("{}{}", self.base, path),
+            &format!("{}{}", self.current_base(), path),
             headers,
             body.map(|b| b.as_bytes().to_vec()),
         )
@@ -281,6 +356,32 @@ impl Ctx {
             format!("rows query failed: {} {}", r.status, r.text)
         })?;
         Ok(r.json()?.as_array().cloned().unwrap_or_default())
+    }
+
+    /// Inserts a finished `models` row of `user` whose Tripo id is `tripo_id` (with the service
+    /// key, as the worker would have): a draft that user may refine.
+    pub fn seed_model_row(&self, user: &User, task_id: &str, tripo_id: &str) -> CaseResult {
+        let url = format!("{}/rest/v1/models", self.stack.supabase_url);
+        let auth = format!("Bearer {}", self.stack.service_key);
+        let row = serde_json::json!({
+            "task_id": task_id, "user_id": user.id.to_string(), "status": "complete",
+            "ai_service_task_id": tripo_id, "prompt": "a seeded draft",
+            "metadata": {"step": "model", "attempt": 1},
+        });
+        let r = self.request(
+            "POST",
+            &url,
+            &[
+                ("apikey", &self.stack.service_key),
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+                ("prefer", "return=minimal"),
+            ],
+            Some(row.to_string().into_bytes()),
+        )?;
+        check(r.status == 201, || {
+            format!("seeding a models row: {} {}", r.status, r.text)
+        })
     }
 
     /// Waits until `f` returns `Some`, polling every 200 ms, up to `limit`.

@@ -29,6 +29,9 @@ use postgrest::{Postgrest, PostgrestConfig};
 pub const BOOTSTRAP_SQL: &str = include_str!("../sql/bootstrap.sql");
 /// The public bucket for generated assets (SPEC §8 default).
 pub const GENERATED_ASSETS_BUCKET: &str = "makeit3d_app_assets";
+/// The user every request runs as under the worker's `AUTH_MODE=none` (equal to the worker's
+/// `config::LOCAL_USER_ID`); the stack creates it in `auth.users`.
+pub const LOCAL_USER_ID: &str = "00000000-0000-4000-8000-000000000001";
 /// The private bucket clients upload their inputs to. `migrations/0002` installs the
 /// owner-folder Storage policies on it (its default for the setting
 /// `makeit3d.input_assets_bucket`), and the gateway's Storage enforces them on it.
@@ -286,6 +289,7 @@ impl Stack {
         };
         stack.create_bucket(GENERATED_ASSETS_BUCKET, true).await?;
         stack.create_bucket(INPUT_BUCKET, false).await?;
+        stack.ensure_local_user().await?;
         stack.startup = started.elapsed();
         Ok(stack)
     }
@@ -339,6 +343,8 @@ impl Stack {
             ("SUPABASE_URL", self.supabase_url.clone()),
             ("SUPABASE_SERVICE_KEY", self.service_key.clone()),
             ("SUPABASE_JWT_SECRET", self.jwt_secret.clone()),
+            // The publishable key: the `apikey` of reads the worker makes with a user's token.
+            ("SUPABASE_ANON_KEY", self.anon_key.clone()),
             ("OPENAI_API_KEY", self.openai_key.clone()),
             ("OPENAI_BASE_URL", self.openai_base_url.clone()),
             ("TRIPO_API_KEY", self.tripo_key.clone()),
@@ -353,7 +359,6 @@ impl Stack {
     pub fn env_file(&self, user: Option<(uuid::Uuid, &str)>) -> String {
         let mut vars: Vec<(&str, String)> = self.worker_vars();
         vars.extend([
-            ("SUPABASE_ANON_KEY", self.anon_key.clone()),
             ("STACK_SUPABASE_URL", self.supabase_url.clone()),
             ("STACK_ANON_KEY", self.anon_key.clone()),
             ("STACK_SERVICE_KEY", self.service_key.clone()),
@@ -415,6 +420,37 @@ impl Stack {
                 status: 0,
                 body: out,
             })
+    }
+
+    /// The fixed user every request runs as under `AUTH_MODE=none` ([`LOCAL_USER_ID`]) exists
+    /// in `auth.users`, so the worker's rows (whose `user_id` references it) can be written.
+    async fn ensure_local_user(&self) -> Result<(), StackError> {
+        let sql = format!(
+            "insert into auth.users (instance_id, id, aud, role, email, \
+               raw_app_meta_data, raw_user_meta_data, created_at, updated_at) \
+             values ('00000000-0000-0000-0000-000000000000', '{LOCAL_USER_ID}', 'authenticated', \
+               'authenticated', 'local@makeit3d.invalid', '{{}}', '{{}}', now(), now()) \
+             on conflict do nothing;"
+        );
+        self.psql(&sql).await.map(|_| ())
+    }
+
+    /// An access token of a Supabase anonymous sign-in (`is_anonymous: true`): valid in every
+    /// other way, so only the anonymous-user policy can refuse it.
+    pub fn anonymous_token(&self, id: uuid::Uuid, ttl_secs: i64) -> String {
+        let now = fake_storage::jwt::now_unix();
+        fake_storage::jwt::sign(
+            &json!({
+                "iss": format!("{}/auth/v1", self.supabase_url),
+                "aud": "authenticated",
+                "role": "authenticated",
+                "sub": id.to_string(),
+                "iat": now,
+                "exp": now + ttl_secs,
+                "is_anonymous": true,
+            }),
+            &self.jwt_secret,
+        )
     }
 
     /// A user access token as GoTrue issues it, signed with this stack's secret:
