@@ -32,6 +32,12 @@ pub const MAX_TRIPO_PROMPT_CHARS: usize = 1024;
 pub const MAX_OPENAI_PROMPT_CHARS: usize = 32_000;
 /// Longest `style`.
 pub const MAX_STYLE_CHARS: usize = 256;
+/// What joins the style to the prompt of a concepts request.
+pub const STYLE_SEPARATOR: &str = " Style: ";
+/// Longest concepts `prompt`: with the longest style appended it still fits OpenAI's limit, so
+/// the limit is one `maxLength` per field and no rule across fields.
+pub const MAX_CONCEPTS_PROMPT_CHARS: usize =
+    MAX_OPENAI_PROMPT_CHARS - STYLE_SEPARATOR.len() - MAX_STYLE_CHARS;
 /// Largest `face_limit` of any Tripo model version.
 pub const MAX_FACE_LIMIT: i64 = 2_000_000;
 /// Most concept images per request (`n`).
@@ -321,7 +327,7 @@ impl ConceptsRequest {
     /// The prompt sent to OpenAI: `"<prompt> Style: <style>"` when a style is given.
     pub fn openai_prompt(&self) -> String {
         match &self.style {
-            Some(style) => format!("{} Style: {}", self.prompt, style),
+            Some(style) => format!("{}{STYLE_SEPARATOR}{}", self.prompt, style),
             None => self.prompt.clone(),
         }
     }
@@ -636,9 +642,14 @@ impl FieldSpec {
     }
 
     /// JSON Schema (2020-12, as used by OpenAPI 3.1) of this field. Optional fields also accept
-    /// `null`.
+    /// `null`; an optional text also accepts an empty or blank string (both mean "absent").
     pub fn json_schema(&self) -> Value {
-        let mut schema = self.ty.json_schema();
+        let mut schema = match self.ty {
+            FieldType::Text { max_chars } if !self.required => {
+                json!({ "type": "string", "maxLength": max_chars, "pattern": OPTIONAL_TEXT_PATTERN })
+            }
+            _ => self.ty.json_schema(),
+        };
         if !self.required {
             schema = json!({ "anyOf": [schema, { "type": "null" }] });
         }
@@ -663,12 +674,9 @@ impl FieldType {
     /// JSON Schema of a value of this type.
     pub fn json_schema(&self) -> Value {
         match *self {
-            FieldType::TaskId => json!({
-                "type": "string", "minLength": 1, "maxLength": 128,
-                "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
-            }),
+            FieldType::TaskId => task_id_schema(),
             FieldType::Text { max_chars } => {
-                json!({ "type": "string", "minLength": 1, "maxLength": max_chars })
+                json!({ "type": "string", "minLength": 1, "maxLength": max_chars, "pattern": REQUIRED_TEXT_PATTERN })
             }
             FieldType::Enum(names) => json!({ "type": "string", "enum": names }),
             FieldType::Bool => json!({ "type": "boolean" }),
@@ -692,28 +700,126 @@ impl FieldType {
     }
 }
 
+/// The characters `str::trim` removes (Unicode `White_Space`), as the body of a regex class.
+macro_rules! whitespace_class {
+    () => {
+        "\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+    };
+}
+pub const WHITESPACE_CLASS: &str = whitespace_class!();
+/// A required text: no NUL, and at least one character that is not whitespace. Written so that
+/// a regex engine matches it in linear time (the leading blanks and the first other character
+/// are disjoint classes).
+pub const REQUIRED_TEXT_PATTERN: &str = concat!(
+    "^[",
+    whitespace_class!(),
+    "]*[^\\u0000",
+    whitespace_class!(),
+    "][^\\u0000]*$"
+);
+/// An optional text: no NUL (empty or blank means absent).
+pub const OPTIONAL_TEXT_PATTERN: &str = "^[^\\u0000]*$";
+/// `TaskId::parse` as a regex: a letter or digit, then letters, digits, `_ . : -` with no `..`
+/// (every dot is followed by another allowed character, or ends the id); 1–128 characters is
+/// `minLength`/`maxLength`.
+pub const TASK_ID_PATTERN: &str = "^[A-Za-z0-9](?:\\.?[A-Za-z0-9_:-])*\\.?$";
+
+/// The JSON Schema of a task id (request field and path parameter).
+pub fn task_id_schema() -> Value {
+    json!({ "type": "string", "minLength": 1, "maxLength": 128, "pattern": TASK_ID_PATTERN })
+}
+
 fn url_schema() -> Value {
     json!({ "type": "string", "format": "uri", "maxLength": storage_path::MAX_URL_LEN })
 }
 
-/// The JSON Schema of an endpoint's body (unknown fields refused).
+/// The JSON Schema of an endpoint's body (unknown fields refused), with the rules across fields:
+/// a field and its alias (exactly one of them, as a string), and the `model_version` limits
+/// (`face_limit` range, multiview support) as `if`/`then`.
 pub fn body_schema(endpoint: Endpoint) -> Value {
+    body_schema_with_url_pattern(endpoint, None)
+}
+
+/// [`body_schema`], with `url_pattern` (the input URL policy for the configured origin,
+/// [`storage_path::input_url_pattern`]) as the `pattern` of every Storage URL field.
+pub fn body_schema_with_url_pattern(endpoint: Endpoint, url_pattern: Option<&str>) -> Value {
     let specs = fields(endpoint);
-    let properties: serde_json::Map<String, Value> = specs
-        .iter()
-        .map(|f| (f.name.to_owned(), f.json_schema()))
-        .collect();
+    let has_alias = |name: &str| specs.iter().any(|s| s.alias_of == Some(name));
+    let mut properties = serde_json::Map::new();
+    for f in specs {
+        let mut schema = f.json_schema();
+        if f.required && has_alias(f.name) {
+            // Either name may carry the value; the `oneOf` below requires exactly one of them.
+            schema = json!({ "anyOf": [schema, { "type": "null" }], "description": f.description });
+        }
+        properties.insert(f.name.to_owned(), schema);
+    }
     let required: Vec<&str> = specs
         .iter()
-        .filter(|f| f.required && f.alias_of.is_none())
+        .filter(|f| f.required && f.alias_of.is_none() && !has_alias(f.name))
         .map(|f| f.name)
         .collect();
-    json!({
+    let mut all_of = Vec::new();
+    for f in specs.iter().filter(|f| f.required && has_alias(f.name)) {
+        let names = specs.iter().filter(|s| s.canonical_name() == f.name);
+        let branches: Vec<Value> = names
+            .map(
+                |s| json!({ "required": [s.name], "properties": { s.name: { "type": "string" } } }),
+            )
+            .collect();
+        all_of.push(json!({ "oneOf": branches }));
+    }
+    let has = |name: &str| specs.iter().any(|s| s.name == name);
+    if has("model_version") {
+        for &version in ModelVersion::ALL {
+            let (min, max) = version.face_limit_range();
+            let mut then = serde_json::Map::new();
+            if has("face_limit") && (min, max) != (1, MAX_FACE_LIMIT) {
+                then.insert(
+                    "face_limit".into(),
+                    json!({ "anyOf": [{ "type": "integer", "minimum": min, "maximum": max }, { "type": "null" }] }),
+                );
+            }
+            if has("input_image_asset_urls") && !version.supports_multiview() {
+                then.insert("input_image_asset_urls".into(), json!({ "maxItems": 1 }));
+            }
+            if !then.is_empty() {
+                all_of.push(json!({
+                    "if": { "required": ["model_version"], "properties": { "model_version": { "const": version.as_str() } } },
+                    "then": { "properties": then },
+                }));
+            }
+        }
+    }
+    let mut schema = json!({
         "type": "object",
         "additionalProperties": false,
         "required": required,
         "properties": properties,
-    })
+    });
+    if !all_of.is_empty() {
+        schema["allOf"] = Value::Array(all_of);
+    }
+    if let Some(pattern) = url_pattern {
+        add_url_pattern(&mut schema["properties"], pattern);
+    }
+    schema
+}
+
+/// Puts `pattern` on every URL string schema (`format: uri`) under `v`.
+fn add_url_pattern(v: &mut Value, pattern: &str) {
+    match v {
+        Value::Object(map) => {
+            if map.get("format").and_then(Value::as_str) == Some("uri") {
+                map.insert("pattern".into(), Value::from(pattern));
+            }
+            for child in map.values_mut() {
+                add_url_pattern(child, pattern);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| add_url_pattern(i, pattern)),
+        _ => {}
+    }
 }
 
 const TASK_ID: FieldSpec = FieldSpec::required(
@@ -796,9 +902,9 @@ static IMAGE_TO_IMAGE_FIELDS: [FieldSpec; 6] = [
     FieldSpec::required(
         "prompt",
         FieldType::Text {
-            max_chars: MAX_OPENAI_PROMPT_CHARS,
+            max_chars: MAX_CONCEPTS_PROMPT_CHARS,
         },
-        "What to make of the image. With the style, at most 32000 characters.",
+        "What to make of the image (with ` Style: <style>` appended, it fits OpenAI's 32000 characters).",
     ),
     STYLE,
     FieldSpec::optional(
@@ -963,7 +1069,7 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<ValidRequest, RequestErr
             values.set_default(spec.name, default);
         }
     }
-    errors.extend(cross_checks(endpoint, &values));
+    errors.extend(cross_checks(&values));
     if !errors.is_empty() {
         return Err(RequestError::Invalid(errors));
     }
@@ -978,8 +1084,7 @@ fn echo_name(name: &str) -> String {
     }
 }
 
-/// The error for a field given under two names with different values, reported on the
-/// canonical name.
+/// The error for a field given under two names, reported on the canonical name.
 fn alias_conflict(specs: &[FieldSpec], canonical: &'static str) -> FieldError {
     let names: Vec<&str> = specs
         .iter()
@@ -989,7 +1094,7 @@ fn alias_conflict(specs: &[FieldSpec], canonical: &'static str) -> FieldError {
     FieldError::new(
         canonical,
         format!(
-            "{} name the same field but have different values",
+            "give only one of {} (they name the same field)",
             names.join(" and ")
         ),
     )
@@ -1050,16 +1155,13 @@ impl Values {
     }
 
     /// Stores a value under its canonical name. `Err` when the field was already given under
-    /// another name (an alias) with a different value.
+    /// another name (an alias): exactly one of the names may carry it (the document's `oneOf`).
     fn insert(&mut self, spec: &FieldSpec, value: Parsed) -> Result<(), ()> {
-        match self.0.get(spec.canonical_name()) {
-            Some(existing) if *existing != value => Err(()),
-            Some(_) => Ok(()),
-            None => {
-                self.0.insert(spec.canonical_name(), value);
-                Ok(())
-            }
+        if self.0.contains_key(spec.canonical_name()) {
+            return Err(());
         }
+        self.0.insert(spec.canonical_name(), value);
+        Ok(())
     }
 
     fn set_default(&mut self, name: &'static str, default: DefaultValue) {
@@ -1159,9 +1261,13 @@ fn check_value(spec: &FieldSpec, value: &Value) -> Result<Option<Parsed>, Vec<Fi
             .map_err(one),
         FieldType::Uuid => {
             let s = value.as_str().ok_or_else(|| one(must_be_string()))?;
+            // `format: uuid` is the hyphenated form only (RFC 9562), the only 36-character
+            // form `Uuid::try_parse` reads (it also takes braced, URN and unhyphenated ones).
             Uuid::try_parse(s)
+                .ok()
+                .filter(|_| s.len() == 36)
                 .map(|u| Some(Parsed::Uuid(u)))
-                .map_err(|_| one("must be a UUID".into()))
+                .ok_or_else(|| one("must be a UUID (8-4-4-4-12 hexadecimal digits)".into()))
         }
         FieldType::StorageUrl => check_url(value).map(|u| Some(Parsed::Url(u))).map_err(one),
         FieldType::StorageUrls {
@@ -1181,7 +1287,15 @@ fn must_be_string() -> String {
     "must be a string".to_owned()
 }
 
+/// The document's rules in the same order of precedence: `maxLength`, then the pattern (no NUL;
+/// a required text has a non-blank character, an optional blank one means absent).
 fn check_text(s: &str, max_chars: usize, required: bool) -> Result<Option<Parsed>, String> {
+    if s.chars().count() > max_chars {
+        return Err(format!("must be at most {max_chars} characters"));
+    }
+    if s.contains('\0') {
+        return Err("must not contain NUL characters".into());
+    }
     if s.trim().is_empty() {
         return if required {
             Err("must not be empty".into())
@@ -1189,21 +1303,25 @@ fn check_text(s: &str, max_chars: usize, required: bool) -> Result<Option<Parsed
             Ok(None)
         };
     }
-    if s.chars().count() > max_chars {
-        return Err(format!("must be at most {max_chars} characters"));
-    }
-    if s.contains('\0') {
-        return Err("must not contain NUL characters".into());
-    }
     Ok(Some(Parsed::Text(s.to_owned())))
 }
 
+/// JSON Schema's `integer`: any number with a zero fractional part, so `1.0` and `1e2` are
+/// integers too (a client generated from the document may send them).
 fn check_integer(value: &Value, min: i64, max: i64) -> Result<i64, String> {
-    let Some(i) = value.as_i64() else {
-        return Err(match value.as_u64() {
-            Some(_) => format!("must be at most {max}"),
-            None => "must be an integer".into(),
-        });
+    let i = match (value.as_i64(), value.as_u64(), value.as_f64()) {
+        (Some(i), _, _) => i,
+        (None, Some(_), _) => return Err(format!("must be at most {max}")),
+        (None, None, Some(f)) if f.is_finite() && f.fract() == 0.0 => {
+            if f < min as f64 {
+                return Err(format!("must be at least {min}"));
+            }
+            if f > max as f64 {
+                return Err(format!("must be at most {max}"));
+            }
+            f as i64
+        }
+        _ => return Err("must be an integer".into()),
     };
     if i < min {
         Err(format!("must be at least {min}"))
@@ -1278,20 +1396,10 @@ fn check_provider_id(s: &str) -> Result<(), String> {
     }
 }
 
-/// Rules that involve more than one field (only on fields that were valid on their own).
-fn cross_checks(endpoint: Endpoint, v: &Values) -> Vec<FieldError> {
+/// Rules that involve more than one field (only on fields that were valid on their own); the
+/// `allOf` of [`body_schema`] states them.
+fn cross_checks(v: &Values) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    if endpoint == Endpoint::ImageToImage {
-        if let (Some(prompt), Some(style)) = (v.text("prompt"), v.text("style")) {
-            let total = prompt.chars().count() + " Style: ".len() + style.chars().count();
-            if total > MAX_OPENAI_PROMPT_CHARS {
-                errors.push(FieldError::new(
-                    "prompt",
-                    format!("prompt and style together must be at most {MAX_OPENAI_PROMPT_CHARS} characters"),
-                ));
-            }
-        }
-    }
     if let Some(version) = v.model_version() {
         if let Some(faces) = v.int("face_limit") {
             let (min, max) = version.face_limit_range();
@@ -1617,7 +1725,7 @@ mod tests {
         assert_eq!(fingerprint(&canonical), fingerprint(&alias));
         let both = ok(
             Endpoint::RefineModel,
-            json!({"task_id": "t", "tripo_draft_task_id": "abc", "draft_model_task_id": "abc",
+            json!({"task_id": "t", "tripo_draft_task_id": "abc", "draft_model_task_id": null,
                    "input_model_asset_url": URL, "prompt": "p", "style": "s",
                    "pbr": false, "face_limit": 5}),
         );
@@ -1642,8 +1750,21 @@ mod tests {
             Endpoint::RefineModel,
             json!({"task_id": "t", "tripo_draft_task_id": "a", "draft_model_task_id": "b"}),
             "tripo_draft_task_id",
-            "tripo_draft_task_id and draft_model_task_id name the same field",
+            "give only one of tripo_draft_task_id and draft_model_task_id",
         );
+        // The document says exactly one of the two names (`oneOf`), so equal values are refused
+        // too; a null one counts as absent.
+        assert_error(
+            Endpoint::RefineModel,
+            json!({"task_id": "t", "tripo_draft_task_id": "a", "draft_model_task_id": "a"}),
+            "tripo_draft_task_id",
+            "give only one of",
+        );
+        assert!(parse_json(
+            Endpoint::RefineModel,
+            json!({"task_id": "t", "tripo_draft_task_id": null, "draft_model_task_id": "a"})
+        )
+        .is_ok());
         assert_error(
             Endpoint::RefineModel,
             json!({"task_id": "t"}),
@@ -1937,8 +2058,27 @@ mod tests {
             "n",
             "at most 10",
         );
-        assert_error(Endpoint::ImageToImage, body(json!(1.0)), "n", "integer");
         assert_error(Endpoint::ImageToImage, body(json!("2")), "n", "integer");
+        assert_error(Endpoint::ImageToImage, body(json!(1.5)), "n", "integer");
+        // JSON Schema `integer` is any number with a zero fractional part: 1.0 and 1e1 are
+        // integers (a client generated from the document may send them).
+        for (n, want) in [(json!(1.0), 1), (json!(1e1), 10), (json!(4.0), 4)] {
+            let StepRequest::Concepts(c) = ok(Endpoint::ImageToImage, body(n.clone())) else {
+                panic!()
+            };
+            assert_eq!(c.n, want, "{n}");
+        }
+        assert_error(
+            Endpoint::ImageToImage,
+            body(json!(1e300)),
+            "n",
+            "at most 10",
+        );
+        assert_error(Endpoint::ImageToImage, body(json!(-0.0)), "n", "at least 1");
+        assert_eq!(
+            fingerprint(&ok(Endpoint::ImageToImage, body(json!(2.0)))),
+            fingerprint(&ok(Endpoint::ImageToImage, body(json!(2))))
+        );
     }
 
     #[test]
@@ -2144,34 +2284,26 @@ mod tests {
         );
 
         let openai = |p: String, s: Option<String>| json!({"task_id": "t", "input_image_asset_url": URL, "prompt": p, "style": s});
-        assert!(parse_json(
-            Endpoint::ImageToImage,
-            openai("a".repeat(MAX_OPENAI_PROMPT_CHARS), None)
-        )
-        .is_ok());
-        assert_error(
-            Endpoint::ImageToImage,
-            openai("a".repeat(MAX_OPENAI_PROMPT_CHARS + 1), None),
-            "prompt",
-            "at most 32000",
-        );
-        assert_error(
+        assert_eq!(MAX_CONCEPTS_PROMPT_CHARS, 31_736);
+        // The longest prompt with the longest style is exactly OpenAI's limit.
+        let longest = parse_json(
             Endpoint::ImageToImage,
             openai(
-                "a".repeat(MAX_OPENAI_PROMPT_CHARS - 10),
-                Some("cute".into()),
+                "a".repeat(MAX_CONCEPTS_PROMPT_CHARS),
+                Some("s".repeat(MAX_STYLE_CHARS)),
             ),
-            "prompt",
-            "prompt and style together",
-        );
-        assert!(parse_json(
-            Endpoint::ImageToImage,
-            openai(
-                "a".repeat(MAX_OPENAI_PROMPT_CHARS - 12),
-                Some("cute".into())
-            )
         )
-        .is_ok());
+        .unwrap();
+        let StepRequest::Concepts(c) = longest.request else {
+            panic!("not concepts")
+        };
+        assert_eq!(c.openai_prompt().chars().count(), MAX_OPENAI_PROMPT_CHARS);
+        assert_error(
+            Endpoint::ImageToImage,
+            openai("a".repeat(MAX_CONCEPTS_PROMPT_CHARS + 1), None),
+            "prompt",
+            "at most 31736",
+        );
         assert_error(
             Endpoint::TextToModel,
             json!({"task_id": "t", "prompt": "p", "style": "s".repeat(MAX_STYLE_CHARS + 1)}),
@@ -2436,7 +2568,14 @@ mod tests {
     fn body_schema_reflects_the_table() {
         let s = body_schema(Endpoint::RefineModel);
         assert_eq!(s["additionalProperties"], json!(false));
-        assert_eq!(s["required"], json!(["task_id", "tripo_draft_task_id"]));
+        assert_eq!(s["required"], json!(["task_id"]));
+        assert_eq!(
+            s["allOf"][0]["oneOf"],
+            json!([
+                { "required": ["tripo_draft_task_id"], "properties": { "tripo_draft_task_id": { "type": "string" } } },
+                { "required": ["draft_model_task_id"], "properties": { "draft_model_task_id": { "type": "string" } } },
+            ])
+        );
         assert_eq!(
             s["properties"]["draft_model_task_id"]["deprecated"],
             json!(true)
@@ -2449,7 +2588,7 @@ mod tests {
             i["properties"]["background"]["anyOf"][0]["enum"],
             json!(["transparent", "opaque", "auto"])
         );
-        assert_eq!(i["properties"]["prompt"]["maxLength"], json!(32000));
+        assert_eq!(i["properties"]["prompt"]["maxLength"], json!(31736));
         let m = body_schema(Endpoint::ImageToModel);
         assert_eq!(
             m["properties"]["input_image_asset_urls"]["maxItems"],

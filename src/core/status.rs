@@ -8,7 +8,8 @@
 //!   original service poll the same URL with `service=tripoai` for the model and then for the
 //!   refine of one `task_id`, so they follow the latest Tripo step;
 //! * neither means the most recently submitted step;
-//! * with both, `step` wins if it belongs to that service, else the query is refused.
+//! * with both, `step` wins and `service` is ignored (its value must still be valid): the
+//!   document cannot state a rule across two query parameters, so there is none.
 //!
 //! Another user's task, and a step the task does not have, read as not found (404): the answer
 //! never reveals that a task id exists for someone else.
@@ -120,10 +121,6 @@ pub fn parse_query(qs: &str) -> Result<StatusQuery, FieldError> {
         }
     }
     match (step, service) {
-        (Some(step), Some(service)) if step.service() != service => Err(FieldError::new(
-            "service",
-            format!("does not match step={}", step.as_str()),
-        )),
         (Some(step), _) => Ok(StatusQuery::Step(step)),
         (None, Some(service)) => Ok(StatusQuery::Service(service)),
         (None, None) => Ok(StatusQuery::Latest),
@@ -414,6 +411,16 @@ mod tests {
             parse_query("step=model&step=model&x=y"),
             Ok(StatusQuery::Step(Step::Model))
         );
+        // `step` wins over a `service` of another step (the document states no rule across
+        // the two parameters).
+        assert_eq!(
+            parse_query("service=openai&step=model"),
+            Ok(StatusQuery::Step(Step::Model))
+        );
+        assert_eq!(
+            parse_query("step=concepts&service=tripo"),
+            Ok(StatusQuery::Step(Step::Concepts))
+        );
     }
 
     #[test]
@@ -428,8 +435,7 @@ mod tests {
             ("service=", "service"),
             ("step=model&step=refine", "step"),
             ("service=openai&service=tripoai", "service"),
-            ("service=openai&step=model", "service"),
-            ("step=concepts&service=tripo", "service"),
+            ("service=dalle&step=model", "service"),
         ] {
             let err = parse_query(qs).expect_err(qs);
             assert_eq!(err.field, field, "{qs}");

@@ -340,6 +340,54 @@ impl InputObject {
     }
 }
 
+/// The input URL policy as a regular expression for `/openapi.json` (ECMA-262 syntax, read
+/// alike by Python's `re` and Rust's regex engines): the configured origin (scheme and host in
+/// any case, a default port optional), `/storage/v1/object/`, then `public/`, `authenticated/`,
+/// `sign/` (with a `token=` query) or a bare bucket that is not a Storage route; the bucket
+/// (1–100 of `A-Z a-z 0-9 _ - .`, not starting with `.`); 1–8 object path segments of 1–100
+/// RFC 3986 path characters or `%XX` escapes of printable ASCII other than `/`, `\`, `%` and
+/// `.`, not starting with `.` (so no empty, `.` or `..` segment). These are the URLs Supabase's
+/// SDK makes. Every URL it matches passes [`parse_input_url`]; that function also reads the
+/// rarer forms the pattern leaves out (UTF-8 escapes, raw non-ASCII, longer paths).
+pub fn input_url_pattern(origin: &Origin) -> String {
+    fn any_case(s: &str) -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphabetic() {
+                    format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase())
+                } else if c.is_ascii_alphanumeric() {
+                    c.to_string()
+                } else {
+                    format!("\\{c}")
+                }
+            })
+            .collect()
+    }
+    let scheme = any_case(origin.scheme.as_str());
+    let host = any_case(&origin.host);
+    let port = if origin.port == origin.scheme.default_port() {
+        format!("(?::{})?", origin.port)
+    } else {
+        format!(":{}", origin.port)
+    };
+    // %XX of a printable ASCII byte other than `%` (25), `.` (2E), `/` (2F) and `\` (5C).
+    let escape = "%(?:2[0-46-9A-Da-d]|[346][0-9A-Fa-f]|5[0-9ABD-Fabd-f]|7[0-9A-Ea-e])";
+    let first = format!("(?:[A-Za-z0-9_~!$&'()*+,;=:@-]|{escape})");
+    let unit = format!("(?:[A-Za-z0-9_~!$&'()*+,;=:@.-]|{escape})");
+    let segment = format!("{first}{unit}{{0,99}}");
+    let object = format!("{segment}(?:/{segment}){{0,7}}");
+    let bucket = "[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}";
+    let query = "(?:\\?[A-Za-z0-9_.~=&-]*)?";
+    let token = "\\?token=[A-Za-z0-9_.~-]+(?:&[A-Za-z0-9_.~=-]*)*";
+    let reserved = RESERVED_ROUTES.join("|");
+    format!(
+        "^{scheme}://{host}{port}{OBJECT_PREFIX}\
+         (?:(?:public|authenticated)/{bucket}/{object}{query}\
+         |sign/{bucket}/{object}{token}\
+         |(?!(?:{reserved})/){bucket}/{object}{query})$"
+    )
+}
+
 /// Validates an input URL against the policy of SPEC §4.1 (see the module doc).
 pub fn parse_input_url(url: &str, supabase: &Origin) -> Result<InputObject, UrlError> {
     if url.len() > MAX_URL_LEN {
@@ -654,6 +702,33 @@ pub fn encode_segment(segment: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The extremes of the documented pattern (`input_url_pattern`) all pass the policy: the
+    /// longest bucket, eight longest segments with escapes, every access route, a token query.
+    #[test]
+    fn the_documented_pattern_admits_only_urls_the_policy_accepts() {
+        let o = Origin::parse("https://abc.supabase.co").unwrap();
+        let p = input_url_pattern(&o);
+        assert!(p.starts_with("^[hH][tT][tT][pP][sS]://[aA][bB][cC]\\.[sS]"));
+        assert!(p.contains("(?::443)?/storage/v1/object/"));
+        let local = input_url_pattern(&Origin::parse("http://127.0.0.1:54321").unwrap());
+        assert!(local.starts_with("^[hH][tT][tT][pP]://127\\.0\\.0\\.1:54321/storage/v1/object/"));
+        let bucket = format!("b{}", ".".repeat(99));
+        let seg = format!("a{}", "%7e.%20".repeat(33));
+        let path = [seg.as_str(); 8].join("/");
+        for url in [
+            format!("HTTPS://ABC.supabase.co:443/storage/v1/object/public/{bucket}/{path}?x=1&y"),
+            format!("https://abc.supabase.co/storage/v1/object/authenticated/-/{path}"),
+            format!(
+                "https://abc.supabase.co/storage/v1/object/sign/b_-/{path}?token=a.b-c&download="
+            ),
+            format!("https://abc.supabase.co/storage/v1/object/infos/a/{seg}"),
+            "https://abc.supabase.co/storage/v1/object/b/~!$&'()*+,;=:@-".to_owned(),
+        ] {
+            assert!(parse_input_url(&url, &o).is_ok(), "{url}");
+        }
+        assert!(path.len() <= MAX_URL_LEN);
+    }
 
     const BASE: &str = "https://abc.supabase.co";
 

@@ -90,7 +90,9 @@ fn warn_if_auth_off(env: &Env) {
 /// Entry point of every HTTP request.
 pub async fn handle(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     warn_if_auth_off(&env);
-    let method = req.method().to_string();
+    // The method as sent: `worker::Method` reads every method it does not know (QUERY, PROPFIND…)
+    // as GET, which would serve them instead of answering 405.
+    let method = route::method_name(&req.inner().method());
     let path = req.path();
     let origin = lookup(&env, "CORS_ALLOW_ORIGIN").unwrap_or_else(|| "*".into());
     let result = match route::route(&method, &path) {
@@ -136,7 +138,13 @@ async fn dispatch(
             .map(|r| r.with_status(204))
             .map_err(internal),
         Route::Health => api::health::handle(env),
-        Route::OpenApi => json_value(200, &openapi::document()).map_err(internal),
+        Route::OpenApi => {
+            // With a usable SUPABASE_URL the input URL fields carry the origin rule as a pattern.
+            let origin = config(env)
+                .ok()
+                .and_then(|c| crate::core::storage_path::Origin::parse(&c.supabase_url).ok());
+            json_value(200, &openapi::document(origin.as_ref())).map_err(internal)
+        }
         Route::Generate(name) => api::generate::handle(name, req, env).await,
         Route::Status(id) => api::status::handle(&id, req, env).await,
         Route::TestEnqueue => test_enqueue(req, env).await,

@@ -4,7 +4,8 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::core::request::{body_schema, Endpoint};
+use crate::core::request::{body_schema_with_url_pattern, task_id_schema, Endpoint};
+use crate::core::storage_path::{input_url_pattern, Origin};
 
 fn error_schema() -> Value {
     json!({
@@ -105,13 +106,18 @@ fn schema_name(e: Endpoint) -> String {
         + "Request"
 }
 
-/// The whole document.
-pub fn document() -> Value {
+/// The whole document. With the configured Supabase `origin`, every input URL field carries the
+/// URL policy (SPEC §4.1) as its `pattern`.
+pub fn document(origin: Option<&Origin>) -> Value {
     let mut paths = Map::new();
     let mut schemas = Map::new();
+    let url_pattern = origin.map(input_url_pattern);
     for e in Endpoint::ALL {
         let name = schema_name(e);
-        schemas.insert(name.clone(), body_schema(e));
+        schemas.insert(
+            name.clone(),
+            body_schema_with_url_pattern(e, url_pattern.as_deref()),
+        );
         let mut responses = errors(&[400, 401, 403, 409, 413, 415, 422, 429, 500, 502, 503]);
         responses.insert("202".into(), json!({ "description": "Accepted: the step was created and its job enqueued.",
             "content": { "application/json": { "schema": { "$ref": "#/components/schemas/SubmitResponse" } } } }));
@@ -133,9 +139,12 @@ pub fn document() -> Value {
         "summary": "Status of a task's step (never calls a provider)",
         "security": [{ "bearerAuth": [] }],
         "parameters": [
-            { "name": "task_id", "in": "path", "required": true, "schema": { "type": "string" } },
-            { "name": "step", "in": "query", "schema": { "type": "string", "enum": ["concepts", "model", "refine"] } },
-            { "name": "service", "in": "query", "deprecated": true, "description": "The original service's selector; `tripo` is an alias of `tripoai`.",
+            { "name": "task_id", "in": "path", "required": true, "schema": task_id_schema(),
+              "description": "The client's task id (an id that is not a valid task id is an unknown task: 404)." },
+            { "name": "step", "in": "query", "description": "The step to show. Neither `step` nor `service`: the most recently submitted step.",
+              "schema": { "type": "string", "enum": ["concepts", "model", "refine"] } },
+            { "name": "service", "in": "query", "deprecated": true,
+              "description": "The original service's selector: `openai` is the concepts step; `tripoai` (alias `tripo`) the most recently submitted of model and refine. Ignored when `step` is given.",
               "schema": { "type": "string", "enum": ["openai", "tripoai", "tripo"] } }
         ],
         "responses": status_responses,
@@ -201,7 +210,7 @@ mod tests {
     use crate::http::route::{route, GENERATE_PATHS};
 
     fn doc() -> Value {
-        document()
+        document(Some(&Origin::parse("https://abc.supabase.co").unwrap()))
     }
 
     #[test]
@@ -268,12 +277,21 @@ mod tests {
                 .iter()
                 .filter(|f| f.required && f.alias_of.is_none())
             {
+                // Required outright, or (a field with an alias) through a `oneOf` of its names.
+                let in_one_of = schema["allOf"].as_array().is_some_and(|all| {
+                    all.iter().any(|s| {
+                        s["oneOf"]
+                            .as_array()
+                            .is_some_and(|b| b.iter().any(|b| b["required"] == json!([f.name])))
+                    })
+                });
                 assert!(
-                    schema["required"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .any(|r| r == f.name),
+                    in_one_of
+                        || schema["required"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|r| r == f.name),
                     "{} {}",
                     e.name(),
                     f.name

@@ -50,6 +50,13 @@ fn pattern(path: &str) -> Option<(Route, &'static str)> {
     None
 }
 
+/// The request method as routed: as sent, at most 20 characters. Fetch has already upper-cased
+/// the standard methods; any other is kept as it is (methods are case-sensitive), so an unknown
+/// one can only be a 405.
+pub fn method_name(raw: &str) -> String {
+    raw.chars().take(20).collect()
+}
+
 /// Matches a request line. `HEAD` is served wherever `GET` is.
 pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
     let Some((route, allowed)) = pattern(path) else {
@@ -109,6 +116,28 @@ mod tests {
             assert_eq!(e.status(), 404, "{p}");
         }
         assert_eq!(route("OPTIONS", "/nope").unwrap_err().status(), 404);
+    }
+
+    #[test]
+    fn unknown_methods_are_405_not_get() {
+        // worker::Method maps every method it does not know to GET; the router must see the
+        // method as sent.
+        assert_eq!(
+            String::from(worker::Method::from("QUERY".to_owned())),
+            "GET"
+        );
+        for m in [
+            "QUERY", "PATCH", "PUT", "DELETE", "TRACE", "PROPFIND", "get",
+        ] {
+            for p in ["/health", "/openapi.json", "/tasks/t-1/status"] {
+                let e = route(&method_name(m), p).unwrap_err();
+                assert_eq!(e.status(), 405, "{m} {p}");
+                assert_eq!(e.headers()[0], ("allow", "GET, HEAD, OPTIONS".to_owned()));
+                assert_eq!(e.code(), "method_not_allowed");
+            }
+            let e = route(&method_name(m), "/generate/text-to-model").unwrap_err();
+            assert_eq!(e.headers()[0].1, "POST, OPTIONS");
+        }
     }
 
     #[test]
