@@ -48,6 +48,10 @@ pub fn cases() -> Vec<(&'static str, Case)> {
             "security::test_hook_under_real_auth_opens_nothing",
             test_hook_under_real_auth,
         ),
+        (
+            "security::a_private_output_is_an_input_only_for_its_own_task_and_owner",
+            flow_b_private_outputs,
+        ),
     ]
 }
 
@@ -532,5 +536,124 @@ fn test_hook_under_real_auth(ctx: &Ctx) -> CaseResult {
         .count();
     check(received == 0, || {
         format!("{received} job messages received")
+    })
+}
+
+/// A request to `base` as `user`; the reply.
+fn call_as(
+    ctx: &Ctx,
+    base: &str,
+    user: &User,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Reply, Failed> {
+    let auth = format!("Bearer {}", user.token);
+    ctx.request(
+        method,
+        &format!("{base}{path}"),
+        &[("authorization", &auth), ("content-type", "application/json")],
+        body.map(|b| b.to_string().into_bytes()),
+    )
+}
+
+/// Flow B with a **private** generated-assets bucket: the task's own concept image, addressed by
+/// its authenticated URL (what the row holds), is an input of the same task for its owner (the
+/// exception of SPEC §4.1), and of nothing else: not of another task of the same user, not of
+/// another user's task.
+fn flow_b_private_outputs(ctx: &Ctx) -> CaseResult {
+    let bucket = format!("gen_private_{}", &nonce()[..6]);
+    ctx.rt
+        .block_on(ctx.stack.create_bucket(&bucket, false))
+        .map_err(|e| format!("creating {bucket}: {e}"))?;
+    let mut settings: Vec<(String, String)> = ctx
+        .stack
+        .worker_vars()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    settings.push(("GENERATED_ASSETS_BUCKET_NAME".into(), bucket.clone()));
+    settings.push(("GENERATED_ASSETS_BUCKET_PUBLIC".into(), "false".into()));
+    let worker = WorkerProcess::start(WorkerOptions {
+        settings,
+        build_profile: "--version".into(),
+        ..Default::default()
+    })
+    .map_err(|e| format!("could not start a worker: {e}"))?;
+    let base = worker.base_url.clone();
+    // Alice's concepts.
+    let task = ctx.task_id("sec-flowb");
+    let input = ctx.upload_input(
+        &ctx.alice,
+        &format!("{}/flowb-{}.png", ctx.run, nonce()),
+        "image/png",
+        png(""),
+    )?;
+    let r = call_as(
+        ctx,
+        &base,
+        &ctx.alice,
+        "POST",
+        "/generate/image-to-image",
+        Some(&concepts_body(&task, &input, &nonce())),
+    )?;
+    check(r.status == 202, || format!("concepts: {} {}", r.status, r.text))?;
+    let mut last = Value::Null;
+    let st = ctx
+        .wait_for(Duration::from_secs(60), "the concepts", || {
+            let r = call_as(
+                ctx,
+                &base,
+                &ctx.alice,
+                "GET",
+                &format!("/tasks/{task}/status?step=concepts"),
+                None,
+            )?;
+            let v = r.json()?;
+            last = v.clone();
+            Ok((v["status"] == "complete" || v["status"] == "failed").then_some(v))
+        })
+        .map_err(|e| format!("{}; last {last}", e.message().unwrap_or_default()))?;
+    check(st["status"] == "complete", || format!("concepts: {st}"))?;
+    let rows = ctx.rows("concept_images", &task)?;
+    let output = rows
+        .first()
+        .and_then(|r| r["asset_url"].as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no concept row URL: {rows:?}"))?;
+    check(output.contains("/object/authenticated/"), || {
+        format!("a private bucket's row URL is the authenticated form: {output}")
+    })?;
+    // Another task of alice, and a task of bob: not this task's outputs for them.
+    for (who, user, other) in [
+        ("alice, another task", &ctx.alice, ctx.task_id("sec-flowb-other")),
+        ("bob", &ctx.bob, ctx.task_id("sec-flowb-bob")),
+    ] {
+        let n = nonce();
+        let body = json!({"task_id": other, "input_image_asset_urls": [output],
+                          "prompt": format!("a model [[fake:nonce={n}]]")});
+        let r = call_as(ctx, &base, user, "POST", "/generate/image-to-model", Some(&body))?;
+        expect_error(&r, 422, "input_asset_not_found")
+            .map_err(|e| format!("{who}: {}", e.message().unwrap_or_default()))?;
+        for table in ["concept_images", "models"] {
+            let rows = ctx.rows(table, &other)?;
+            check(rows.is_empty(), || format!("{who}: {table} rows {rows:?}"))?;
+        }
+        let calls = ctx
+            .stack
+            .fakes()
+            .ok_or("the stack runs no provider fakes")?
+            .log(Some(&n));
+        check(calls.is_empty(), || format!("{who}: provider calls {calls:?}"))?;
+    }
+    // Bob naming alice's task itself: he does not own it, so its outputs are not his to read
+    // (the inputs are checked before the task, so this is the same "not found").
+    let body = json!({"task_id": task, "input_image_asset_urls": [output]});
+    let r = call_as(ctx, &base, &ctx.bob, "POST", "/generate/image-to-model", Some(&body))?;
+    expect_error(&r, 422, "input_asset_not_found")?;
+    // The owner, same task: the exception.
+    let r = call_as(ctx, &base, &ctx.alice, "POST", "/generate/image-to-model", Some(&body))?;
+    check(r.status == 202, || {
+        format!("the owner's flow B on a private bucket: {} {}", r.status, r.text)
     })
 }
