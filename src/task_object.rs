@@ -2,7 +2,9 @@
 //! state (steps, status, progress, provider ids, asset URLs, errors, attempts), answers the status
 //! endpoint, guards idempotency, and drives Tripo polling with its alarm.
 //!
-//! It only translates: load state → apply one `core::task` command → persist → set the alarm.
+//! It only translates: load state → apply one `core::task` command → persist → set the alarm
+//! (after every command, a skipped one too: `core::task::effects`). The alarm sweeps every
+//! unfinished step (`Command::Sweep`: lost messages sent again, deadlines enforced), then polls.
 //! Requests: `POST /cmd` `{"command": Command, "now_ms": …}` → `{"outcome", "state"}` or 409
 //! `{"refusal"}`; `POST /state` → `{"state": TaskState | null}`.
 
@@ -11,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
-use crate::core::task::{apply, Command, Outcome, Refusal, TaskState};
+use crate::core::task::{apply, effects, Command, Outcome, Refusal, TaskState};
 use crate::log::{self, Level};
 
 /// Storage key of the serialized task state.
@@ -61,21 +63,21 @@ impl TaskObject {
             Ok(ok) => ok,
             Err(refusal) => return Ok(Err(refusal)),
         };
-        match &outcome {
-            Outcome::Skip(_) => {}
-            Outcome::Aborted { delete_task: true } => {
-                self.state.storage().delete_all().await?;
-                self.state.storage().delete_alarm().await?;
-            }
-            _ => {
-                self.state.storage().put(STATE_KEY, &state).await?;
-                self.arm(&state, now_ms).await?;
-            }
+        let effects = effects(&outcome);
+        if effects.delete_task {
+            self.state.storage().delete_all().await?;
+            self.state.storage().delete_alarm().await?;
+        }
+        if effects.persist {
+            self.state.storage().put(STATE_KEY, &state).await?;
+        }
+        if effects.arm {
+            self.arm(&state, now_ms).await?;
         }
         Ok(Ok(CmdReply { outcome, state }))
     }
 
-    /// Sets the alarm to the next poll of any step awaiting its provider (or clears it).
+    /// Sets the alarm to the task's next poll, watchdog or deadline (`TaskState::next_alarm_ms`).
     async fn arm(&self, state: &TaskState, now_ms: u64) -> Result<()> {
         match state.next_alarm_ms() {
             Some(at) => {

@@ -193,6 +193,7 @@ async fn submit(
         owner: user,
         task_id: task_id.clone(),
         request: step_req.clone(),
+        deadline_ms: cfg.tripo_deadline_s.saturating_mul(1000),
     });
     let reply = match task_client::command(env, &task_id, cmd).await? {
         Ok(r) => r,

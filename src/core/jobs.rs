@@ -91,6 +91,21 @@ impl JobMessage {
         Ok(m)
     }
 
+    /// A message the alarm's sweep sends again ([`Requeue`](crate::core::task::Requeue)): the
+    /// step's job, carrying the try number its retry budget has reached.
+    pub fn resend(task_id: TaskId, r: &crate::core::task::Requeue) -> Result<JobMessage, JobError> {
+        let m = JobMessage {
+            kind: r.kind,
+            task_id,
+            step: r.step,
+            attempt: r.attempt,
+            try_no: r.try_no.max(1),
+            waits: 0,
+        };
+        m.validate()?;
+        Ok(m)
+    }
+
     /// The same job after a wait on a concurrency limit (the try is not counted).
     pub fn next_wait(&self) -> JobMessage {
         JobMessage {
@@ -180,6 +195,9 @@ pub enum DeadLetterAction {
     /// The job is lost for good: mark the step `failed` (DO first, then rows) so it never stays
     /// `processing` (SPEC §6 "No job is lost").
     MarkFailed { code: ErrorCode, message: String },
+    /// The step is final: write its rows again from the Durable Object (the message may have
+    /// died writing them, e.g. during a database outage), so rows and DO agree at rest.
+    ResyncRows,
     /// Nothing to do (log and ack).
     Ignore { reason: &'static str },
 }
@@ -206,9 +224,7 @@ pub fn dead_letter_action(
         };
     }
     if cur.status.is_terminal() {
-        return DeadLetterAction::Ignore {
-            reason: "step already finished",
-        };
+        return DeadLetterAction::ResyncRows;
     }
     let what = match m.kind {
         JobKind::Run => "the job could not be started",
@@ -324,9 +340,8 @@ mod tests {
                     ..running
                 })
             ),
-            DeadLetterAction::Ignore {
-                reason: "step already finished"
-            }
+            DeadLetterAction::ResyncRows,
+            "a final step's rows are written again, never ignored"
         );
         assert!(matches!(
             dead_letter_action(None, Some(running)),

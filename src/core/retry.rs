@@ -620,6 +620,26 @@ pub fn backoff_ms(n: u32, base_ms: u64, cap_ms: u64, rand01: f64) -> u64 {
     (ceiling as f64 * r).round() as u64
 }
 
+/// Shortest delay before the queue delivers a message again after infrastructure trouble.
+pub const REDELIVERY_MIN_S: u32 = 5;
+/// Longest such delay.
+pub const REDELIVERY_MAX_S: u32 = 300;
+/// Delay of every redelivery while the worker's configuration is broken.
+pub const MISCONFIGURED_REDELIVERY_S: u32 = 60;
+
+/// Delay before the queue delivers again a message whose handling hit infrastructure trouble
+/// (the task's Durable Object, the queue, the rows), from the message's age (the runtime gives
+/// the first send's time, not a delivery count): twice its age, between
+/// [`REDELIVERY_MIN_S`] and [`REDELIVERY_MAX_S`]. Without a delay a few seconds of trouble used
+/// up `max_retries` and sent the job to the dead-letter queue; with it five redeliveries span
+/// about seven minutes, longer than a typical outage.
+pub fn redelivery_delay_s(age_ms: u64) -> u32 {
+    let twice = age_ms.saturating_mul(2) / 1000;
+    u32::try_from(twice)
+        .unwrap_or(u32::MAX)
+        .clamp(REDELIVERY_MIN_S, REDELIVERY_MAX_S)
+}
+
 /// Decides what to do after `failure` (see the module doc for the budgets).
 pub fn decide(failure: &Failure, at: &Attempts, policy: &RetryPolicy, rand01: f64) -> Decision {
     let code = failure.error_code();
@@ -1271,5 +1291,22 @@ mod tests {
             f.reason,
             "Tripo: the task did not finish within 30 min (last seen: running, 42%)"
         );
+    }
+
+    #[test]
+    fn redeliveries_are_delayed_and_outlast_a_short_outage() {
+        assert_eq!(redelivery_delay_s(0), REDELIVERY_MIN_S);
+        assert_eq!(redelivery_delay_s(10_000), 20);
+        assert_eq!(redelivery_delay_s(3_600_000), REDELIVERY_MAX_S);
+        assert_eq!(redelivery_delay_s(u64::MAX), REDELIVERY_MAX_S);
+        // Five redeliveries (wrangler.toml's max_retries) of a message that meets trouble each
+        // time: the dead-letter queue is reached only after more than five minutes.
+        let mut age_ms = 0u64;
+        for _ in 0..5 {
+            let d = redelivery_delay_s(age_ms);
+            assert!(d >= REDELIVERY_MIN_S);
+            age_ms += u64::from(d) * 1000;
+        }
+        assert!(age_ms > 5 * 60_000, "{age_ms}");
     }
 }

@@ -310,6 +310,7 @@ mod tests {
                 owner: owner(),
                 task_id: TaskId::parse("t-1").unwrap(),
                 request: r.clone(),
+                deadline_ms: crate::core::task::DEFAULT_STEP_DEADLINE_MS,
             })
         })
     }

@@ -49,6 +49,19 @@ const MAX_UNFINISHED_PROGRESS: u8 = 99;
 /// A step waiting for its finalize job with no live claim for this long gets its finalize message
 /// sent again by the alarm (the message may have been lost, e.g. on a restart).
 pub const FINALIZE_WATCHDOG_MS: u64 = 2 * 60 * 1000;
+/// A pending step whose run message was sent but never claimed gets it sent again this long
+/// after its last send (the message may have been lost).
+pub const QUEUED_WATCHDOG_MS: u64 = 2 * 60 * 1000;
+/// A released job's retry message is presumed lost this long after it was due.
+pub const RETRY_GRACE_MS: u64 = 60 * 1000;
+/// The budget of a step when the sweep is given none: SPEC §6's default deadline (30 min).
+pub const DEFAULT_STEP_DEADLINE_MS: u64 = 30 * 60 * 1000;
+/// A provider task whose polls stopped (the alarm could not poll) fails this long after its
+/// polling deadline.
+pub const POLL_GRACE_MS: u64 = 2 * 60 * 1000;
+/// Error code of a step that did not finish before its deadline for another reason than the
+/// provider (its jobs kept failing or were lost).
+pub const TIMEOUT_CODE: &str = "timeout";
 
 // ---------------------------------------------------------------------------------------------
 // State
@@ -93,6 +106,9 @@ pub struct StepState {
     /// The failed attempt this one retries, kept until the retry is enqueued so that
     /// `AbortSubmit` can restore it.
     pub previous: Option<Box<StepState>>,
+    /// The step's budget: see [`StepState::deadline_at_ms`].
+    #[serde(default = "default_deadline_ms")]
+    pub deadline_ms: u64,
 }
 
 /// A failure shown to the client.
@@ -126,6 +142,12 @@ pub struct JobProgress {
     pub job_attempts: u32,
     /// The last transient failure a job reported when it released its claim.
     pub last_error: Option<String>,
+    /// When the released job's retry message is due (set by `ReleaseJob`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at_ms: Option<u64>,
+    /// When the alarm's sweep last sent this step's job message again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requeued_at_ms: Option<u64>,
 }
 
 /// Polling of a provider (Tripo) task, driven by the Durable Object's alarm.
@@ -229,6 +251,74 @@ impl StepState {
         })
     }
 
+    /// When this unfinished step fails if it has not finished (SPEC §6: no job stays
+    /// `processing` forever): its budget after its submission; while waiting for the provider,
+    /// the polling deadline plus [`POLL_GRACE_MS`] (polls enforce the deadline themselves); while
+    /// finalizing, its budget after the provider's success, so a model that succeeds late still
+    /// has its whole budget to be copied. `None` once final.
+    pub fn deadline_at_ms(&self) -> Option<u64> {
+        let budget = self.deadline_ms;
+        match self.phase() {
+            Phase::Done => None,
+            Phase::Queued | Phase::Running => Some(self.submitted_at_ms.saturating_add(budget)),
+            Phase::AwaitingProvider => self
+                .poll
+                .as_ref()
+                .map(|p| p.deadline_ms.saturating_add(POLL_GRACE_MS)),
+            Phase::Finalizing => Some(
+                self.poll
+                    .as_ref()
+                    .and_then(|p| p.succeeded_at_ms)
+                    .unwrap_or(self.updated_at_ms)
+                    .saturating_add(budget),
+            ),
+        }
+    }
+
+    /// Where a job's retry budget (`RetryPolicy::deadline_ms`) starts: the submission for a run
+    /// job, the provider's success for a finalize job (a model that succeeds at minute 29 still
+    /// gets its whole budget to be copied).
+    pub fn job_clock_start_ms(&self, kind: JobKind) -> u64 {
+        match kind {
+            JobKind::Run => self.submitted_at_ms,
+            JobKind::Finalize => self
+                .poll
+                .as_ref()
+                .and_then(|p| p.succeeded_at_ms)
+                .unwrap_or(self.submitted_at_ms),
+        }
+    }
+
+    /// When the alarm must check that this step's job message was not lost: a pending step
+    /// [`RESUME_AFTER_MS`] after its submission (its submit may have died before sending) and
+    /// [`QUEUED_WATCHDOG_MS`] after each send since; a running step when its claim's lease ends,
+    /// or, released for a retry, [`RETRY_GRACE_MS`] after the retry was due; a finalizing step
+    /// by [`StepState::finalize_watchdog_at_ms`]. `None` while the provider is polled (the poll
+    /// schedule covers it) and once final.
+    pub fn watchdog_at_ms(&self) -> Option<u64> {
+        let requeued = self.job.requeued_at_ms;
+        match self.phase() {
+            Phase::Done | Phase::AwaitingProvider => None,
+            Phase::Queued => Some(match requeued {
+                Some(at) => at.saturating_add(QUEUED_WATCHDOG_MS),
+                None => self.submitted_at_ms.saturating_add(RESUME_AFTER_MS),
+            }),
+            Phase::Running => Some(match self.job.claimed_at_ms {
+                Some(at) => at.saturating_add(DEFAULT_LEASE_MS),
+                None => {
+                    let retry = self
+                        .job
+                        .retry_at_ms
+                        .unwrap_or(self.updated_at_ms)
+                        .saturating_add(RETRY_GRACE_MS);
+                    let resent = requeued.map_or(0, |at| at.saturating_add(QUEUED_WATCHDOG_MS));
+                    retry.max(resent)
+                }
+            }),
+            Phase::Finalizing => self.finalize_watchdog_at_ms(),
+        }
+    }
+
     /// How long the provider has reported `unknown` without interruption, at `now_ms`.
     pub fn unknown_for_ms(&self, now_ms: u64) -> u64 {
         self.poll
@@ -256,16 +346,21 @@ impl TaskState {
             .map(|(step, _)| *step)
     }
 
-    /// When the Durable Object's alarm should fire next: the earliest poll due, or the earliest
-    /// finalize watchdog ([`StepState::finalize_watchdog_at_ms`]).
+    /// When the Durable Object's alarm should fire next: the earliest poll due, watchdog
+    /// ([`StepState::watchdog_at_ms`]) or deadline ([`StepState::deadline_at_ms`]) of any
+    /// unfinished step; `None` when every step is final. Every time is one that [`sweep`] or a
+    /// poll acts on, so the alarm never fires for nothing twice.
     pub fn next_alarm_ms(&self) -> Option<u64> {
         self.steps
             .values()
-            .filter_map(|s| match s.phase() {
-                Phase::AwaitingProvider => s.poll.as_ref().and_then(|p| p.next_poll_at_ms),
-                Phase::Finalizing => s.finalize_watchdog_at_ms(),
-                _ => None,
+            .flat_map(|s| {
+                let poll = match s.phase() {
+                    Phase::AwaitingProvider => s.poll.as_ref().and_then(|p| p.next_poll_at_ms),
+                    _ => None,
+                };
+                [poll, s.watchdog_at_ms(), s.deadline_at_ms()]
             })
+            .flatten()
             .min()
     }
 }
@@ -281,6 +376,14 @@ pub struct Submission {
     pub task_id: TaskId,
     /// The step is `request.step()`; the fingerprint is computed from the request.
     pub request: StepRequest,
+    /// The step's budget (`TRIPO_DEADLINE_SECONDS`): the alarm fails it when it has not finished
+    /// this long after its submission (its provider task's success, while finalizing).
+    #[serde(default = "default_deadline_ms")]
+    pub deadline_ms: u64,
+}
+
+fn default_deadline_ms() -> u64 {
+    DEFAULT_STEP_DEADLINE_MS
 }
 
 /// What a provider poll observed.
@@ -320,6 +423,9 @@ pub enum Command {
         step: Step,
         attempt: u32,
         message: String,
+        /// When the retry message is due; the sweep sends it again if it never comes.
+        #[serde(default)]
+        retry_at_ms: Option<u64>,
     },
     /// The run job created the provider task; polling starts.
     ProviderTaskCreated {
@@ -343,6 +449,10 @@ pub enum Command {
     /// The alarm's watchdog: a `Finalizing` step has had no live claim for
     /// [`FINALIZE_WATCHDOG_MS`]; send its finalize message again (outcome `Finalize`).
     RequeueFinalize { step: Step, attempt: u32 },
+    /// The alarm's sweep over every unfinished step (see [`sweep`]): each one whose job message
+    /// may have been lost gets it sent again, each one past its deadline fails. `deadline_ms` is
+    /// a step's own budget ([`StepState::deadline_ms`]).
+    Sweep,
     /// The outputs are stored.
     Complete {
         step: Step,
@@ -386,8 +496,24 @@ pub enum Outcome {
     Completed,
     /// The step failed (from `Fail`, or a provider deadline passed): mark the rows failed.
     Failed,
+    /// The sweep changed steps: send `requeue` (step, attempt, job kind, try number) and sync
+    /// the rows of `failed` steps.
+    Swept {
+        requeue: Vec<Requeue>,
+        failed: Vec<Step>,
+    },
     /// Nothing changed; acknowledge the message and do nothing.
     Skip(SkipReason),
+}
+
+/// A job message the sweep wants sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requeue {
+    pub step: Step,
+    pub attempt: u32,
+    pub kind: JobKind,
+    /// The try number the message carries (its retry budget goes on from the claims so far).
+    pub try_no: u32,
 }
 
 /// Why a command changed nothing.
@@ -472,7 +598,10 @@ pub fn apply(
             step,
             attempt,
             message,
-        } => on_step(state, step, attempt, now_ms, |s, _| release(s, message)),
+            retry_at_ms,
+        } => on_step(state, step, attempt, now_ms, |s, now| {
+            release(s, message, retry_at_ms, now)
+        }),
         Command::ProviderTaskCreated {
             step,
             attempt,
@@ -494,6 +623,7 @@ pub fn apply(
         Command::RequeueFinalize { step, attempt } => {
             on_step(state, step, attempt, now_ms, requeue_finalize)
         }
+        Command::Sweep => sweep(state, now_ms),
         Command::Complete {
             step,
             attempt,
@@ -573,6 +703,7 @@ fn submit(
     };
     state.submissions += 1;
     let mut fresh = new_step(&state.task_id, sub.request, fp, state.submissions, now_ms);
+    fresh.deadline_ms = sub.deadline_ms;
     if let Some(failed) = state.steps.remove(&step) {
         fresh.attempt = failed.attempt + 1;
         fresh.previous = Some(Box::new(StepState {
@@ -613,6 +744,7 @@ fn new_step(
         submitted_at_ms: now_ms,
         updated_at_ms: now_ms,
         previous: None,
+        deadline_ms: DEFAULT_STEP_DEADLINE_MS,
     }
 }
 
@@ -669,10 +801,16 @@ fn claim(s: &mut StepState, kind: JobKind, lease_ms: u64, now: u64) -> Result<Ou
     s.previous = None;
     s.job.claimed_at_ms = Some(now);
     s.job.job_attempts += 1;
+    s.job.retry_at_ms = None;
     Ok(Outcome::Run)
 }
 
-fn release(s: &mut StepState, message: String) -> Result<Outcome, SkipReason> {
+fn release(
+    s: &mut StepState,
+    message: String,
+    retry_at_ms: Option<u64>,
+    now: u64,
+) -> Result<Outcome, SkipReason> {
     if s.status.is_terminal() {
         return Err(SkipReason::Terminal(s.status));
     }
@@ -681,6 +819,7 @@ fn release(s: &mut StepState, message: String) -> Result<Outcome, SkipReason> {
     }
     s.job.claimed_at_ms = None;
     s.job.last_error = Some(StepError::new("", message).message);
+    s.job.retry_at_ms = Some(retry_at_ms.unwrap_or(now));
     Ok(Outcome::Released)
 }
 
@@ -818,6 +957,102 @@ fn requeue_finalize(s: &mut StepState, now: u64) -> Result<Outcome, SkipReason> 
     Ok(Outcome::Finalize)
 }
 
+/// What the Durable Object does after an applied command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Effects {
+    /// Write the new state.
+    pub persist: bool,
+    /// Delete the task's storage (its only step was aborted).
+    pub delete_task: bool,
+    /// Set the alarm from [`TaskState::next_alarm_ms`]. Always, unless the task is deleted:
+    /// also after a `Skip`, so an alarm lost by the runtime (or never set) is armed again by
+    /// the next command that reaches the task.
+    pub arm: bool,
+}
+
+/// The effects of `outcome` (see [`Effects`]).
+pub fn effects(outcome: &Outcome) -> Effects {
+    match outcome {
+        Outcome::Skip(_) => Effects {
+            persist: false,
+            delete_task: false,
+            arm: true,
+        },
+        Outcome::Aborted { delete_task: true } => Effects {
+            persist: false,
+            delete_task: true,
+            arm: false,
+        },
+        _ => Effects {
+            persist: true,
+            delete_task: false,
+            arm: true,
+        },
+    }
+}
+
+/// The alarm's sweep (SPEC §6: every state has a way out). For each unfinished step:
+/// past its deadline → `failed` (`timeout`, or `provider_timeout` while waiting for the
+/// provider); else, when its watchdog is due → its job message is sent again (a pending step's
+/// run, a running step's run once its claim expired or its retry never came, a finalizing step's
+/// finalize), and the watchdog moves on. A duplicate message is harmless: claims are leases.
+fn sweep(state: Option<TaskState>, now: u64) -> Result<(TaskState, Outcome), Refusal> {
+    let mut state = state.ok_or(Refusal::UnknownTask)?;
+    let mut requeue = Vec::new();
+    let mut failed = Vec::new();
+    for (step, s) in state.steps.iter_mut() {
+        let phase = s.phase();
+        if s.deadline_at_ms().is_some_and(|at| now >= at) {
+            let error = if phase == Phase::AwaitingProvider {
+                StepError::new(
+                    PROVIDER_TIMEOUT_CODE,
+                    "timed out: the provider task could not be checked before the deadline",
+                )
+            } else {
+                let minutes = s.deadline_ms / 60_000;
+                StepError::new(
+                    TIMEOUT_CODE,
+                    format!(
+                        "timed out: the step did not finish within {minutes} minutes ({})",
+                        s.job
+                            .last_error
+                            .as_deref()
+                            .unwrap_or("its job never completed")
+                    ),
+                )
+            };
+            if fail(s, error).is_ok() {
+                s.updated_at_ms = now;
+                failed.push(*step);
+            }
+            continue;
+        }
+        if s.watchdog_at_ms().is_none_or(|at| now < at) {
+            continue;
+        }
+        let kind = match phase {
+            Phase::Queued | Phase::Running => JobKind::Run,
+            Phase::Finalizing => JobKind::Finalize,
+            Phase::AwaitingProvider | Phase::Done => continue,
+        };
+        // An expired claim is dropped: its job is presumed dead.
+        s.job.claimed_at_ms = None;
+        s.job.requeued_at_ms = Some(now);
+        s.updated_at_ms = now;
+        requeue.push(Requeue {
+            step: *step,
+            attempt: s.attempt,
+            kind,
+            try_no: s.job.job_attempts.saturating_add(1),
+        });
+    }
+    if requeue.is_empty() && failed.is_empty() {
+        return Ok((state, Outcome::Skip(SkipReason::NotDue)));
+    }
+    state.updated_at_ms = now;
+    Ok((state, Outcome::Swept { requeue, failed }))
+}
+
 fn complete(s: &mut StepState, asset_urls: Vec<String>) -> Result<Outcome, SkipReason> {
     let phase = s.phase();
     let expected = match s.step() {
@@ -901,6 +1136,7 @@ mod tests {
             owner: owner(),
             task_id: task_id(),
             request: req,
+            deadline_ms: DEFAULT_STEP_DEADLINE_MS,
         })
     }
 
@@ -1002,6 +1238,7 @@ mod tests {
                 step: Step::Model,
                 attempt: 1,
                 message: "503".into(),
+                retry_at_ms: None,
             };
             return run(Some(s), release, T0 + 3).0;
         }
@@ -1063,6 +1300,7 @@ mod tests {
                 step: Step::Model,
                 attempt,
                 message: "timeout".into(),
+                retry_at_ms: None,
             },
             "created" => created(attempt, "tr-1"),
             "poll" => polled(state, waiting(50)),
@@ -1229,6 +1467,7 @@ mod tests {
             owner: UserId(Uuid::from_u128(2)),
             task_id: task_id(),
             request: model("cat"),
+            deadline_ms: DEFAULT_STEP_DEADLINE_MS,
         });
         let refusal = apply(Some(state.clone()), other_owner, T0 + 50).unwrap_err();
         assert_eq!(refusal, Refusal::OtherOwner);
@@ -1237,6 +1476,7 @@ mod tests {
             owner: owner(),
             task_id: TaskId::parse("t-2").unwrap(),
             request: model("cat"),
+            deadline_ms: DEFAULT_STEP_DEADLINE_MS,
         });
         let refusal = apply(Some(state), other_task, T0 + 50).unwrap_err();
         assert_eq!(refusal, Refusal::WrongTask);
@@ -1402,6 +1642,7 @@ mod tests {
                 step: Step::Model,
                 attempt: 1,
                 message: "x".into(),
+                retry_at_ms: None,
             },
             created(1, "tr-9"),
             completed(1),
@@ -1802,5 +2043,249 @@ mod tests {
         assert_eq!(after.updated_at_ms, state.updated_at_ms);
         let (after, _) = run(Some(state.clone()), submit_cmd(model("cat")), T0 + 500);
         assert_eq!(after.updated_at_ms, state.updated_at_ms);
+    }
+
+    // --- Every state has a way out (P9) ------------------------------------------------------
+
+    fn sweep_at(state: &TaskState, now: u64) -> (TaskState, Outcome) {
+        run(Some(state.clone()), Command::Sweep, now)
+    }
+
+    fn requeued(outcome: &Outcome) -> Vec<Requeue> {
+        match outcome {
+            Outcome::Swept { requeue, .. } => requeue.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_pending_step_whose_message_never_came_is_sent_by_the_alarm() {
+        // The submit died after creating the step (or its message was lost).
+        let s = fixture("pending");
+        assert_eq!(s.next_alarm_ms(), Some(T0 + RESUME_AFTER_MS));
+        let (same, o) = sweep_at(&s, T0 + RESUME_AFTER_MS - 1);
+        assert_eq!(o, Outcome::Skip(SkipReason::NotDue));
+        assert_eq!(same, s);
+        let (s, o) = sweep_at(&s, T0 + RESUME_AFTER_MS);
+        assert_eq!(
+            requeued(&o),
+            vec![Requeue {
+                step: Step::Model,
+                attempt: 1,
+                kind: JobKind::Run,
+                try_no: 1
+            }]
+        );
+        // The watchdog moved on: the next check is a full interval later, not now.
+        let next = s.next_alarm_ms().unwrap();
+        assert_eq!(next, T0 + RESUME_AFTER_MS + QUEUED_WATCHDOG_MS);
+        // The message arrives: the claim is granted as usual.
+        let (_, o) = run(Some(s), claim(JobKind::Run, 1), next - 1);
+        assert_eq!(o, Outcome::Run);
+    }
+
+    #[test]
+    fn a_run_that_died_after_its_claim_runs_again_when_its_lease_ends() {
+        // Claimed at T0 + 2, then the isolate died: redeliveries meet the live lease.
+        let s = fixture("running");
+        let lease_end = T0 + 2 + DEFAULT_LEASE_MS;
+        assert_eq!(s.next_alarm_ms(), Some(lease_end));
+        let (_, o) = run(Some(s.clone()), claim(JobKind::Run, 1), T0 + 60_000);
+        assert_eq!(o, Outcome::Skip(SkipReason::AlreadyClaimed));
+        let (s, o) = sweep_at(&s, lease_end);
+        assert_eq!(
+            requeued(&o),
+            vec![Requeue {
+                step: Step::Model,
+                attempt: 1,
+                kind: JobKind::Run,
+                try_no: 2
+            }]
+        );
+        assert_eq!(step_of(&s, Step::Model).job.claimed_at_ms, None);
+        let (_, o) = run(Some(s), claim(JobKind::Run, 1), lease_end + 1);
+        assert_eq!(o, Outcome::Run);
+    }
+
+    #[test]
+    fn a_released_job_whose_retry_never_came_is_sent_again() {
+        let s = fixture("running");
+        let release = Command::ReleaseJob {
+            step: Step::Model,
+            attempt: 1,
+            message: "storage 503".into(),
+            retry_at_ms: Some(T0 + 10_000),
+        };
+        let (s, _) = run(Some(s), release, T0 + 3);
+        assert_eq!(s.next_alarm_ms(), Some(T0 + 10_000 + RETRY_GRACE_MS));
+        let (s2, o) = sweep_at(&s, T0 + 10_000 + RETRY_GRACE_MS - 1);
+        assert_eq!(o, Outcome::Skip(SkipReason::NotDue));
+        let (s2, o2) = sweep_at(&s2, T0 + 10_000 + RETRY_GRACE_MS);
+        assert_eq!(requeued(&o2).len(), 1);
+        let _ = s;
+        // The retry arrives late after all: one claim, the copy is skipped.
+        let (s3, o) = run(Some(s2), claim(JobKind::Run, 1), T0 + 80_000);
+        assert_eq!(o, Outcome::Run);
+        let (_, o) = run(Some(s3), claim(JobKind::Run, 1), T0 + 80_001);
+        assert_eq!(o, Outcome::Skip(SkipReason::AlreadyClaimed));
+    }
+
+    #[test]
+    fn a_step_past_its_deadline_fails_with_the_reason() {
+        let s = fixture("running");
+        let release = Command::ReleaseJob {
+            step: Step::Model,
+            attempt: 1,
+            message: "openai: HTTP 503".into(),
+            retry_at_ms: Some(T0 + 10_000),
+        };
+        let (s, _) = run(Some(s), release, T0 + 3);
+        let deadline = T0 + DEFAULT_STEP_DEADLINE_MS;
+        assert_eq!(step_of(&s, Step::Model).deadline_at_ms(), Some(deadline));
+        let (s, o) = sweep_at(&s, deadline);
+        assert_eq!(
+            o,
+            Outcome::Swept {
+                requeue: vec![],
+                failed: vec![Step::Model]
+            }
+        );
+        let st = step_of(&s, Step::Model);
+        assert_eq!(st.status, Status::Failed);
+        let e = st.error.as_ref().unwrap();
+        assert_eq!(e.code, TIMEOUT_CODE);
+        assert!(e.message.contains("30 minutes") && e.message.contains("openai: HTTP 503"));
+        assert_eq!(s.next_alarm_ms(), None);
+        // A job that arrives later changes nothing.
+        let (_, o) = run(Some(s), claim(JobKind::Run, 1), deadline + 1);
+        assert_eq!(o, Outcome::Skip(SkipReason::Terminal(Status::Failed)));
+    }
+
+    #[test]
+    fn the_submitted_budget_is_the_steps_deadline() {
+        let sub = Command::Submit(Submission {
+            owner: owner(),
+            task_id: task_id(),
+            request: model("cat"),
+            deadline_ms: 60_000,
+        });
+        let (s, _) = run(None, sub, T0);
+        assert_eq!(step_of(&s, Step::Model).deadline_at_ms(), Some(T0 + 60_000));
+        // An old state without the field reads with the default budget.
+        let mut v = serde_json::to_value(&s).unwrap();
+        v["steps"]["model"]
+            .as_object_mut()
+            .unwrap()
+            .remove("deadline_ms");
+        let old: TaskState = serde_json::from_value(v).unwrap();
+        assert_eq!(
+            step_of(&old, Step::Model).deadline_ms,
+            DEFAULT_STEP_DEADLINE_MS
+        );
+    }
+
+    #[test]
+    fn the_finalize_deadline_counts_from_the_providers_success() {
+        // Submitted at T0; Tripo succeeds 29 minutes later; finalize then meets one Storage error.
+        let (s, _) = run(None, submit_cmd(model("cat")), T0);
+        let (s, _) = run(Some(s), claim(JobKind::Run, 1), T0 + 1);
+        let (s, _) = run(Some(s), created(1, "tr-1"), T0 + 2);
+        let late = T0 + 29 * 60_000;
+        let (s, o) = run(Some(s.clone()), polled(&s, Observation::Succeeded), late);
+        assert_eq!(o, Outcome::Finalize);
+        let (s, _) = run(Some(s), claim(JobKind::Finalize, 1), late + 1);
+        let release = Command::ReleaseJob {
+            step: Step::Model,
+            attempt: 1,
+            message: "storage 503".into(),
+            retry_at_ms: Some(late + 5_000),
+        };
+        let (s, _) = run(Some(s), release, late + 2);
+        let st = step_of(&s, Step::Model);
+        assert_eq!(
+            st.deadline_at_ms(),
+            Some(late + DEFAULT_STEP_DEADLINE_MS),
+            "not 30 minutes after the submission"
+        );
+        // The finalize job's retry budget starts at the success too.
+        assert_eq!(st.job_clock_start_ms(JobKind::Finalize), late);
+        assert_eq!(st.job_clock_start_ms(JobKind::Run), T0);
+        // Minute 32 after the submit: still alive, and its finalize is sent again when due.
+        let (s, o) = sweep_at(&s, T0 + 32 * 60_000);
+        assert_eq!(step_of(&s, Step::Model).status, Status::Processing);
+        assert_eq!(
+            requeued(&o),
+            vec![Requeue {
+                step: Step::Model,
+                attempt: 1,
+                kind: JobKind::Finalize,
+                try_no: 3
+            }]
+        );
+    }
+
+    #[test]
+    fn a_provider_task_that_cannot_be_polled_fails_after_its_deadline() {
+        let s = fixture("awaiting");
+        let p = step_of(&s, Step::Model).poll.clone().unwrap();
+        let at = p.deadline_ms + POLL_GRACE_MS;
+        let (_, o) = sweep_at(&s, at - 1);
+        assert_eq!(o, Outcome::Skip(SkipReason::NotDue));
+        let (s, o) = sweep_at(&s, at);
+        assert!(matches!(o, Outcome::Swept { ref failed, .. } if failed == &vec![Step::Model]));
+        assert_eq!(
+            step_of(&s, Step::Model).error.as_ref().unwrap().code,
+            PROVIDER_TIMEOUT_CODE
+        );
+    }
+
+    #[test]
+    fn after_any_sweep_the_next_alarm_is_in_the_future() {
+        // Whatever the phase, the alarm never fires for nothing in a loop: what is due is acted
+        // on, and what is left is later than now.
+        for name in [
+            "pending",
+            "claimed_unenqueued",
+            "enqueued",
+            "running",
+            "released",
+            "awaiting",
+            "retry",
+        ] {
+            let mut s = fixture(name);
+            for _ in 0..50 {
+                let Some(at) = s.next_alarm_ms() else { break };
+                let (next, _) = sweep_at(&s, at);
+                if let Some(later) = next.next_alarm_ms() {
+                    let polls_due = next.steps.values().any(|st| {
+                        st.phase() == Phase::AwaitingProvider
+                            && st.poll.as_ref().and_then(|p| p.next_poll_at_ms) == Some(later)
+                    });
+                    assert!(
+                        later > at || polls_due,
+                        "{name}: alarm at {at} again at {later}"
+                    );
+                }
+                s = next;
+                if !s
+                    .steps
+                    .values()
+                    .any(|st| st.phase() != Phase::AwaitingProvider)
+                {
+                    break;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_alarm_is_armed_after_every_command_even_a_skip() {
+        assert!(effects(&Outcome::Skip(SkipReason::AlreadyClaimed)).arm);
+        assert!(!effects(&Outcome::Skip(SkipReason::AlreadyClaimed)).persist);
+        assert!(effects(&Outcome::Run).arm && effects(&Outcome::Run).persist);
+        let gone = effects(&Outcome::Aborted { delete_task: true });
+        assert!(gone.delete_task && !gone.arm && !gone.persist);
+        let undone = effects(&Outcome::Aborted { delete_task: false });
+        assert!(undone.persist && undone.arm);
     }
 }

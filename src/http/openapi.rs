@@ -362,6 +362,7 @@ mod tests {
             owner,
             task_id: v.task_id.clone(),
             request: v.request,
+            deadline_ms: crate::core::task::DEFAULT_STEP_DEADLINE_MS,
         };
         let (state, _) = apply(None, Command::Submit(sub), 1_000).unwrap();
         let status =

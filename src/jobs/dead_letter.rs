@@ -1,5 +1,7 @@
-//! The dead-letter queue: a message that exhausted its deliveries marks its step `failed` (with
-//! a reason), so no step stays `processing` forever.
+//! The dead-letter queue reconciles: a message that exhausted its deliveries marks its unfinished
+//! step `failed` (with a reason), so no step stays `processing` forever; for a step that is
+//! already final it writes the rows again from the Durable Object, so a database outage that
+//! outlasted the job's redeliveries does not leave rows disagreeing with the status endpoint.
 
 use serde_json::json;
 use worker::Env;
@@ -32,6 +34,23 @@ pub async fn handle(env: &Env, cfg: &Config, msg: &JobMessage) -> Result<(), Dep
                 json!({ "reason": reason }),
             );
             Ok(())
+        }
+        DeadLetterAction::ResyncRows => {
+            let Some(step) = state.as_ref().and_then(|s| s.steps.get(&msg.step)) else {
+                return Ok(());
+            };
+            let origin = Origin::parse(&cfg.supabase_url)
+                .map_err(|_| DepError::new(Dependency::Storage, None, "bad SUPABASE_URL"))?;
+            log::emit(
+                Level::Warn,
+                "dead_letter.resynced",
+                Some(msg.task_id.as_str()),
+                Some(msg.step),
+                json!({ "status": step.status.as_str(), "attempt": step.attempt }),
+            );
+            // A failure here redelivers the dead letter (with its delay), up to the dead-letter
+            // queue's own max_retries.
+            rows::sync(cfg, &origin, &msg.task_id, step).await
         }
         DeadLetterAction::MarkFailed { code, message } => {
             log::emit(

@@ -12,7 +12,7 @@ pub mod poll;
 pub mod rows;
 
 use serde_json::json;
-use worker::{Env, MessageBatch, MessageBuilder, MessageExt};
+use worker::{Env, MessageBatch, MessageBuilder, MessageExt, QueueRetryOptionsBuilder};
 
 use crate::config::Config;
 use crate::core::jobs::{self as wire, delay_seconds, JobMessage};
@@ -75,7 +75,11 @@ pub async fn consume(batch: MessageBatch<String>, env: Env) -> worker::Result<()
                 None,
                 json!({ "missing_or_invalid": names }),
             );
-            batch.retry_all();
+            batch.retry_all_with_options(
+                &QueueRetryOptionsBuilder::new()
+                    .with_delay_seconds(retry::MISCONFIGURED_REDELIVERY_S)
+                    .build(),
+            );
             return Ok(());
         }
     };
@@ -111,16 +115,24 @@ pub async fn consume(batch: MessageBatch<String>, env: Env) -> worker::Result<()
         match result {
             Ok(()) => msg.ack(),
             Err(e) => {
-                // Infrastructure trouble (task state, queue, rows): let the runtime redeliver;
-                // after `max_retries` the message goes to the dead-letter queue.
+                // Infrastructure trouble (task state, queue, rows): let the runtime redeliver
+                // after a delay that grows with the message's age; after `max_retries` the
+                // message goes to the dead-letter queue (and the task's alarm covers the step
+                // whatever happens to the message).
+                let age_ms = crate::net::now_ms().saturating_sub(msg.timestamp().as_millis());
+                let delay_s = retry::redelivery_delay_s(age_ms);
                 log::emit(
                     Level::Warn,
                     "job.redeliver",
                     Some(job.task_id.as_str()),
                     Some(job.step),
-                    json!({ "error": e.to_string() }),
+                    json!({ "error": e.to_string(), "delay_s": delay_s }),
                 );
-                msg.retry();
+                msg.retry_with_options(
+                    &QueueRetryOptionsBuilder::new()
+                        .with_delay_seconds(delay_s)
+                        .build(),
+                );
             }
         }
     }
@@ -196,7 +208,7 @@ async fn on_failure(job: &Job<'_>, failure: Failure) -> Result<(), DepError> {
     let attempts = Attempts {
         attempt: job.msg.try_no,
         waits: job.msg.waits,
-        elapsed_ms: now.saturating_sub(job.step.submitted_at_ms),
+        elapsed_ms: now.saturating_sub(job.step.job_clock_start_ms(job.msg.kind)),
     };
     let policy = RetryPolicy {
         max_attempts: job.cfg.job_max_attempts,
@@ -213,6 +225,7 @@ async fn on_failure(job: &Job<'_>, failure: Failure) -> Result<(), DepError> {
                 step: job.msg.step,
                 attempt: job.msg.attempt,
                 message: failure.reason.clone(),
+                retry_at_ms: Some(now.saturating_add(after_ms)),
             };
             task_client::command(job.env, &job.msg.task_id, release)
                 .await?

@@ -11,8 +11,10 @@
 //! command applied here arms too). A duplicate alarm is harmless: a poll is only made when due,
 //! and `PollResult` carries the poll number, so a late duplicate is skipped by the state machine.
 //!
-//! Watchdog: a step finalizing with no live claim for `FINALIZE_WATCHDOG_MS` (its finalize
-//! message was lost, e.g. across a restart) gets its finalize message sent again.
+//! The sweep comes first (`Command::Sweep`, `core::task::sweep`): every unfinished step whose job
+//! message may have been lost (a pending step never claimed, a claim whose lease ended, a retry
+//! that never came, a finalize with no live claim for `FINALIZE_WATCHDOG_MS`) gets it sent again,
+//! and every step past its deadline fails with the reason, rows included.
 
 use serde_json::json;
 use worker::Env;
@@ -44,8 +46,8 @@ const ROW_REPAIR_DELAY_S: u32 = 5;
 
 use crate::net::now_ms as now;
 
-/// Polls every step whose provider task is due, applies the results, enqueues finalize jobs, and
-/// re-sends lost finalize messages.
+/// Sweeps the task (lost messages sent again, deadlines enforced), then polls every step whose
+/// provider task is due, applies the results and enqueues finalize jobs.
 pub async fn on_alarm(
     obj: &TaskObject,
     env: &Env,
@@ -66,25 +68,83 @@ pub async fn on_alarm(
             None
         }
     };
+    // The sweep first: lost messages sent again, steps past their deadline failed.
+    let state = &sweep(obj, env, cfg.as_ref(), state, now_ms).await;
     for (step, s) in &state.steps {
-        match s.phase() {
-            Phase::AwaitingProvider => {
-                let due = s
-                    .poll
-                    .as_ref()
-                    .and_then(|p| p.next_poll_at_ms)
-                    .is_some_and(|at| at <= now_ms.saturating_add(DUE_SLACK_MS));
-                if due {
-                    poll_step(obj, env, cfg.as_ref(), &state.task_id, *step, s).await;
-                }
-            }
-            Phase::Finalizing if s.finalize_watchdog_at_ms().is_some_and(|at| at <= now_ms) => {
-                watchdog(obj, env, &state.task_id, *step, s).await;
-            }
-            _ => {}
+        let due = s.phase() == Phase::AwaitingProvider
+            && s.poll
+                .as_ref()
+                .and_then(|p| p.next_poll_at_ms)
+                .is_some_and(|at| at <= now_ms.saturating_add(DUE_SLACK_MS));
+        if due {
+            poll_step(obj, env, cfg.as_ref(), &state.task_id, *step, s).await;
         }
     }
     Ok(())
+}
+
+/// Applies `Command::Sweep` and carries it out: sends each job message the sweep wants sent again
+/// (`watchdog.requeued`), and writes the rows of each step it failed (`watchdog.failed`). Returns
+/// the state to poll from (the given one if the sweep could not be applied).
+async fn sweep(
+    obj: &TaskObject,
+    env: &Env,
+    cfg: Option<&Config>,
+    state: &TaskState,
+    now_ms: u64,
+) -> TaskState {
+    let reply = match obj.command(Command::Sweep, now_ms).await {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(_)) => return state.clone(),
+        Err(e) => {
+            log::emit(
+                Level::Error,
+                "watchdog.apply_error",
+                Some(state.task_id.as_str()),
+                None,
+                json!({ "error": e.to_string() }),
+            );
+            return state.clone();
+        }
+    };
+    if let Outcome::Swept { requeue, failed } = &reply.outcome {
+        for r in requeue {
+            let sent = match JobMessage::resend(state.task_id.clone(), r) {
+                Ok(msg) => super::enqueue(env, &msg, 0)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            // A failed send is retried by the next sweep (the watchdog moved one interval on).
+            log::emit(
+                if sent.is_ok() {
+                    Level::Warn
+                } else {
+                    Level::Error
+                },
+                "watchdog.requeued",
+                Some(state.task_id.as_str()),
+                Some(r.step),
+                json!({ "kind": r.kind.as_str(), "attempt": r.attempt, "try": r.try_no, "error": sent.err() }),
+            );
+        }
+        for step in failed {
+            let Some(after) = reply.state.steps.get(step) else {
+                continue;
+            };
+            log::emit(
+                Level::Error,
+                "watchdog.failed",
+                Some(state.task_id.as_str()),
+                Some(*step),
+                json!({ "attempt": after.attempt, "error": after.error }),
+            );
+            if let Some(cfg) = cfg {
+                sync_failed_rows(env, cfg, &state.task_id, after).await;
+            }
+        }
+    }
+    reply.state
 }
 
 fn provider_status(s: TaskStatus) -> ProviderStatus {
@@ -286,34 +346,6 @@ fn outcome_label(o: &Outcome) -> String {
         Outcome::Finalize => "finalize".into(),
         Outcome::Failed => "failed".into(),
         other => format!("{other:?}"),
-    }
-}
-
-/// The watchdog of a step whose finalize message may be lost.
-async fn watchdog(obj: &TaskObject, env: &Env, task: &TaskId, step: Step, s: &StepState) {
-    let cmd = Command::RequeueFinalize {
-        step,
-        attempt: s.attempt,
-    };
-    match obj.command(cmd, now()).await {
-        Ok(Ok(reply)) if reply.outcome == Outcome::Finalize => {
-            log::emit(
-                Level::Warn,
-                "finalize.watchdog",
-                Some(task.as_str()),
-                Some(step),
-                json!({ "idle_ms": now().saturating_sub(s.updated_at_ms), "job_attempts": s.job.job_attempts }),
-            );
-            enqueue_finalize(env, task, step, s.attempt).await;
-        }
-        Ok(Ok(_)) | Ok(Err(_)) => {}
-        Err(e) => log::emit(
-            Level::Error,
-            "finalize.watchdog_error",
-            Some(task.as_str()),
-            Some(step),
-            json!({ "error": e.to_string() }),
-        ),
     }
 }
 
