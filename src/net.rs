@@ -186,31 +186,62 @@ pub async fn collect_capped(
     Ok(Capped::Complete(out))
 }
 
+/// After a request body went past its limit, at most this much more of it is read and dropped
+/// (never held) before reading stops.
+pub const REQUEST_DRAIN_BYTES: usize = 16 << 20;
+
+/// A request body read with [`read_request_capped`].
+pub enum RequestBody {
+    /// The whole body, at most the limit.
+    Complete(Vec<u8>),
+    /// The body went past the limit. `held` is the most that was ever kept in memory (at most
+    /// the limit); `read` is how much was read in all, the rest dropped chunk by chunk.
+    TooLarge { held: usize, read: usize },
+}
+
 /// Reads a request's body up to `limit` bytes, with or without `Content-Length` (chunked too).
-/// Past the limit it stops reading: memory stays at the limit plus one chunk whatever the sender
-/// sends, and the runtime discards the rest of the body once the handler has answered.
-pub async fn read_request_capped(req: &Request, limit: usize) -> Result<Capped, NetError> {
+/// Past the limit nothing more is kept: up to [`REQUEST_DRAIN_BYTES`] more are read and dropped
+/// on the JavaScript side (never copied into WebAssembly memory), then reading stops. Draining
+/// lets the client read our 413 (a server that closes with unread request bytes makes TCP reset
+/// the connection, which can discard the answer: `wrangler dev`'s proxy does exactly that), and
+/// the cap keeps a huge body from costing more than a bounded read.
+pub async fn read_request_capped(req: &Request, limit: usize) -> Result<RequestBody, NetError> {
     use futures::StreamExt;
     let Some(raw) = req.inner().body() else {
-        return Ok(Capped::Complete(Vec::new()));
+        return Ok(RequestBody::Complete(Vec::new()));
     };
     let mut stream = wasm_streams::ReadableStream::from_raw(raw);
     let mut chunks = stream.get_reader().into_stream();
     let mut out = Vec::new();
+    let mut held = 0;
+    let mut read = 0usize;
+    let mut over = false;
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|_| NetError::Network("reading the request body".into()))?;
         let bytes = js_sys::Uint8Array::new(&chunk);
         let len = bytes.length() as usize;
+        read = read.saturating_add(len);
+        if over {
+            if read > limit.saturating_add(REQUEST_DRAIN_BYTES) {
+                break;
+            }
+            continue;
+        }
         if out.len() + len > limit {
-            return Ok(Capped::TooLarge {
-                read: out.len() + len,
-            });
+            over = true;
+            held = out.len();
+            out = Vec::new();
+            continue;
         }
         let at = out.len();
         out.resize(at + len, 0);
         bytes.copy_to(&mut out[at..]);
     }
-    Ok(Capped::Complete(out))
+    Ok(if over {
+        RequestBody::TooLarge { held, read }
+    } else {
+        RequestBody::Complete(out)
+    })
 }
 
 /// Reads a reply's body up to `limit` bytes (see [`collect_capped`]); an empty body when the

@@ -23,14 +23,15 @@ use crate::error::{ApiError, DepError, FieldError};
 use crate::http::{config, internal, json};
 use crate::jobs;
 use crate::log::{self, Level};
-use crate::net::{self, Capped};
+use crate::net::{self, RequestBody};
 use crate::supabase;
 use crate::supabase::storage::Rights;
 use crate::task_client;
 
-/// Reads and checks the body: JSON content type and the size limit. The body is read as a
-/// stream and reading stops past `MAX_BODY_BYTES`, with or without `Content-Length` (chunked
-/// bodies too), before any token work.
+/// Reads and checks the body: JSON content type and the size limit, before any token work. A
+/// declared `Content-Length` over `MAX_BODY_BYTES` is refused unread; otherwise the body is read
+/// as a stream and nothing past the limit is kept, with or without `Content-Length` (chunked
+/// bodies too; see `net::read_request_capped`).
 async fn read_body(req: &mut Request, cfg: &Config) -> Result<Vec<u8>, ApiError> {
     let ct = req
         .headers()
@@ -58,14 +59,14 @@ async fn read_body(req: &mut Request, cfg: &Config) -> Result<Vec<u8>, ApiError>
         return Err(ApiError::PayloadTooLarge { limit });
     }
     match net::read_request_capped(req, limit).await {
-        Ok(Capped::Complete(body)) => Ok(body),
-        Ok(Capped::TooLarge { read }) => {
+        Ok(RequestBody::Complete(body)) => Ok(body),
+        Ok(RequestBody::TooLarge { held, read }) => {
             log::emit(
                 Level::Warn,
                 "http.body_too_large",
                 None,
                 None,
-                json!({ "limit": limit, "read": read, "content_length": declared }),
+                json!({ "limit": limit, "held": held, "read": read, "content_length": declared }),
             );
             Err(ApiError::PayloadTooLarge { limit })
         }
