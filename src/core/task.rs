@@ -148,7 +148,22 @@ pub struct JobProgress {
     /// When the alarm's sweep last sent this step's job message again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requeued_at_ms: Option<u64>,
+    /// Provider task creations started for this attempt (`CreateStarting`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub creates: u32,
+    /// A creation was started and its answer never came back (a timeout, a 5xx, a crash): the
+    /// provider may have created a task we do not know of.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub create_in_flight: bool,
 }
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Provider task creations allowed per attempt: the first, and at most one more after an
+/// answer was lost (the first may have created a task, so each extra one may be paid twice).
+pub const MAX_CREATES: u32 = 2;
 
 /// Polling of a provider (Tripo) task, driven by the Durable Object's alarm.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -427,6 +442,12 @@ pub enum Command {
         #[serde(default)]
         retry_at_ms: Option<u64>,
     },
+    /// The run job is about to ask the provider to create the task (`POST /task`): recorded
+    /// first, so a lost answer is known afterwards (see [`MAX_CREATES`]).
+    CreateStarting { step: Step, attempt: u32 },
+    /// The provider refused the creation with a definite answer (e.g. 429, Tripo 2000): no task
+    /// was created, the next creation is not an uncertain one.
+    CreateSettled { step: Step, attempt: u32 },
     /// The run job created the provider task; polling starts.
     ProviderTaskCreated {
         step: Step,
@@ -496,6 +517,14 @@ pub enum Outcome {
     Completed,
     /// The step failed (from `Fail`, or a provider deadline passed): mark the rows failed.
     Failed,
+    /// Go on and create the provider task; `uncertain` when an earlier creation's answer was
+    /// lost (log `provider.create_uncertain`: a second task may exist and be billed).
+    Create {
+        uncertain: bool,
+    },
+    /// Do not create: [`MAX_CREATES`] creations already started and the last answer was lost.
+    /// Fail the step rather than risk paying a third time.
+    CreateRefused,
     /// The sweep changed steps: send `requeue` (step, attempt, job kind, try number) and sync
     /// the rows of `failed` steps.
     Swept {
@@ -602,6 +631,12 @@ pub fn apply(
         } => on_step(state, step, attempt, now_ms, |s, now| {
             release(s, message, retry_at_ms, now)
         }),
+        Command::CreateStarting { step, attempt } => {
+            on_step(state, step, attempt, now_ms, |s, _| create_starting(s))
+        }
+        Command::CreateSettled { step, attempt } => {
+            on_step(state, step, attempt, now_ms, |s, _| create_settled(s))
+        }
         Command::ProviderTaskCreated {
             step,
             attempt,
@@ -823,6 +858,33 @@ fn release(
     Ok(Outcome::Released)
 }
 
+fn create_starting(s: &mut StepState) -> Result<Outcome, SkipReason> {
+    match (&s.provider_task_id, s.phase()) {
+        (_, Phase::Done) => return Err(SkipReason::Terminal(s.status)),
+        (Some(_), _) => return Err(SkipReason::AlreadyRecorded),
+        (None, Phase::Running) => {}
+        (None, phase) => return Err(SkipReason::WrongPhase(phase)),
+    }
+    let uncertain = s.job.create_in_flight;
+    if uncertain && s.job.creates >= MAX_CREATES {
+        return Ok(Outcome::CreateRefused);
+    }
+    s.job.creates = s.job.creates.saturating_add(1);
+    s.job.create_in_flight = true;
+    Ok(Outcome::Create { uncertain })
+}
+
+fn create_settled(s: &mut StepState) -> Result<Outcome, SkipReason> {
+    if s.status.is_terminal() {
+        return Err(SkipReason::Terminal(s.status));
+    }
+    if !s.job.create_in_flight {
+        return Err(SkipReason::NotClaimed);
+    }
+    s.job.create_in_flight = false;
+    Ok(Outcome::Released)
+}
+
 fn provider_created(
     s: &mut StepState,
     provider_task_id: String,
@@ -839,6 +901,7 @@ fn provider_created(
     }
     s.provider_task_id = Some(provider_task_id);
     s.job.claimed_at_ms = None; // the run job is done; the alarm takes over
+    s.job.create_in_flight = false;
     s.poll = Some(PollState {
         polls: 0,
         started_at_ms: now,
@@ -2287,5 +2350,66 @@ mod tests {
         assert!(gone.delete_task && !gone.arm && !gone.persist);
         let undone = effects(&Outcome::Aborted { delete_task: false });
         assert!(undone.persist && undone.arm);
+    }
+
+    // --- A create is never blindly repeated (P9) ---------------------------------------------
+
+    fn starting() -> Command {
+        Command::CreateStarting {
+            step: Step::Model,
+            attempt: 1,
+        }
+    }
+
+    #[test]
+    fn a_lost_create_answer_allows_one_more_create_and_no_third() {
+        let s = fixture("running");
+        let (s, o) = run(Some(s), starting(), T0 + 10);
+        assert_eq!(o, Outcome::Create { uncertain: false });
+        // The POST /task timed out: the job is retried, and the next create is uncertain.
+        let (s, o) = run(Some(s), starting(), T0 + 20);
+        assert_eq!(o, Outcome::Create { uncertain: true });
+        // Lost again: no third create.
+        let (s, o) = run(Some(s), starting(), T0 + 30);
+        assert_eq!(o, Outcome::CreateRefused);
+        assert_eq!(step_of(&s, Step::Model).job.creates, MAX_CREATES);
+    }
+
+    #[test]
+    fn a_definite_refusal_is_not_an_uncertain_create() {
+        let s = fixture("running");
+        let (s, _) = run(Some(s), starting(), T0 + 10);
+        // 429 / Tripo 2000: nothing was created.
+        let settle = Command::CreateSettled {
+            step: Step::Model,
+            attempt: 1,
+        };
+        let (s, o) = run(Some(s), settle, T0 + 11);
+        assert_eq!(o, Outcome::Released);
+        let (s, o) = run(Some(s), starting(), T0 + 20);
+        assert_eq!(o, Outcome::Create { uncertain: false });
+        // The answer came: the task is recorded, and no create is started again.
+        let (s, _) = run(Some(s), created(1, "tr-1"), T0 + 21);
+        assert!(!step_of(&s, Step::Model).job.create_in_flight);
+        let (_, o) = run(Some(s), starting(), T0 + 30);
+        assert_eq!(o, Outcome::Skip(SkipReason::AlreadyRecorded));
+    }
+
+    #[test]
+    fn a_new_attempt_starts_with_no_creates() {
+        let s = fixture("running");
+        let (s, _) = run(Some(s), starting(), T0 + 10);
+        let (s, _) = run(Some(s), starting(), T0 + 20);
+        let (s, _) = run(Some(s), failed(1), T0 + 30);
+        let (s, _) = run(Some(s), submit_cmd(model("dog")), T0 + 40);
+        let (s, _) = run(Some(s), claim(JobKind::Run, 2), T0 + 50);
+        let st = step_of(&s, Step::Model);
+        assert_eq!((st.job.creates, st.job.create_in_flight), (0, false));
+        let start2 = Command::CreateStarting {
+            step: Step::Model,
+            attempt: 2,
+        };
+        let (_, o) = run(Some(s), start2, T0 + 60);
+        assert_eq!(o, Outcome::Create { uncertain: false });
     }
 }

@@ -6,6 +6,9 @@
 //!
 //! Idempotency: the framework grants the claim only while the step has no provider task (phase
 //! `Running`) and one claim at a time, so a duplicate delivery never creates a second Tripo task.
+//! A creation is recorded in the DO before `POST /task` (`CreateStarting`): when its answer is
+//! lost (timeout, 5xx, crash) the retry knows it, logs `provider.create_uncertain`, and creates at
+//! most once more; a definite refusal (429, 2000) settles it (`CreateSettled`).
 //! Tripo 2000 (concurrency) and 429 come back as classified failures that `core::retry` waits out;
 //! 2008 (moderation) and 2010 (no credits) fail the step at once.
 
@@ -16,7 +19,9 @@ use crate::core::request::{
     ModelOptions, ModelRequest, ModelSource, Orientation as ReqOrientation, StepRequest,
     TextureQuality as ReqTextureQuality,
 };
-use crate::core::retry::{next_poll_delay_ms, Dependency, Failure, FailureClass, PollPolicy};
+use crate::core::retry::{
+    next_poll_delay_ms, Dependency, ErrorCode, Failure, FailureClass, PollPolicy,
+};
 use crate::core::storage_path::parse_input_url;
 use crate::core::task::{Command, Outcome, StepState};
 use crate::core::tripo::{
@@ -90,13 +95,79 @@ pub async fn run(job: &Job<'_>) -> Result<(), Failure> {
             ))
         }
     };
-    let tripo_id = tripo::create(cx, job.cfg, &task).await?;
+    if !may_create(job).await? {
+        return Ok(());
+    }
+    let tripo_id = match tripo::create(cx, job.cfg, &task).await {
+        Ok(id) => id,
+        Err(f) => {
+            if f.class != FailureClass::Transient {
+                // A definite answer: nothing was created. (If this write is lost, the next
+                // create merely counts as uncertain: the safe side.)
+                let settle = Command::CreateSettled {
+                    step: job.msg.step,
+                    attempt: job.msg.attempt,
+                };
+                let _ = task_client::command(job.env, &job.msg.task_id, settle).await;
+            }
+            return Err(f);
+        }
+    };
     job.log(
         Level::Info,
         "model.tripo_created",
         json!({ "type": task.task_type().as_str(), "tripo_task_id": tripo_id }),
     );
     record(job, &tripo_id).await
+}
+
+/// Records in the DO that a creation starts (`CreateStarting`) before `POST /task`, so that a
+/// lost answer is known: after one, at most one more creation (`provider.create_uncertain`),
+/// then the step fails instead of paying a third time. `false`: do not create.
+async fn may_create(job: &Job<'_>) -> Result<bool, Failure> {
+    let start = Command::CreateStarting {
+        step: job.msg.step,
+        attempt: job.msg.attempt,
+    };
+    let reply = match task_client::command(job.env, &job.msg.task_id, start)
+        .await
+        .map_err(|e| failure_of(&e))?
+    {
+        Ok(reply) => reply,
+        Err(_) => return Ok(false),
+    };
+    let creates = reply
+        .state
+        .steps
+        .get(&job.msg.step)
+        .map_or(0, |s| s.job.creates);
+    match reply.outcome {
+        Outcome::Create { uncertain: false } => Ok(true),
+        Outcome::Create { uncertain: true } => {
+            job.log(
+                Level::Warn,
+                "provider.create_uncertain",
+                json!({ "creates": creates, "note": "the previous create's answer was lost; a second Tripo task may exist" }),
+            );
+            Ok(true)
+        }
+        Outcome::CreateRefused => {
+            let message = "Tripo did not answer two task creations; a third is not attempted \
+                           (each may have created a billed task)";
+            super::fail_step(job, ErrorCode::ProviderUnavailable.as_str(), message)
+                .await
+                .map_err(|e| failure_of(&e))?;
+            Ok(false)
+        }
+        other => {
+            job.log(
+                Level::Warn,
+                "model.create_skipped",
+                json!({ "outcome": format!("{other:?}") }),
+            );
+            Ok(false)
+        }
+    }
 }
 
 /// The `POST /task` of a model request: text, one image / a sketch, or 2–4 views.

@@ -664,8 +664,18 @@ fn faults(ctx: &Ctx) -> CaseResult {
     let t = Target::suite(ctx);
     let user = &ctx.alice;
     // (label, directive, expected status, expected error code, text in the reason)
-    let table: [(&str, &str, &str, &str, &str); 7] = [
+    let table: [(&str, &str, &str, &str, &str); 9] = [
         ("c2000", "create_2000=2,retry_after=2", "complete", "", ""),
+        // A create whose answer is lost (a 5xx) may have created a task: one more create,
+        // logged as uncertain; a second loss fails the step rather than create a third.
+        ("c5xx1", "create_5xx=1", "complete", "", ""),
+        (
+            "c5xx2",
+            "create_5xx=2",
+            "failed",
+            "provider_unavailable",
+            "a third is not attempted",
+        ),
         ("poll5xx", "poll_5xx=3", "complete", "", ""),
         (
             "failed",
@@ -753,6 +763,19 @@ fn faults(ctx: &Ctx) -> CaseResult {
                     count("/v2/openapi/task", 429) == 2 && creates(ctx, n)?.len() == 3,
                     || format!("creates: {:?}", creates(ctx, n)),
                 )?,
+                "c5xx1" | "c5xx2" => {
+                    let uncertain = ctx
+                        .worker_events(task)
+                        .into_iter()
+                        .filter(|v| v["event"] == "provider.create_uncertain")
+                        .count();
+                    check(creates(ctx, n)?.len() == 2 && uncertain == 1, || {
+                        format!(
+                            "{} creates, {uncertain} provider.create_uncertain",
+                            creates(ctx, n).map(|c| c.len()).unwrap_or(0)
+                        )
+                    })?
+                }
                 "poll5xx" => check(count("/v2/openapi/task/", 500) == 3, || {
                     format!("polls: {log:?}")
                 })?,
