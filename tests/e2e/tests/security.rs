@@ -149,6 +149,20 @@ fn submit(ctx: &Ctx, user: &User, endpoint: &str, body: &Value) -> Result<Reply,
     ctx.generate(user, endpoint, body)
 }
 
+/// A concepts submit of `url` as `user` that must be accepted (a control case).
+fn accepted(ctx: &Ctx, user: &User, case: &str, url: &str) -> CaseResult {
+    let task = ctx.task_id(case);
+    let r = submit(
+        ctx,
+        user,
+        "image-to-image",
+        &concepts_body(&task, url, &nonce()),
+    )?;
+    check(r.status == 202, || {
+        format!("{case}: expected 202, got {} {}", r.status, r.text)
+    })
+}
+
 fn foreign_object_every_form(ctx: &Ctx) -> CaseResult {
     let bucket = ctx.stack.input_bucket.clone();
     let alices = private_input(ctx, &ctx.alice, "photo")?;
@@ -184,20 +198,11 @@ fn foreign_object_every_form(ctx: &Ctx) -> CaseResult {
             .map_err(|e| Failed::from(format!("{form}: {}", e.message().unwrap_or_default())))?;
     }
     // And the owner gets the one she may read (a control: the object is there).
-    let task = ctx.task_id("sec-owner");
     let url = format!(
         "{}/storage/v1/object/authenticated/{bucket}/{alices}",
         ctx.stack.supabase_url
     );
-    let r = submit(
-        ctx,
-        &ctx.alice,
-        "image-to-image",
-        &concepts_body(&task, &url, &nonce()),
-    )?;
-    check(r.status == 202, || {
-        format!("owner: {} {}", r.status, r.text)
-    })
+    accepted(ctx, &ctx.alice, "sec-owner", &url)
 }
 
 fn signed_url_for_another_path(ctx: &Ctx) -> CaseResult {
@@ -222,16 +227,7 @@ fn signed_url_for_another_path(ctx: &Ctx) -> CaseResult {
     expect_error(&r, 422, "input_asset_not_found")?;
     nothing_created(ctx, &ctx.bob, &task, &n)?;
     // The genuine signed URL works for its own path.
-    let task = ctx.task_id("sec-signed-ok");
-    let r = submit(
-        ctx,
-        &ctx.bob,
-        "image-to-image",
-        &concepts_body(&task, &signed, &nonce()),
-    )?;
-    check(r.status == 202, || {
-        format!("a valid signed URL: {} {}", r.status, r.text)
-    })
+    accepted(ctx, &ctx.bob, "sec-signed-ok", &signed)
 }
 
 fn own_object_every_form(ctx: &Ctx) -> CaseResult {

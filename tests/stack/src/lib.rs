@@ -438,39 +438,32 @@ impl Stack {
     /// An access token of a Supabase anonymous sign-in (`is_anonymous: true`): valid in every
     /// other way, so only the anonymous-user policy can refuse it.
     pub fn anonymous_token(&self, id: uuid::Uuid, ttl_secs: i64) -> String {
-        let now = fake_storage::jwt::now_unix();
-        fake_storage::jwt::sign(
-            &json!({
-                "iss": format!("{}/auth/v1", self.supabase_url),
-                "aud": "authenticated",
-                "role": "authenticated",
-                "sub": id.to_string(),
-                "iat": now,
-                "exp": now + ttl_secs,
-                "is_anonymous": true,
-            }),
-            &self.jwt_secret,
-        )
+        self.access_token(id, None, ttl_secs)
     }
 
     /// A user access token as GoTrue issues it, signed with this stack's secret:
     /// `aud`/`role` = `authenticated`, `sub`, `email`, `iat`, `exp`, and `iss` =
     /// `{supabase_url}/auth/v1`.
     pub fn user_token(&self, id: uuid::Uuid, email: &str, ttl_secs: i64) -> String {
+        self.access_token(id, Some(email), ttl_secs)
+    }
+
+    /// An access token of user `id`: a named user with `email`, else an anonymous sign-in.
+    fn access_token(&self, id: uuid::Uuid, email: Option<&str>, ttl_secs: i64) -> String {
         let now = fake_storage::jwt::now_unix();
-        fake_storage::jwt::sign(
-            &json!({
-                "iss": format!("{}/auth/v1", self.supabase_url),
-                "aud": "authenticated",
-                "role": "authenticated",
-                "sub": id.to_string(),
-                "email": email,
-                "iat": now,
-                "exp": now + ttl_secs,
-                "is_anonymous": false,
-            }),
-            &self.jwt_secret,
-        )
+        let mut claims = json!({
+            "iss": format!("{}/auth/v1", self.supabase_url),
+            "aud": "authenticated",
+            "role": "authenticated",
+            "sub": id.to_string(),
+            "iat": now,
+            "exp": now + ttl_secs,
+            "is_anonymous": email.is_none(),
+        });
+        if let Some(e) = email {
+            claims["email"] = json!(e);
+        }
+        fake_storage::jwt::sign(&claims, &self.jwt_secret)
     }
 
     /// Runs SQL as the superuser; returns stdout in `-At` form (rows on lines,
