@@ -322,7 +322,13 @@ impl Env {
             .log()
             .lines()
             .filter(|l| l.contains(&needle))
-            .filter_map(|l| l.find('{').and_then(|i| serde_json::from_str(&l[i..]).ok()))
+            // wrangler wraps warn/error lines in colour codes: keep only `{ … }`.
+            .filter_map(|l| {
+                let (i, j) = (l.find('{')?, l.rfind('}')?);
+                (i < j)
+                    .then(|| serde_json::from_str(&l[i..=j]).ok())
+                    .flatten()
+            })
             .collect()
     }
 }

@@ -106,6 +106,7 @@ struct JobsRun {
     calls: f64,
     creates: f64,
     refused: f64,
+    uncertain: f64,
     polls: f64,
     downloads: f64,
     not_complete: f64,
@@ -236,6 +237,12 @@ fn jobs_run(env: &Env, cfg: &Cfg, r: usize, reserve_s: f64) -> Res<JobsRun> {
         calls: log.len() as f64,
         creates,
         refused,
+        // Creates made after a lost answer (the worker's own count: at most one per step).
+        uncertain: env
+            .worker_events("provider.create_uncertain")
+            .iter()
+            .filter(|e| e["task_id"].as_str().is_some_and(|t| t.starts_with(&tag)))
+            .count() as f64,
         polls: n_polls,
         downloads,
         not_complete: not_complete as f64,
@@ -313,6 +320,12 @@ pub fn jobs(
         "    refused 429/2000 (concurrency)",
         "calls",
         col(&|x| x.refused),
+    );
+    rep.add(
+        &sc,
+        "    after a lost answer (provider.create_uncertain)",
+        "calls",
+        col(&|x| x.uncertain),
     );
     rep.add(&sc, "  Tripo polls", "calls", col(&|x| x.polls));
     rep.add(&sc, "  GLB downloads", "calls", col(&|x| x.downloads));
