@@ -48,6 +48,16 @@ impl Drop for Timer {
     }
 }
 
+/// The size of this isolate's WebAssembly memory (`WebAssembly.Memory.buffer.byteLength`), in
+/// bytes. It only grows: after a job it is the high-water mark of everything so far.
+pub fn wasm_memory_bytes() -> u64 {
+    wasm_bindgen::memory()
+        .dyn_into::<js_sys::WebAssembly::Memory>()
+        .ok()
+        .and_then(|m| m.buffer().dyn_into::<js_sys::ArrayBuffer>().ok())
+        .map_or(0, |b| u64::from(b.byte_length()))
+}
+
 /// The runtime's clock, in ms since the epoch.
 pub fn now_ms() -> u64 {
     js_sys::Date::now() as u64
@@ -63,6 +73,12 @@ pub async fn sleep(ms: u64) {
 pub enum Body {
     Empty,
     Bytes(Vec<u8>),
+    /// Pieces copied one after another into one JS buffer, each dropped once copied (a body
+    /// built around a large input without concatenating it in WebAssembly memory first).
+    Parts(Vec<Vec<u8>>),
+    /// Bytes already in a JS buffer (not copied again; the runtime copies a typed-array body
+    /// when the request is built, so the same array can be sent again).
+    Array(js_sys::Uint8Array),
     Text(String),
     /// A JS stream handed straight to the runtime (never read into WebAssembly memory).
     Stream(web_sys::ReadableStream),
@@ -117,6 +133,21 @@ fn build(
         Body::Empty => {}
         Body::Bytes(b) => {
             let arr = js_sys::Uint8Array::from(b.as_slice());
+            init.with_body(Some(arr.into()));
+        }
+        Body::Parts(parts) => {
+            let total: usize = parts.iter().map(Vec::len).sum();
+            let arr = js_sys::Uint8Array::new_with_length(total as u32);
+            let mut at = 0u32;
+            for part in parts {
+                let end = at + part.len() as u32;
+                arr.subarray(at, end).copy_from(&part);
+                at = end;
+                // `part` is dropped here, before the next one is copied.
+            }
+            init.with_body(Some(arr.into()));
+        }
+        Body::Array(arr) => {
             init.with_body(Some(arr.into()));
         }
         Body::Text(t) => {

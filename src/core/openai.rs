@@ -13,9 +13,11 @@
 //! - The error body `{"error":{message,type,param,code,moderation_details}}`, its [`ErrorKind`]
 //!   and the classified [`retry::Failure`](super::retry::Failure) ([`failure`]).
 //!
-//! Memory: an input image is ≤ 20 MB (SPEC §4.1), so building the request body in one buffer
-//! (image + < 1 KiB of fields) is fine in a 128 MB isolate; the response (n × ~2 MB of base64) is
-//! parsed in place.
+//! Memory (P9 finding 8, docs/architecture.md "Memory of a concepts job"): the request body is
+//! built around the image ([`edit_multipart_around`]) so the glue never copies the input
+//! (≤ 20 MB) inside WebAssembly memory, and drops it before the reply is read; the reply (n
+//! base64 images) is read once as bytes and parsed in place ([`parse_edit_response`] borrows
+//! every `b64_json` from those bytes), then decoded one image at a time.
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -143,6 +145,25 @@ impl EditRequest {
     }
 }
 
+/// The multipart body of `POST /images/edits` without the image bytes: `(head, tail)` such that
+/// `head + image + tail` is [`edit_multipart`]`(boundary, req, image, format)` (the image part
+/// comes first). The glue copies the three pieces into one JS buffer and drops the image, so the
+/// input is never held twice in WebAssembly memory and not at all while the reply is awaited.
+pub fn edit_multipart_around(
+    boundary: &str,
+    req: &EditRequest,
+    format: ImageFormat,
+) -> (Vec<u8>, Vec<u8>) {
+    let mut full = edit_multipart(boundary, req, &[], format);
+    // The image part is the first part: its bytes start after the first blank line.
+    let at = full
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(full.len(), |p| p + 4);
+    let tail = full.split_off(at);
+    (full, tail)
+}
+
 /// The multipart body of `POST /images/edits`. Send it with
 /// `Content-Type: tripo::multipart_content_type(boundary)`.
 pub fn edit_multipart(
@@ -216,9 +237,10 @@ struct RawImage<'a> {
     url: Option<serde::de::IgnoredAny>,
 }
 
-/// Parses the body of a 2xx `images/edits` answer. At least one image is required.
-pub fn parse_edit_response(body: &str) -> Result<EditResponse<'_>, ResponseError> {
-    let raw: RawResponse<'_> = serde_json::from_str(body)
+/// Parses the body of a 2xx `images/edits` answer, straight from the bytes read (no UTF-8
+/// `String` copy of a body that holds n base64 images). At least one image is required.
+pub fn parse_edit_response(body: &[u8]) -> Result<EditResponse<'_>, ResponseError> {
+    let raw: RawResponse<'_> = serde_json::from_slice(body)
         .map_err(|e| ResponseError::Malformed(format!("not the expected JSON ({e})")))?;
     let data = raw.data.unwrap_or_default();
     if data.is_empty() {
@@ -258,6 +280,18 @@ impl<'a> EditResponse<'a> {
     /// Never true for a value from [`parse_edit_response`].
     pub fn is_empty(&self) -> bool {
         self.images.is_empty()
+    }
+
+    /// Whether every base64 image is a slice of `body` (none was copied by the parse).
+    pub fn borrows_from(&self, body: &[u8]) -> bool {
+        let range = body.as_ptr_range();
+        self.images.iter().all(|b| match b {
+            Cow::Borrowed(s) => {
+                let r = s.as_bytes().as_ptr_range();
+                range.start <= r.start && r.end <= range.end
+            }
+            Cow::Owned(_) => false,
+        })
     }
 
     /// Decodes image `index` (a PNG). Only that image is decoded.
@@ -502,12 +536,36 @@ mod tests {
     }
 
     #[test]
+    fn the_body_built_around_the_image_is_the_same_body() {
+        let req = EditRequest::new(
+            "a chair",
+            Some("clay"),
+            3,
+            Some(Background::Transparent),
+            None,
+            None,
+        )
+        .unwrap();
+        let image = b"\x89PNG\r\n\x1a\n-image-bytes-\r\n\r\n-";
+        let (head, tail) = edit_multipart_around("B", &req, ImageFormat::Png);
+        let mut joined = head.clone();
+        joined.extend_from_slice(image);
+        joined.extend_from_slice(&tail);
+        assert_eq!(joined, edit_multipart("B", &req, image, ImageFormat::Png));
+        assert!(head.ends_with(b"Content-Type: image/png\r\n\r\n"));
+        assert!(tail.starts_with(b"\r\n--B\r\n"));
+        assert!(tail.ends_with(b"--B--\r\n"));
+    }
+
+    #[test]
     fn decodes_images_one_at_a_time() {
         let body = format!(
             r#"{{"created":1,"data":[{{"b64_json":"{PNG_1X1}"}},{{"b64_json":"/9j/4AAQ"}}],"usage":{{"total_tokens":3}}}}"#
         );
-        let resp = parse_edit_response(&body).unwrap();
+        let resp = parse_edit_response(body.as_bytes()).unwrap();
         assert_eq!(resp.len(), 2);
+        // Every image borrows from the body: parsing holds no second copy of the base64.
+        assert!(resp.borrows_from(body.as_bytes()));
         // Borrowed from the body: no copy of the base64.
         let first = resp.decode(0).unwrap();
         assert_eq!(&first[..8], b"\x89PNG\r\n\x1a\n");
@@ -521,22 +579,22 @@ mod tests {
     #[test]
     fn rejects_unusable_success_bodies() {
         assert_eq!(
-            parse_edit_response(r#"{"data":[]}"#),
+            parse_edit_response(r#"{"data":[]}"#.as_bytes()),
             Err(ResponseError::NoImages)
         );
         assert_eq!(
-            parse_edit_response(r#"{"created":1}"#),
+            parse_edit_response(r#"{"created":1}"#.as_bytes()),
             Err(ResponseError::NoImages)
         );
         assert_eq!(
-            parse_edit_response(r#"{"data":[{"url":"https://x"}]}"#),
+            parse_edit_response(r#"{"data":[{"url":"https://x"}]}"#.as_bytes()),
             Err(ResponseError::NotBase64)
         );
         assert!(matches!(
-            parse_edit_response("<html>"),
+            parse_edit_response("<html>".as_bytes()),
             Err(ResponseError::Malformed(_))
         ));
-        let bad = parse_edit_response(r#"{"data":[{"b64_json":"%%%"}]}"#).unwrap();
+        let bad = parse_edit_response(r#"{"data":[{"b64_json":"%%%"}]}"#.as_bytes()).unwrap();
         assert_eq!(bad.decode(0), Err(ResponseError::InvalidBase64(0)));
         assert_eq!(
             ResponseError::NoImages.to_failure().error_code(),
@@ -551,7 +609,9 @@ mod tests {
             r#"{{"data":[{{"b64_json":"{}"}}]}}"#,
             PNG_1X1.replace('/', "\\/")
         );
-        assert!(parse_edit_response(&escaped).unwrap().decode(0).is_ok());
+        let owned = parse_edit_response(escaped.as_bytes()).unwrap();
+        assert!(owned.decode(0).is_ok());
+        assert!(!owned.borrows_from(escaped.as_bytes()));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::core::storage_path::{asset_url, output_path, parse_input_url};
 use crate::core::task::{Command, Outcome};
 use crate::core::tripo::ImageFormat;
 use crate::log::Level;
-use crate::net::sleep;
+use crate::net::{sleep, wasm_memory_bytes};
 use crate::providers::openai;
 use crate::supabase::storage;
 use crate::task_client;
@@ -76,21 +76,28 @@ pub async fn run(job: &Job<'_>) -> Result<(), Failure> {
             &e.to_string(),
         )
     })?;
+    let wasm_before = wasm_memory_bytes();
     job.log(
         Level::Info,
         "concepts.openai_call",
-        json!({ "n": req.n, "model": cfg.openai_image_model, "input_bytes": bytes.len() }),
+        json!({
+            "n": req.n, "model": cfg.openai_image_model, "size": cfg.openai_image_size,
+            "input_bytes": bytes.len(), "wasm_memory_bytes": wasm_before,
+        }),
     );
-    let body = openai::edit(cfg, &edit, &bytes, format).await?;
-    drop(bytes);
+    // The input moves into the request body (a JS buffer) and is dropped before the reply is
+    // read; the reply is read once, as bytes, and parsed in place (P9 finding 8).
+    let body = openai::edit(cfg, &edit, bytes, format).await?;
+    let reply_bytes = body.len();
     let parsed = parse_edit_response(&body).map_err(|e| e.to_failure())?;
 
     let mut urls = Vec::with_capacity(parsed.len());
     for i in 0..parsed.len() {
-        // One image decoded at a time; its bytes are dropped after the upload.
+        // One image decoded at a time, copied to a JS buffer and dropped before its upload.
         let png = parsed.decode(i).map_err(|e| e.to_failure())?;
+        let png = js_sys::Uint8Array::from(png.as_slice());
         let path = output_path(&job.msg.task_id, Step::Concepts, i as u32);
-        upload_with_retries(job, &path, png).await?;
+        upload_with_retries(job, &path, &png).await?;
         urls.push(asset_url(
             &job.origin,
             &cfg.bucket,
@@ -98,10 +105,15 @@ pub async fn run(job: &Job<'_>) -> Result<(), Failure> {
             cfg.bucket_public,
         ));
     }
+    drop(parsed);
+    drop(body);
     job.log(
         Level::Info,
         "concepts.uploaded",
-        json!({ "images": urls.len() }),
+        json!({
+            "images": urls.len(), "reply_bytes": reply_bytes,
+            "wasm_memory_before_bytes": wasm_before, "wasm_memory_bytes": wasm_memory_bytes(),
+        }),
     );
 
     let cmd = Command::Complete {
@@ -128,10 +140,14 @@ pub async fn run(job: &Job<'_>) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn upload_with_retries(job: &Job<'_>, path: &str, png: Vec<u8>) -> Result<(), Failure> {
+async fn upload_with_retries(
+    job: &Job<'_>,
+    path: &str,
+    png: &js_sys::Uint8Array,
+) -> Result<(), Failure> {
     let mut delay = 500;
     for try_no in 1..=UPLOAD_TRIES {
-        match storage::upload_bytes(job.cfg, &job.origin, path, "image/png", png.clone()).await {
+        match storage::upload_array(job.cfg, &job.origin, path, "image/png", png).await {
             Ok(()) => return Ok(()),
             Err(e) if e.is_transient() && try_no < UPLOAD_TRIES => {
                 job.log(
