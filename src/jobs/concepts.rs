@@ -1,12 +1,14 @@
 //! The concepts job (SPEC §6, flow B): rows `processing` → download the input → OpenAI image
-//! edits → each `b64_json` decoded and uploaded to `concepts/{task_id}/{i}.png` one at a time →
-//! DO `complete` with every URL → rows `complete`. Uploads overwrite, so a retry after a crash
+//! edits → each `b64_json` decoded as the reply arrives and uploaded to
+//! `concepts/{task_id}/{i}.png`, one image at a time → DO `complete` with every URL → rows
+//! `complete`. Uploads overwrite, so a retry after a crash
 //! half-way rewrites the same objects and rows, never new ones.
 
+use futures::StreamExt;
 use serde_json::json;
 
 use super::{failure_of, rows, Job};
-use crate::core::openai::{parse_edit_response, Background as WireBackground, EditRequest};
+use crate::core::openai::{Background as WireBackground, EditRequest, ReplyScanner};
 use crate::core::request::{Background, StepRequest};
 use crate::core::retry::{Dependency, Failure, FailureClass};
 use crate::core::step::Step;
@@ -86,27 +88,35 @@ pub async fn run(job: &Job<'_>) -> Result<(), Failure> {
         }),
     );
     // The input moves into the request body (a JS buffer) and is dropped before the reply is
-    // read; the reply is read once, as bytes, and parsed in place (P9 finding 8).
-    let body = openai::edit(cfg, &edit, bytes, format).await?;
-    let reply_bytes = body.len();
-    let parsed = parse_edit_response(&body).map_err(|e| e.to_failure())?;
-
-    let mut urls = Vec::with_capacity(parsed.len());
-    for i in 0..parsed.len() {
-        // One image decoded at a time, copied to a JS buffer and dropped before its upload.
-        let png = parsed.decode(i).map_err(|e| e.to_failure())?;
-        let png = js_sys::Uint8Array::from(png.as_slice());
-        let path = output_path(&job.msg.task_id, Step::Concepts, i as u32);
-        upload_with_retries(job, &path, &png).await?;
-        urls.push(asset_url(
-            &job.origin,
-            &cfg.bucket,
-            &path,
-            cfg.bucket_public,
-        ));
+    // read; the reply is read in chunks and each image is uploaded as soon as its base64 has
+    // arrived, so at most one image is held (P9 finding 8).
+    let mut resp = openai::edit(cfg, &edit, bytes, format).await?;
+    let mut stream = resp
+        .stream()
+        .map_err(|e| Failure::network(Dependency::OpenAi, &format!("reading the reply: {e}")))?;
+    let mut scanner = ReplyScanner::new();
+    let mut reply_bytes = 0usize;
+    let mut urls = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            Failure::network(Dependency::OpenAi, &format!("reading the reply: {e}"))
+        })?;
+        reply_bytes += chunk.len();
+        for png in scanner.feed(&chunk).map_err(|e| e.to_failure())? {
+            // Copied to a JS buffer and dropped before its upload.
+            let png = js_sys::Uint8Array::from(png.as_slice());
+            let path = output_path(&job.msg.task_id, Step::Concepts, urls.len() as u32);
+            upload_with_retries(job, &path, &png).await?;
+            urls.push(asset_url(
+                &job.origin,
+                &cfg.bucket,
+                &path,
+                cfg.bucket_public,
+            ));
+        }
     }
-    drop(parsed);
-    drop(body);
+    drop(stream);
+    scanner.finish().map_err(|e| e.to_failure())?;
     job.log(
         Level::Info,
         "concepts.uploaded",
