@@ -197,12 +197,18 @@ pub enum Capped {
 /// Reads a byte stream up to `limit` bytes. Past the limit it stops and drops the stream,
 /// which cancels it, so no more than `limit` plus one chunk is ever held — whatever the sender
 /// claimed in `Content-Length`, or if it sent none (chunked).
+///
+/// `expected` (a declared `Content-Length`, at most `limit`) is reserved up front: a 20 MB body
+/// then takes 20 MB of WebAssembly memory, not the 16 + 32 MB of a buffer grown by doubling
+/// (the old and the new buffer live together while it grows, and WebAssembly memory never
+/// shrinks afterwards).
 pub async fn collect_capped(
     mut stream: worker::ByteStream,
     limit: usize,
+    expected: Option<usize>,
 ) -> Result<Capped, NetError> {
     use futures::StreamExt;
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(expected.map_or(0, |n| n.min(limit)));
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| NetError::Network(format!("reading body: {e}")))?;
         if out.len() + chunk.len() > limit {
@@ -244,11 +250,17 @@ pub async fn read_request_capped(req: &Request, limit: usize) -> Result<Capped, 
     Ok(Capped::Complete(out))
 }
 
-/// Reads a reply's body up to `limit` bytes (see [`collect_capped`]); an empty body when the
-/// reply has none.
+/// Reads a reply's body up to `limit` bytes (see [`collect_capped`]; its `Content-Length`, if
+/// any, is reserved up front); an empty body when the reply has none.
 pub async fn read_capped(resp: &mut Response, limit: usize) -> Result<Capped, NetError> {
+    let expected = resp
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<usize>().ok());
     match resp.stream() {
-        Ok(stream) => collect_capped(stream, limit).await,
+        Ok(stream) => collect_capped(stream, limit, expected).await,
         Err(_) => {
             Ok(Capped::Complete(resp.bytes().await.map_err(|e| {
                 NetError::Network(format!("reading body: {e}"))
