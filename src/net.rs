@@ -48,6 +48,16 @@ impl Drop for Timer {
     }
 }
 
+/// The size of this isolate's WebAssembly memory (`WebAssembly.Memory.buffer.byteLength`), in
+/// bytes. It only grows: after a job it is the high-water mark of everything so far.
+pub fn wasm_memory_bytes() -> u64 {
+    wasm_bindgen::memory()
+        .dyn_into::<js_sys::WebAssembly::Memory>()
+        .ok()
+        .and_then(|m| m.buffer().dyn_into::<js_sys::ArrayBuffer>().ok())
+        .map_or(0, |b| u64::from(b.byte_length()))
+}
+
 /// The runtime's clock, in ms since the epoch.
 pub fn now_ms() -> u64 {
     js_sys::Date::now() as u64
@@ -63,6 +73,12 @@ pub async fn sleep(ms: u64) {
 pub enum Body {
     Empty,
     Bytes(Vec<u8>),
+    /// Pieces copied one after another into one JS buffer, each dropped once copied (a body
+    /// built around a large input without concatenating it in WebAssembly memory first).
+    Parts(Vec<Vec<u8>>),
+    /// Bytes already in a JS buffer (not copied again; the runtime copies a typed-array body
+    /// when the request is built, so the same array can be sent again).
+    Array(js_sys::Uint8Array),
     Text(String),
     /// A JS stream handed straight to the runtime (never read into WebAssembly memory).
     Stream(web_sys::ReadableStream),
@@ -119,6 +135,21 @@ fn build(
             let arr = js_sys::Uint8Array::from(b.as_slice());
             init.with_body(Some(arr.into()));
         }
+        Body::Parts(parts) => {
+            let total: usize = parts.iter().map(Vec::len).sum();
+            let arr = js_sys::Uint8Array::new_with_length(total as u32);
+            let mut at = 0u32;
+            for part in parts {
+                let end = at + part.len() as u32;
+                arr.subarray(at, end).copy_from(&part);
+                at = end;
+                // `part` is dropped here, before the next one is copied.
+            }
+            init.with_body(Some(arr.into()));
+        }
+        Body::Array(arr) => {
+            init.with_body(Some(arr.into()));
+        }
         Body::Text(t) => {
             init.with_body(Some(wasm_bindgen::JsValue::from_str(&t)));
         }
@@ -166,12 +197,18 @@ pub enum Capped {
 /// Reads a byte stream up to `limit` bytes. Past the limit it stops and drops the stream,
 /// which cancels it, so no more than `limit` plus one chunk is ever held — whatever the sender
 /// claimed in `Content-Length`, or if it sent none (chunked).
+///
+/// `expected` (a declared `Content-Length`, at most `limit`) is reserved up front: a 20 MB body
+/// then takes 20 MB of WebAssembly memory, not the 16 + 32 MB of a buffer grown by doubling
+/// (the old and the new buffer live together while it grows, and WebAssembly memory never
+/// shrinks afterwards).
 pub async fn collect_capped(
     mut stream: worker::ByteStream,
     limit: usize,
+    expected: Option<usize>,
 ) -> Result<Capped, NetError> {
     use futures::StreamExt;
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(expected.map_or(0, |n| n.min(limit)));
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| NetError::Network(format!("reading body: {e}")))?;
         if out.len() + chunk.len() > limit {
@@ -244,11 +281,17 @@ pub async fn read_request_capped(req: &Request, limit: usize) -> Result<RequestB
     })
 }
 
-/// Reads a reply's body up to `limit` bytes (see [`collect_capped`]); an empty body when the
-/// reply has none.
+/// Reads a reply's body up to `limit` bytes (see [`collect_capped`]; its `Content-Length`, if
+/// any, is reserved up front); an empty body when the reply has none.
 pub async fn read_capped(resp: &mut Response, limit: usize) -> Result<Capped, NetError> {
+    let expected = resp
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<usize>().ok());
     match resp.stream() {
-        Ok(stream) => collect_capped(stream, limit).await,
+        Ok(stream) => collect_capped(stream, limit, expected).await,
         Err(_) => {
             Ok(Capped::Complete(resp.bytes().await.map_err(|e| {
                 NetError::Network(format!("reading body: {e}"))

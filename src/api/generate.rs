@@ -275,7 +275,11 @@ async fn write_rows(
     let t = cfg.tables();
     supabase::rest::send(cfg, &rows::insert(&t, task_id, user, step_req, attempt)).await?;
     if retry {
-        supabase::rest::send_all(cfg, &rows::reset(&t, step_req, row_ids, attempt)).await?;
+        supabase::rest::send_all(
+            cfg,
+            &rows::reset(&t, task_id, user, step_req, row_ids, attempt),
+        )
+        .await?;
     }
     let step = step_req.step();
     jobs::enqueue(

@@ -13,9 +13,11 @@
 //! - The error body `{"error":{message,type,param,code,moderation_details}}`, its [`ErrorKind`]
 //!   and the classified [`retry::Failure`](super::retry::Failure) ([`failure`]).
 //!
-//! Memory: an input image is ≤ 20 MB (SPEC §4.1), so building the request body in one buffer
-//! (image + < 1 KiB of fields) is fine in a 128 MB isolate; the response (n × ~2 MB of base64) is
-//! parsed in place.
+//! Memory (P9 finding 8, docs/architecture.md "Memory of a concepts job"): the request body is
+//! built around the image ([`edit_multipart_around`]) so the glue never copies the input
+//! (≤ 20 MB) inside WebAssembly memory, and drops it before the reply is read; the reply (n
+//! base64 images) is read once as bytes and parsed in place ([`parse_edit_response`] borrows
+//! every `b64_json` from those bytes), then decoded one image at a time.
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -143,6 +145,25 @@ impl EditRequest {
     }
 }
 
+/// The multipart body of `POST /images/edits` without the image bytes: `(head, tail)` such that
+/// `head + image + tail` is [`edit_multipart`]`(boundary, req, image, format)` (the image part
+/// comes first). The glue copies the three pieces into one JS buffer and drops the image, so the
+/// input is never held twice in WebAssembly memory and not at all while the reply is awaited.
+pub fn edit_multipart_around(
+    boundary: &str,
+    req: &EditRequest,
+    format: ImageFormat,
+) -> (Vec<u8>, Vec<u8>) {
+    let mut full = edit_multipart(boundary, req, &[], format);
+    // The image part is the first part: its bytes start after the first blank line.
+    let at = full
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(full.len(), |p| p + 4);
+    let tail = full.split_off(at);
+    (full, tail)
+}
+
 /// The multipart body of `POST /images/edits`. Send it with
 /// `Content-Type: tripo::multipart_content_type(boundary)`.
 pub fn edit_multipart(
@@ -208,17 +229,23 @@ struct RawResponse<'a> {
     data: Option<Vec<RawImage<'a>>>,
 }
 
+/// A `Cow<str>` that serde borrows from the input when it can: `#[serde(borrow)]` borrows only
+/// a bare `Cow<str>` field, not one inside an `Option` (that one was always copied).
+#[derive(Deserialize)]
+struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+
 #[derive(Deserialize)]
 struct RawImage<'a> {
     #[serde(borrow, default)]
-    b64_json: Option<Cow<'a, str>>,
+    b64_json: Option<Borrowed<'a>>,
     #[serde(default)]
     url: Option<serde::de::IgnoredAny>,
 }
 
-/// Parses the body of a 2xx `images/edits` answer. At least one image is required.
-pub fn parse_edit_response(body: &str) -> Result<EditResponse<'_>, ResponseError> {
-    let raw: RawResponse<'_> = serde_json::from_str(body)
+/// Parses the body of a 2xx `images/edits` answer, straight from the bytes read (no UTF-8
+/// `String` copy of a body that holds n base64 images). At least one image is required.
+pub fn parse_edit_response(body: &[u8]) -> Result<EditResponse<'_>, ResponseError> {
+    let raw: RawResponse<'_> = serde_json::from_slice(body)
         .map_err(|e| ResponseError::Malformed(format!("not the expected JSON ({e})")))?;
     let data = raw.data.unwrap_or_default();
     if data.is_empty() {
@@ -227,7 +254,7 @@ pub fn parse_edit_response(body: &str) -> Result<EditResponse<'_>, ResponseError
     let mut images = Vec::with_capacity(data.len());
     for item in data {
         match item.b64_json {
-            Some(b) => images.push(b),
+            Some(Borrowed(b)) => images.push(b),
             None if item.url.is_some() => return Err(ResponseError::NotBase64),
             None => return Err(ResponseError::Malformed("an image has no b64_json".into())),
         }
@@ -240,6 +267,11 @@ fn decode_png(index: usize, b64: &str) -> Result<Vec<u8>, ResponseError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
         .map_err(|_| ResponseError::InvalidBase64(index))?;
+    check_png(index, bytes)
+}
+
+/// `bytes` if they are a PNG (signature, then an `IHDR` chunk).
+fn check_png(index: usize, bytes: Vec<u8>) -> Result<Vec<u8>, ResponseError> {
     let is_png = ImageFormat::sniff(&bytes) == Some(ImageFormat::Png)
         && bytes.get(12..16) == Some(b"IHDR".as_slice());
     if is_png {
@@ -260,6 +292,18 @@ impl<'a> EditResponse<'a> {
         self.images.is_empty()
     }
 
+    /// Whether every base64 image is a slice of `body` (none was copied by the parse).
+    pub fn borrows_from(&self, body: &[u8]) -> bool {
+        let range = body.as_ptr_range();
+        self.images.iter().all(|b| match b {
+            Cow::Borrowed(s) => {
+                let r = s.as_bytes().as_ptr_range();
+                range.start <= r.start && r.end <= range.end
+            }
+            Cow::Owned(_) => false,
+        })
+    }
+
     /// Decodes image `index` (a PNG). Only that image is decoded.
     pub fn decode(&self, index: usize) -> Result<Vec<u8>, ResponseError> {
         let b64 = self
@@ -275,6 +319,213 @@ impl<'a> EditResponse<'a> {
             .into_iter()
             .enumerate()
             .map(|(i, b64)| decode_png(i, &b64))
+    }
+}
+
+/// Most bytes of an edit reply outside its base64 images (its "skeleton": `created`, `usage`,
+/// the echoes). A reply with more is refused as malformed.
+pub const MAX_SKELETON_BYTES: usize = 1 << 20;
+/// Base64 characters decoded at once (a multiple of 4).
+const DECODE_BLOCK: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    /// Ordinary JSON, copied to the skeleton.
+    Json,
+    /// After the key `"b64_json"`: a `:` is expected.
+    AfterKey,
+    /// After `"b64_json":`: a string is expected.
+    AfterColon,
+    /// Inside a `b64_json` string.
+    Image { escape: bool },
+}
+
+/// Reads an `images/edits` reply as it arrives, in chunks, and hands out each image as soon as
+/// its `b64_json` string has ended: decoded, checked to be a PNG, and never more than one image
+/// at a time (P9 finding 8). The base64 is decoded in blocks of 64 KiB as it comes, so the
+/// reply is never held whole. Everything outside the images (the skeleton, `"b64_json":""`
+/// for each image) is kept and parsed by [`ReplyScanner::finish`] with
+/// [`parse_edit_response`], so a reply is judged as before: malformed JSON, no images, URLs
+/// instead of base64.
+#[derive(Debug)]
+pub struct ReplyScanner {
+    skeleton: Vec<u8>,
+    scan: Scan,
+    in_string: bool,
+    escape: bool,
+    string_start: usize,
+    b64: Vec<u8>,
+    image: Vec<u8>,
+    images: usize,
+}
+
+impl Default for ReplyScanner {
+    fn default() -> Self {
+        ReplyScanner::new()
+    }
+}
+
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+impl ReplyScanner {
+    pub fn new() -> ReplyScanner {
+        ReplyScanner {
+            skeleton: Vec::new(),
+            scan: Scan::Json,
+            in_string: false,
+            escape: false,
+            string_start: 0,
+            b64: Vec::new(),
+            image: Vec::new(),
+            images: 0,
+        }
+    }
+
+    /// Images handed out so far.
+    pub fn images(&self) -> usize {
+        self.images
+    }
+
+    fn keep(&mut self, b: u8) -> Result<(), ResponseError> {
+        if self.skeleton.len() >= MAX_SKELETON_BYTES {
+            return Err(ResponseError::Malformed(
+                "the reply has too much besides its images".into(),
+            ));
+        }
+        self.skeleton.push(b);
+        Ok(())
+    }
+
+    /// One byte of ordinary JSON.
+    fn json(&mut self, b: u8) -> Result<(), ResponseError> {
+        self.keep(b)?;
+        if self.in_string {
+            if self.escape {
+                self.escape = false;
+            } else if b == b'\\' {
+                self.escape = true;
+            } else if b == b'"' {
+                self.in_string = false;
+                let end = self.skeleton.len() - 1;
+                if &self.skeleton[self.string_start..end] == b"b64_json" {
+                    self.scan = Scan::AfterKey;
+                }
+            }
+        } else if b == b'"' {
+            self.in_string = true;
+            self.string_start = self.skeleton.len();
+        }
+        Ok(())
+    }
+
+    fn decode_pending(&mut self, all: bool) -> Result<(), ResponseError> {
+        let n = if all {
+            self.b64.len()
+        } else {
+            self.b64.len() / 4 * 4
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        base64::engine::general_purpose::STANDARD
+            .decode_vec(&self.b64[..n], &mut self.image)
+            .map_err(|_| ResponseError::InvalidBase64(self.images))?;
+        self.b64.drain(..n);
+        Ok(())
+    }
+
+    /// Feeds the next chunk of the reply; returns the images (PNG bytes) it completed, in order.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<Vec<u8>>, ResponseError> {
+        let mut done = Vec::new();
+        let mut i = 0;
+        while i < chunk.len() {
+            let b = chunk[i];
+            match self.scan {
+                Scan::Json => self.json(b)?,
+                Scan::AfterKey => {
+                    if is_ws(b) {
+                        self.keep(b)?;
+                    } else if b == b':' {
+                        self.keep(b)?;
+                        self.scan = Scan::AfterColon;
+                    } else {
+                        // It was a string value, not a key.
+                        self.scan = Scan::Json;
+                        self.json(b)?;
+                    }
+                }
+                Scan::AfterColon => {
+                    if is_ws(b) {
+                        self.keep(b)?;
+                    } else if b == b'"' {
+                        self.keep(b)?;
+                        self.scan = Scan::Image { escape: false };
+                        self.image = Vec::new();
+                        self.b64.clear();
+                    } else {
+                        self.scan = Scan::Json;
+                        self.json(b)?;
+                    }
+                }
+                Scan::Image { escape: true } => {
+                    // Only `\/` can occur in base64 (an escaped slash).
+                    if b != b'/' {
+                        return Err(ResponseError::InvalidBase64(self.images));
+                    }
+                    self.b64.push(b);
+                    self.scan = Scan::Image { escape: false };
+                }
+                Scan::Image { escape: false } => {
+                    let rest = &chunk[i..];
+                    let stop = rest.iter().position(|c| *c == b'"' || *c == b'\\');
+                    let run = stop.unwrap_or(rest.len());
+                    self.b64.extend_from_slice(&rest[..run]);
+                    if self.b64.len() >= DECODE_BLOCK {
+                        self.decode_pending(false)?;
+                    }
+                    i += run;
+                    match stop.map(|_| chunk[i]) {
+                        Some(b'\\') => self.scan = Scan::Image { escape: true },
+                        Some(_) => {
+                            let trimmed = self
+                                .b64
+                                .iter()
+                                .rposition(|c| !is_ws(*c))
+                                .map_or(0, |p| p + 1);
+                            self.b64.truncate(trimmed);
+                            self.decode_pending(true)?;
+                            let png = check_png(self.images, std::mem::take(&mut self.image))?;
+                            done.push(png);
+                            self.images += 1;
+                            self.keep(b'"')?;
+                            self.scan = Scan::Json;
+                        }
+                        None => continue,
+                    }
+                }
+            }
+            i += 1;
+        }
+        Ok(done)
+    }
+
+    /// The end of the reply: parses the skeleton as [`parse_edit_response`] does and checks
+    /// that it names as many images as were handed out. Returns that number.
+    pub fn finish(self) -> Result<usize, ResponseError> {
+        if self.scan != Scan::Json || self.in_string {
+            return Err(ResponseError::Malformed("the reply ended early".into()));
+        }
+        let parsed = parse_edit_response(&self.skeleton)?;
+        if parsed.len() != self.images {
+            return Err(ResponseError::Malformed(format!(
+                "{} images in the reply, {} read",
+                parsed.len(),
+                self.images
+            )));
+        }
+        Ok(self.images)
     }
 }
 
@@ -502,12 +753,36 @@ mod tests {
     }
 
     #[test]
+    fn the_body_built_around_the_image_is_the_same_body() {
+        let req = EditRequest::new(
+            "a chair",
+            Some("clay"),
+            3,
+            Some(Background::Transparent),
+            None,
+            None,
+        )
+        .unwrap();
+        let image = b"\x89PNG\r\n\x1a\n-image-bytes-\r\n\r\n-";
+        let (head, tail) = edit_multipart_around("B", &req, ImageFormat::Png);
+        let mut joined = head.clone();
+        joined.extend_from_slice(image);
+        joined.extend_from_slice(&tail);
+        assert_eq!(joined, edit_multipart("B", &req, image, ImageFormat::Png));
+        assert!(head.ends_with(b"Content-Type: image/png\r\n\r\n"));
+        assert!(tail.starts_with(b"\r\n--B\r\n"));
+        assert!(tail.ends_with(b"--B--\r\n"));
+    }
+
+    #[test]
     fn decodes_images_one_at_a_time() {
         let body = format!(
             r#"{{"created":1,"data":[{{"b64_json":"{PNG_1X1}"}},{{"b64_json":"/9j/4AAQ"}}],"usage":{{"total_tokens":3}}}}"#
         );
-        let resp = parse_edit_response(&body).unwrap();
+        let resp = parse_edit_response(body.as_bytes()).unwrap();
         assert_eq!(resp.len(), 2);
+        // Every image borrows from the body: parsing holds no second copy of the base64.
+        assert!(resp.borrows_from(body.as_bytes()));
         // Borrowed from the body: no copy of the base64.
         let first = resp.decode(0).unwrap();
         assert_eq!(&first[..8], b"\x89PNG\r\n\x1a\n");
@@ -518,25 +793,133 @@ mod tests {
         assert_eq!(all[1], Err(ResponseError::NotPng(1)));
     }
 
+    /// A "PNG" of `len` bytes (signature and IHDR, then filler): enough for `check_png`.
+    fn big_png(len: usize, seed: u8) -> Vec<u8> {
+        let mut png = base64::engine::general_purpose::STANDARD
+            .decode(PNG_1X1)
+            .unwrap();
+        png.extend((0..len.saturating_sub(png.len())).map(|i| (i as u8).wrapping_mul(31) ^ seed));
+        png
+    }
+
+    fn reply(images: &[Vec<u8>]) -> String {
+        let data: Vec<String> = images
+            .iter()
+            .map(|p| {
+                format!(
+                    r#"{{"b64_json": "{}", "revised_prompt":"say \"b64_json\""}}"#,
+                    base64::engine::general_purpose::STANDARD.encode(p)
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"created":1,"note":"b64_json","data":[{}],"usage":{{"total_tokens":3}}}}"#,
+            data.join(",")
+        )
+    }
+
+    fn scan(body: &[u8], chunk: usize) -> Result<(Vec<Vec<u8>>, usize), ResponseError> {
+        let mut sc = ReplyScanner::new();
+        let mut out = Vec::new();
+        for c in body.chunks(chunk.max(1)) {
+            out.extend(sc.feed(c)?);
+        }
+        let n = sc.finish()?;
+        Ok((out, n))
+    }
+
     #[test]
-    fn rejects_unusable_success_bodies() {
+    fn the_scanner_hands_out_each_image_whatever_the_chunks() {
+        let images = vec![big_png(200_000, 1), big_png(70, 2), big_png(100_003, 3)];
+        let body = reply(&images);
+        for chunk in [1, 2, 3, 7, 64, 4096, 65_537, body.len()] {
+            let (got, n) = scan(body.as_bytes(), chunk).unwrap();
+            assert_eq!(n, 3, "chunk {chunk}");
+            assert_eq!(got, images, "chunk {chunk}");
+        }
+        // The same images as the whole-body parse.
+        let whole = parse_edit_response(body.as_bytes()).unwrap();
+        assert_eq!(whole.decode(0).unwrap(), images[0]);
+        // An escaped slash, split from its backslash by a chunk boundary.
+        let escaped = body.replace('/', "\\/");
+        let (got, _) = scan(escaped.as_bytes(), 5).unwrap();
+        assert_eq!(got, images);
+    }
+
+    #[test]
+    fn the_scanner_keeps_only_one_image_and_a_small_skeleton() {
+        let images = vec![big_png(300_000, 1), big_png(300_000, 2)];
+        let body = reply(&images);
+        let mut sc = ReplyScanner::new();
+        let mut most = 0;
+        for c in body.as_bytes().chunks(16 * 1024) {
+            for png in sc.feed(c).unwrap() {
+                assert_eq!(png.len(), 300_000);
+            }
+            // Pending base64 stays under one block and a chunk; the skeleton under 1 KiB.
+            most = most.max(sc.b64.capacity());
+            assert!(sc.skeleton.len() < 1024);
+            assert!(sc.image.len() <= 300_000);
+        }
+        assert!(most <= 2 * (DECODE_BLOCK + 16 * 1024), "{most}");
+        assert_eq!(sc.finish(), Ok(2));
+    }
+
+    #[test]
+    fn the_scanner_judges_a_reply_as_the_parser_does() {
+        assert_eq!(scan(br#"{"data":[]}"#, 3), Err(ResponseError::NoImages));
         assert_eq!(
-            parse_edit_response(r#"{"data":[]}"#),
-            Err(ResponseError::NoImages)
-        );
-        assert_eq!(
-            parse_edit_response(r#"{"created":1}"#),
-            Err(ResponseError::NoImages)
-        );
-        assert_eq!(
-            parse_edit_response(r#"{"data":[{"url":"https://x"}]}"#),
+            scan(br#"{"data":[{"url":"https://x"}]}"#, 3),
             Err(ResponseError::NotBase64)
         );
         assert!(matches!(
-            parse_edit_response("<html>"),
+            scan(b"<html>", 2),
             Err(ResponseError::Malformed(_))
         ));
-        let bad = parse_edit_response(r#"{"data":[{"b64_json":"%%%"}]}"#).unwrap();
+        assert_eq!(
+            scan(br#"{"data":[{"b64_json":"%%%"}]}"#, 4),
+            Err(ResponseError::InvalidBase64(0))
+        );
+        assert_eq!(
+            scan(br#"{"data":[{"b64_json":"/9j/4AAQ"}]}"#, 4),
+            Err(ResponseError::NotPng(0))
+        );
+        assert_eq!(
+            scan(br#"{"data":[{"b64_json":"ab\ncd"}]}"#, 4),
+            Err(ResponseError::InvalidBase64(0))
+        );
+        // Cut off inside an image, or after it.
+        let body = reply(&[big_png(1000, 1)]);
+        let cut = &body.as_bytes()[..body.len() / 2];
+        assert!(matches!(scan(cut, 100), Err(ResponseError::Malformed(_))));
+        let cut = &body.as_bytes()[..body.len() - 3];
+        assert!(matches!(scan(cut, 100), Err(ResponseError::Malformed(_))));
+        // `"b64_json"` as a value is not a key; `null` after the key is no image.
+        assert_eq!(
+            scan(br#"{"x":"b64_json","data":[{"b64_json":null}]}"#, 1),
+            Err(ResponseError::Malformed("an image has no b64_json".into()))
+        );
+    }
+
+    #[test]
+    fn rejects_unusable_success_bodies() {
+        assert_eq!(
+            parse_edit_response(r#"{"data":[]}"#.as_bytes()),
+            Err(ResponseError::NoImages)
+        );
+        assert_eq!(
+            parse_edit_response(r#"{"created":1}"#.as_bytes()),
+            Err(ResponseError::NoImages)
+        );
+        assert_eq!(
+            parse_edit_response(r#"{"data":[{"url":"https://x"}]}"#.as_bytes()),
+            Err(ResponseError::NotBase64)
+        );
+        assert!(matches!(
+            parse_edit_response("<html>".as_bytes()),
+            Err(ResponseError::Malformed(_))
+        ));
+        let bad = parse_edit_response(r#"{"data":[{"b64_json":"%%%"}]}"#.as_bytes()).unwrap();
         assert_eq!(bad.decode(0), Err(ResponseError::InvalidBase64(0)));
         assert_eq!(
             ResponseError::NoImages.to_failure().error_code(),
@@ -551,7 +934,14 @@ mod tests {
             r#"{{"data":[{{"b64_json":"{}"}}]}}"#,
             PNG_1X1.replace('/', "\\/")
         );
-        assert!(parse_edit_response(&escaped).unwrap().decode(0).is_ok());
+        assert!(parse_edit_response(escaped.as_bytes())
+            .unwrap()
+            .decode(0)
+            .is_ok());
+        let slash = r#"{"data":[{"b64_json":"ab\/c"}]}"#;
+        assert!(!parse_edit_response(slash.as_bytes())
+            .unwrap()
+            .borrows_from(slash.as_bytes()));
     }
 
     #[test]

@@ -244,6 +244,16 @@ impl ConceptRows<'_> {
     pub fn metadata(&self, index: u32) -> RowMetadata {
         RowMetadata::concept(self.attempt, self.n, index, self.params.clone())
     }
+
+    /// The request's columns (every row of the step has the same).
+    pub fn columns(&self) -> RowColumns<'_> {
+        RowColumns {
+            prompt: Some(self.prompt),
+            style: self.style,
+            source_input_asset_id: self.source_input_asset_id,
+            source_concept_image_id: None,
+        }
+    }
 }
 
 /// What the row of one `model` or `refine` step is made of.
@@ -270,6 +280,16 @@ impl ModelRow<'_> {
 
     pub fn metadata(&self) -> RowMetadata {
         RowMetadata::model(self.step, self.attempt, self.kind, self.params.clone())
+    }
+
+    /// The request's columns.
+    pub fn columns(&self) -> RowColumns<'_> {
+        RowColumns {
+            prompt: self.prompt,
+            style: self.style,
+            source_input_asset_id: self.source_input_asset_id,
+            source_concept_image_id: Some(self.source_concept_image_id),
+        }
     }
 }
 
@@ -445,26 +465,70 @@ pub fn mark_failed(table: &str, row: Uuid, metadata: &RowMetadata, error: RowErr
     patch(table, filter, body)
 }
 
+/// The columns of a row that come from the step's request (besides `metadata`): what a new
+/// attempt rewrites, since a resubmission of a `failed` step may carry another body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowColumns<'a> {
+    pub prompt: Option<&'a str>,
+    pub style: Option<&'a str>,
+    pub source_input_asset_id: Option<Uuid>,
+    /// `Some(value)` for `models` rows (the column exists there only); `None` leaves it out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_concept_image_id: Option<Option<Uuid>>,
+}
+
 /// Puts a `failed` row back to `pending` for a new attempt (SPEC §4.1: a failed step may be
-/// submitted again, same rows): clears `asset_url`, `ai_service_task_id` and the error, writes
-/// `metadata` (with the new attempt) whole. Only matches a row that is `failed`.
-pub fn reset_pending(table: &str, row: Uuid, metadata: &RowMetadata) -> RestRequest {
+/// submitted again, same rows) and rewrites every column the worker owns from the new request:
+/// `prompt`, `style`, the source ids and `metadata` (with the new attempt, written whole);
+/// `asset_url`, `ai_service_task_id` and the error are cleared. Only matches a row that is
+/// `failed`, so it never touches a row another attempt is running.
+pub fn reset_pending(
+    table: &str,
+    row: Uuid,
+    columns: &RowColumns<'_>,
+    metadata: &RowMetadata,
+) -> RestRequest {
     let clean = RowMetadata {
         error: None,
         ..metadata.clone()
     };
-    let body = serde_json::json!({
-        "status": Status::Pending.as_str(),
-        "asset_url": Value::Null,
-        "ai_service_task_id": Value::Null,
-        "metadata": clean,
-    });
+    let mut body = match serde_json::to_value(columns) {
+        Ok(Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    body.insert("status".into(), Value::from(Status::Pending.as_str()));
+    body.insert("asset_url".into(), Value::Null);
+    body.insert("ai_service_task_id".into(), Value::Null);
+    body.insert(
+        "metadata".into(),
+        serde_json::to_value(&clean).unwrap_or(Value::Null),
+    );
     let filter = format!(
         "{}&status=eq.{}",
         id_filter(&[row]),
         Status::Failed.as_str()
     );
-    patch(table, filter, body)
+    patch(table, filter, Value::Object(body))
+}
+
+/// Deletes rows that are `failed` (documented decision, SPEC §4.1): the concept rows of an
+/// earlier attempt beyond the new attempt's `n`. A row that is not `failed` (another attempt
+/// moved it on) is not matched.
+pub fn delete_failed(table: &str, row_ids: &[Uuid]) -> Result<RestRequest, RestError> {
+    if row_ids.is_empty() {
+        return Err(RestError::NoRows);
+    }
+    Ok(RestRequest {
+        method: Method::Delete,
+        path: format!(
+            "{}?{}&status=eq.{}",
+            table_path(table),
+            id_filter(row_ids),
+            Status::Failed.as_str()
+        ),
+        headers: vec![("Prefer", PREFER_UPDATE.to_owned())],
+        body: None,
+    })
 }
 
 /// The refine-model draft check (SPEC §4.1, `refine-model`): is `draft` the Tripo id of one of
@@ -700,7 +764,13 @@ mod tests {
             });
         let next = old.for_attempt(2);
         assert_eq!(next.error, None);
-        let req = reset_pending("models", Uuid::nil(), &next);
+        let cols = RowColumns {
+            prompt: Some("a new prompt"),
+            style: None,
+            source_input_asset_id: None,
+            source_concept_image_id: Some(None),
+        };
+        let req = reset_pending("models", Uuid::nil(), &cols, &next);
         assert_eq!(
             req.path,
             format!("/rest/v1/models?id=eq.{}&status=eq.failed", Uuid::nil())
@@ -711,6 +781,51 @@ mod tests {
         assert_eq!(body["ai_service_task_id"], Value::Null);
         assert_eq!(body["metadata"]["attempt"], 2);
         assert!(body["metadata"].get("error").is_none());
+    }
+
+    #[test]
+    fn reset_rewrites_the_request_columns_and_writes_nulls() {
+        let t = task();
+        let rows = ConceptRows {
+            task_id: &t,
+            user_id: user(),
+            prompt: "second prompt",
+            style: None,
+            n: 1,
+            source_input_asset_id: None,
+            attempt: 2,
+            params: Value::Null,
+        };
+        let req = reset_pending(
+            "concept_images",
+            rows.row_id(0),
+            &rows.columns(),
+            &rows.metadata(0),
+        );
+        let body: Value = serde_json::from_str(req.body.as_deref().unwrap()).unwrap();
+        // A style the first attempt had is cleared by an explicit null, not left behind.
+        assert_eq!(
+            body,
+            json!({"prompt":"second prompt","style":null,"source_input_asset_id":null,
+                   "status":"pending","asset_url":null,"ai_service_task_id":null,
+                   "metadata":{"step":"concepts","attempt":2,"n":1,"index":0}})
+        );
+    }
+
+    #[test]
+    fn delete_failed_only_matches_failed_rows() {
+        let ids = [Uuid::from_u128(1), Uuid::from_u128(2)];
+        let r = delete_failed("concept_images", &ids).unwrap();
+        assert_eq!(r.method, Method::Delete);
+        assert_eq!(
+            r.path,
+            format!(
+                "/rest/v1/concept_images?id=in.({},{})&status=eq.failed",
+                ids[0], ids[1]
+            )
+        );
+        assert_eq!(r.body, None);
+        assert_eq!(delete_failed("concept_images", &[]), Err(RestError::NoRows));
     }
 
     #[test]

@@ -5,8 +5,8 @@
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::ids::{TaskId, UserId};
-use super::request::{StepRequest, TripoTaskType};
+use super::ids::{row_id, TaskId, UserId};
+use super::request::{ConceptsRequest, StepRequest, TripoTaskType, MAX_CONCEPTS};
 use super::rest::{self, ConceptRows, ModelRow, RestRequest, RowMetadata};
 use super::step::Step;
 use super::tripo::TaskType;
@@ -60,20 +60,30 @@ pub fn insert(
     match req {
         StepRequest::Concepts(c) => rest::insert_concept_rows(
             &tables.concept_images,
-            &ConceptRows {
-                task_id: task,
-                user_id: user,
-                prompt: &c.prompt,
-                style: c.style.as_deref(),
-                n: c.n,
-                source_input_asset_id: None,
-                attempt,
-                params: params(req),
-            },
+            &concept_rows(task, user, c, attempt, params(req)),
         ),
         StepRequest::Model(_) | StepRequest::Refine(_) => {
             rest::insert_model_row(&tables.models, &model_row(task, user, req, attempt))
         }
+    }
+}
+
+fn concept_rows<'a>(
+    task: &'a TaskId,
+    user: UserId,
+    c: &'a ConceptsRequest,
+    attempt: u32,
+    params: Value,
+) -> ConceptRows<'a> {
+    ConceptRows {
+        task_id: task,
+        user_id: user,
+        prompt: &c.prompt,
+        style: c.style.as_deref(),
+        n: c.n,
+        source_input_asset_id: None,
+        attempt,
+        params,
     }
 }
 
@@ -121,24 +131,53 @@ pub fn metadata(req: &StepRequest, attempt: u32, index: u32) -> RowMetadata {
     }
 }
 
-/// Resets the failed rows of a resubmitted step to `pending` for `attempt`.
+/// The concept rows of `task` from index `n` up to the largest `n` a request may ask for:
+/// the rows an earlier attempt with a larger `n` may have left.
+fn concept_ids_beyond(task: &TaskId, n: u32) -> Vec<Uuid> {
+    (n..MAX_CONCEPTS as u32)
+        .map(|i| row_id(task, Step::Concepts, i))
+        .collect()
+}
+
+/// The row writes of a resubmitted (`Retry`) step, after [`insert`] (which adds the rows a
+/// larger `n` needs): each `failed` row of the new attempt is reset to `pending` with every
+/// column the worker owns rewritten from the new request (prompt, style, source ids, metadata
+/// with the new attempt); the `failed` concept rows beyond the new `n` are deleted (documented
+/// decision: the rows of a task are exactly those of its current attempt). Every write only
+/// matches `failed` rows, so none can touch a row an attempt is running.
 pub fn reset(
     tables: &Tables,
+    task: &TaskId,
+    user: UserId,
     req: &StepRequest,
     row_ids: &[Uuid],
     attempt: u32,
 ) -> Vec<RestRequest> {
-    row_ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| {
-            rest::reset_pending(
-                tables.of(req.step()),
-                *id,
-                &metadata(req, attempt, i as u32),
-            )
-        })
-        .collect()
+    let table = tables.of(req.step());
+    let mut out: Vec<RestRequest> = match req {
+        StepRequest::Concepts(c) => {
+            let rows = concept_rows(task, user, c, attempt, params(req));
+            let columns = rows.columns();
+            row_ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| rest::reset_pending(table, *id, &columns, &rows.metadata(i as u32)))
+                .collect()
+        }
+        StepRequest::Model(_) | StepRequest::Refine(_) => {
+            let row = model_row(task, user, req, attempt);
+            let columns = row.columns();
+            row_ids
+                .iter()
+                .map(|id| rest::reset_pending(table, *id, &columns, &row.metadata()))
+                .collect()
+        }
+    };
+    if let StepRequest::Concepts(_) = req {
+        let extra = concept_ids_beyond(task, req.output_count());
+        out.extend(rest::delete_failed(table, &extra));
+    }
+    out
 }
 
 /// Undoes the row writes of a submission that failed before its job was enqueued: a new step's
@@ -176,7 +215,6 @@ pub fn describe(req: &StepRequest) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::ids::row_id;
     use crate::core::request::{parse, Endpoint};
 
     fn tables() -> Tables {
@@ -231,6 +269,107 @@ mod tests {
         assert_eq!(body["status"], "failed");
         assert_eq!(body["metadata"]["attempt"], 2);
         assert_eq!(body["metadata"]["error"]["message"], "queue down");
+    }
+
+    fn body(r: &RestRequest) -> Value {
+        serde_json::from_str(r.body.as_deref().unwrap()).unwrap()
+    }
+
+    // P9 finding 7: a failed n=3 step resubmitted with n=1 and another prompt and style.
+    #[test]
+    fn a_new_attempt_rewrites_the_request_columns_of_its_rows() {
+        let v = parse(
+            Endpoint::ImageToImage,
+            br#"{"task_id":"t-r","input_image_asset_url":"https://x.supabase.co/storage/v1/object/public/b/a.png","prompt":"a dog","style":"ink","n":1}"#,
+        )
+        .unwrap();
+        let ids = vec![row_id(&v.task_id, Step::Concepts, 0)];
+        let writes = reset(&tables(), &v.task_id, user(), &v.request, &ids, 2);
+        let resets: Vec<&RestRequest> = writes
+            .iter()
+            .filter(|r| r.method == rest::Method::Patch)
+            .collect();
+        assert_eq!(resets.len(), 1);
+        assert!(resets[0].path.contains(&format!("id=eq.{}", ids[0])));
+        assert!(resets[0].path.ends_with("status=eq.failed"));
+        let b = body(resets[0]);
+        assert_eq!(b["prompt"], "a dog");
+        assert_eq!(b["style"], "ink");
+        assert_eq!(b["source_input_asset_id"], Value::Null);
+        assert!(
+            b.get("source_concept_image_id").is_none(),
+            "not a concept_images column"
+        );
+        assert_eq!(b["status"], "pending");
+        assert_eq!(b["metadata"]["attempt"], 2);
+        assert_eq!(b["metadata"]["n"], 1);
+        assert_eq!(b["metadata"]["index"], 0);
+    }
+
+    #[test]
+    fn a_new_attempt_with_a_smaller_n_deletes_the_failed_rows_beyond_it() {
+        let v = parse(
+            Endpoint::ImageToImage,
+            br#"{"task_id":"t-r","input_image_asset_url":"https://x.supabase.co/storage/v1/object/public/b/a.png","prompt":"a dog","n":1}"#,
+        )
+        .unwrap();
+        let ids = vec![row_id(&v.task_id, Step::Concepts, 0)];
+        let writes = reset(&tables(), &v.task_id, user(), &v.request, &ids, 2);
+        let deletes: Vec<&RestRequest> = writes
+            .iter()
+            .filter(|r| r.method == rest::Method::Delete)
+            .collect();
+        assert_eq!(deletes.len(), 1);
+        let path = &deletes[0].path;
+        assert!(
+            path.starts_with("/rest/v1/concept_images?id=in.("),
+            "{path}"
+        );
+        assert!(path.ends_with("&status=eq.failed"), "{path}");
+        assert!(
+            !path.contains(&ids[0].to_string()),
+            "the new attempt's row is kept"
+        );
+        for i in 1..10 {
+            assert!(path.contains(&row_id(&v.task_id, Step::Concepts, i).to_string()));
+        }
+        // n = 10 leaves nothing beyond it.
+        let full = parse(
+            Endpoint::ImageToImage,
+            br#"{"task_id":"t-r","input_image_asset_url":"https://x.supabase.co/storage/v1/object/public/b/a.png","prompt":"a dog","n":10}"#,
+        )
+        .unwrap();
+        let ids: Vec<Uuid> = (0..10)
+            .map(|i| row_id(&full.task_id, Step::Concepts, i))
+            .collect();
+        let writes = reset(&tables(), &full.task_id, user(), &full.request, &ids, 2);
+        assert_eq!(writes.len(), 10);
+        assert!(writes.iter().all(|r| r.method == rest::Method::Patch));
+    }
+
+    #[test]
+    fn a_new_model_attempt_rewrites_prompt_style_and_source_ids() {
+        let v = parse(
+            Endpoint::ImageToModel,
+            br#"{"task_id":"t-m","input_image_asset_urls":["https://x.supabase.co/storage/v1/object/public/b/a.png"],"style":"clay","source_concept_image_id":"00000000-0000-4000-8000-000000000007"}"#,
+        )
+        .unwrap();
+        let ids = vec![row_id(&v.task_id, Step::Model, 0)];
+        let writes = reset(&tables(), &v.task_id, user(), &v.request, &ids, 3);
+        assert_eq!(writes.len(), 1, "no delete for a model step");
+        assert!(writes[0].path.starts_with("/rest/v1/models?"));
+        let b = body(&writes[0]);
+        // An image model has no prompt: the earlier attempt's prompt is cleared, not kept.
+        assert_eq!(b["prompt"], Value::Null);
+        assert_eq!(b["style"], "clay");
+        assert_eq!(b["source_input_asset_id"], Value::Null);
+        assert_eq!(
+            b["source_concept_image_id"],
+            "00000000-0000-4000-8000-000000000007"
+        );
+        assert_eq!(b["ai_service_task_id"], Value::Null);
+        assert_eq!(b["metadata"]["attempt"], 3);
+        assert_eq!(b["metadata"]["kind"], "image_to_model");
     }
 
     #[test]

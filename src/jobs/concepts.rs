@@ -1,12 +1,14 @@
 //! The concepts job (SPEC §6, flow B): rows `processing` → download the input → OpenAI image
-//! edits → each `b64_json` decoded and uploaded to `concepts/{task_id}/{i}.png` one at a time →
-//! DO `complete` with every URL → rows `complete`. Uploads overwrite, so a retry after a crash
+//! edits → each `b64_json` decoded as the reply arrives and uploaded to
+//! `concepts/{task_id}/{i}.png`, one image at a time → DO `complete` with every URL → rows
+//! `complete`. Uploads overwrite, so a retry after a crash
 //! half-way rewrites the same objects and rows, never new ones.
 
+use futures::StreamExt;
 use serde_json::json;
 
 use super::{failure_of, rows, Job};
-use crate::core::openai::{parse_edit_response, Background as WireBackground, EditRequest};
+use crate::core::openai::{Background as WireBackground, EditRequest, ReplyScanner};
 use crate::core::request::{Background, StepRequest};
 use crate::core::retry::{Dependency, Failure, FailureClass};
 use crate::core::step::Step;
@@ -14,7 +16,7 @@ use crate::core::storage_path::{asset_url, output_path, parse_input_url};
 use crate::core::task::{Command, Outcome};
 use crate::core::tripo::ImageFormat;
 use crate::log::Level;
-use crate::net::sleep;
+use crate::net::{sleep, wasm_memory_bytes};
 use crate::providers::openai;
 use crate::supabase::storage;
 use crate::task_client;
@@ -76,32 +78,52 @@ pub async fn run(job: &Job<'_>) -> Result<(), Failure> {
             &e.to_string(),
         )
     })?;
+    let wasm_before = wasm_memory_bytes();
     job.log(
         Level::Info,
         "concepts.openai_call",
-        json!({ "n": req.n, "model": cfg.openai_image_model, "input_bytes": bytes.len() }),
+        json!({
+            "n": req.n, "model": cfg.openai_image_model, "size": cfg.openai_image_size,
+            "input_bytes": bytes.len(), "wasm_memory_bytes": wasm_before,
+        }),
     );
-    let body = openai::edit(cfg, &edit, &bytes, format).await?;
-    drop(bytes);
-    let parsed = parse_edit_response(&body).map_err(|e| e.to_failure())?;
-
-    let mut urls = Vec::with_capacity(parsed.len());
-    for i in 0..parsed.len() {
-        // One image decoded at a time; its bytes are dropped after the upload.
-        let png = parsed.decode(i).map_err(|e| e.to_failure())?;
-        let path = output_path(&job.msg.task_id, Step::Concepts, i as u32);
-        upload_with_retries(job, &path, png).await?;
-        urls.push(asset_url(
-            &job.origin,
-            &cfg.bucket,
-            &path,
-            cfg.bucket_public,
-        ));
+    // The input moves into the request body (a JS buffer) and is dropped before the reply is
+    // read; the reply is read in chunks and each image is uploaded as soon as its base64 has
+    // arrived, so at most one image is held (P9 finding 8).
+    let mut resp = openai::edit(cfg, &edit, bytes, format).await?;
+    let mut stream = resp
+        .stream()
+        .map_err(|e| Failure::network(Dependency::OpenAi, &format!("reading the reply: {e}")))?;
+    let mut scanner = ReplyScanner::new();
+    let mut reply_bytes = 0usize;
+    let mut urls = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            Failure::network(Dependency::OpenAi, &format!("reading the reply: {e}"))
+        })?;
+        reply_bytes += chunk.len();
+        for png in scanner.feed(&chunk).map_err(|e| e.to_failure())? {
+            // Copied to a JS buffer and dropped before its upload.
+            let png = js_sys::Uint8Array::from(png.as_slice());
+            let path = output_path(&job.msg.task_id, Step::Concepts, urls.len() as u32);
+            upload_with_retries(job, &path, &png).await?;
+            urls.push(asset_url(
+                &job.origin,
+                &cfg.bucket,
+                &path,
+                cfg.bucket_public,
+            ));
+        }
     }
+    drop(stream);
+    scanner.finish().map_err(|e| e.to_failure())?;
     job.log(
         Level::Info,
         "concepts.uploaded",
-        json!({ "images": urls.len() }),
+        json!({
+            "images": urls.len(), "reply_bytes": reply_bytes,
+            "wasm_memory_before_bytes": wasm_before, "wasm_memory_bytes": wasm_memory_bytes(),
+        }),
     );
 
     let cmd = Command::Complete {
@@ -128,10 +150,14 @@ pub async fn run(job: &Job<'_>) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn upload_with_retries(job: &Job<'_>, path: &str, png: Vec<u8>) -> Result<(), Failure> {
+async fn upload_with_retries(
+    job: &Job<'_>,
+    path: &str,
+    png: &js_sys::Uint8Array,
+) -> Result<(), Failure> {
     let mut delay = 500;
     for try_no in 1..=UPLOAD_TRIES {
-        match storage::upload_bytes(job.cfg, &job.origin, path, "image/png", png.clone()).await {
+        match storage::upload_array(job.cfg, &job.origin, path, "image/png", png).await {
             Ok(()) => return Ok(()),
             Err(e) if e.is_transient() && try_no < UPLOAD_TRIES => {
                 job.log(

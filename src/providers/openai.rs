@@ -3,7 +3,7 @@
 use worker::Method;
 
 use crate::config::Config;
-use crate::core::openai::{edit_multipart, failure, EditRequest};
+use crate::core::openai::{edit_multipart_around, failure, EditRequest};
 use crate::core::retry::Dependency;
 use crate::core::retry::{Failure, RetryHints};
 use crate::core::tripo::{boundary, multipart_content_type, ImageFormat};
@@ -32,15 +32,20 @@ fn hint_ms(reply: &Reply) -> Option<u64> {
     .min_delay_ms(reply.status, js_sys::Date::now() as u64)
 }
 
-/// Calls images/edits; the reply body (JSON with `b64_json` images) on success.
+/// Calls images/edits; on success the reply with its body unread (JSON with `b64_json`
+/// images: read it in chunks with `core::openai::ReplyScanner`, never whole). The input is
+/// taken by value: it is copied into the JS request body between the multipart head and tail
+/// and dropped before the reply is awaited, so it is never held twice nor alongside the reply.
+/// An error reply is read up to 64 KiB.
 pub async fn edit(
     cfg: &Config,
     req: &EditRequest,
-    image: &[u8],
+    image: Vec<u8>,
     format: ImageFormat,
-) -> Result<String, Failure> {
+) -> Result<worker::Response, Failure> {
     let b = boundary(random_u128());
-    let body = edit_multipart(&b, req, image, format);
+    let (head, tail) = edit_multipart_around(&b, req, format);
+    let body = Body::Parts(vec![head, image, tail]);
     let url = format!("{}/images/edits", cfg.openai_base_url);
     let auth = format!("Bearer {}", cfg.openai_api_key);
     let ct = multipart_content_type(&b);
@@ -48,16 +53,20 @@ pub async fn edit(
         ("authorization", auth.as_str()),
         ("content-type", ct.as_str()),
     ];
-    let reply = net::send(Method::Post, &url, &headers, Body::Bytes(body), TIMEOUT_MS)
+    let net_failure = |e: net::NetError| match e {
+        net::NetError::Timeout(ms) => {
+            Failure::timeout(Dependency::OpenAi, &format!("no answer in {ms} ms"))
+        }
+        other => Failure::network(Dependency::OpenAi, &other.to_string()),
+    };
+    let resp = net::send_streaming(Method::Post, &url, &headers, body, TIMEOUT_MS)
         .await
-        .map_err(|e| match e {
-            net::NetError::Timeout(ms) => {
-                Failure::timeout(Dependency::OpenAi, &format!("no answer in {ms} ms"))
-            }
-            other => Failure::network(Dependency::OpenAi, &other.to_string()),
-        })?;
-    if reply.is_success() {
-        return Ok(reply.text());
+        .map_err(net_failure)?;
+    if (200..300).contains(&resp.status_code()) {
+        return Ok(resp);
     }
+    let reply = net::into_small_reply(resp, net::SMALL_BODY_LIMIT)
+        .await
+        .map_err(net_failure)?;
     Err(failure(reply.status, &reply.text(), hint_ms(&reply)))
 }

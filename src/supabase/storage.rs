@@ -176,6 +176,27 @@ pub async fn upload_bytes(
     .await
 }
 
+/// Uploads bytes already copied into a JS buffer (a retry sends the same buffer: no copy of it
+/// stays in WebAssembly memory between tries).
+pub async fn upload_array(
+    cfg: &Config,
+    origin: &Origin,
+    path: &str,
+    content_type: &str,
+    bytes: &js_sys::Uint8Array,
+) -> Result<(), DepError> {
+    upload(
+        cfg,
+        origin,
+        path,
+        content_type,
+        None,
+        Body::Array(bytes.clone()),
+        TIMEOUT_MS,
+    )
+    .await
+}
+
 /// Uploads a JS stream to `{bucket}/{path}` without reading it into WebAssembly memory.
 pub async fn upload_stream(
     cfg: &Config,

@@ -22,8 +22,8 @@ pub struct Cfg {
     pub copy_mib: Vec<u64>,
     /// Longest wait for the submit loads' jobs to finish between runs (`BENCH_DRAIN_S`, 15).
     pub drain_s: u64,
-    /// Scenarios to run (`BENCH_ONLY`, all): bundle, jobs, copy, concepts, status, profile,
-    /// submit.
+    /// Scenarios to run (`BENCH_ONLY`, all): bundle, memory, jobs, copy, concepts, status,
+    /// profile, submit.
     pub only: Option<Vec<String>>,
     /// Seconds this process may take (`BENCH_BUDGET_S`, 1020); extra runs of the slow
     /// scenarios are skipped when they would not fit.

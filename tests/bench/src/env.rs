@@ -67,11 +67,13 @@ impl Env {
         let (user, _) = rt.block_on(stack.create_user("bench@bench.test"))?;
         // Valid for the whole bench (the default user token lasts an hour).
         let token = stack.user_token(user, "bench@bench.test", 4 * 3600);
-        let settings: Vec<(String, String)> = stack
+        let mut settings: Vec<(String, String)> = stack
             .worker_vars()
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
+        // The largest size of gpt-image-1/1.5 (the memory scenario's images are of that size).
+        settings.push(("OPENAI_IMAGE_SIZE".into(), "1536x1024".into()));
         let t1 = Instant::now();
         eprintln!("bench: building the release worker and starting wrangler dev…");
         let worker = WorkerProcess::start(WorkerOptions {

@@ -145,6 +145,12 @@ fn scenarios(env: &Env, rep: &mut Report, cfg: &Cfg, script: &std::path::Path) -
         rep.timings.push((name.into(), t.elapsed().as_secs_f64()));
     };
     let mut complete_models = None;
+    if cfg.wants("memory") {
+        // First: a fresh isolate, so its WebAssembly memory is this job's high-water mark.
+        let t = std::time::Instant::now();
+        slow::memory(env, rep);
+        phase(rep, "6 concepts memory", t);
+    }
     if cfg.wants("jobs") {
         let t = std::time::Instant::now();
         // The copies and concepts come after: keep time for their runs.

@@ -742,3 +742,132 @@ pub fn copy(env: &Env, rep: &mut Report, cfg: &Cfg, reserve_s: f64) {
         );
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// 6. Memory of one concepts job at its largest (P9 finding 8)
+// ------------------------------------------------------------------------------------------
+
+/// n of the memory job: the most OpenAI allows.
+const MEMORY_N: usize = 10;
+/// The input: just under `MAX_INPUT_BYTES` (20 MiB).
+const MEMORY_INPUT_BYTES: usize = 20_000_000;
+/// Each output image: an incompressible 1536x1024 RGBA PNG (4 bytes a pixel plus a filter
+/// byte a row), the largest image of the largest size gpt-image-1/1.5 make; its base64 is
+/// 8.4 MB, so the reply of n = 10 is ≈ 84 MB.
+const MEMORY_IMAGE_BYTES: u64 = 1536 * 1024 * 4 + 1024 + 4096;
+
+/// One image-to-image job, n = 10, 20 MB input, 6.3 MB images (`BENCH_ONLY=memory`): the
+/// WebAssembly memory of the isolate before the OpenAI call and after the uploads (from the
+/// job's `concepts.openai_call` and `concepts.uploaded` events), and the RSS growth of workerd
+/// while it ran. Run it alone (a fresh isolate): WebAssembly memory never shrinks, so "after"
+/// is the high-water mark of everything the isolate did before too.
+pub fn memory(env: &Env, rep: &mut Report) {
+    let sc = format!("6 concepts memory n={MEMORY_N}");
+    let Some(pgid) = env.pgid else {
+        rep.note(format!("{sc}: wrangler's process group was not found"));
+        return;
+    };
+    let input = fake_providers::pad_png(
+        fake_providers::solid_png(64, 64, [10, 120, 200]),
+        MEMORY_INPUT_BYTES,
+    );
+    let input = match env
+        .rt
+        .block_on(env.upload_input("bench/memory-input.png", input))
+    {
+        Ok(u) => u,
+        Err(e) => {
+            rep.note(format!("{sc}: could not upload the input image: {e}"));
+            return;
+        }
+    };
+    let sampler = rss::Sampler::start(pgid, Duration::from_millis(100));
+    std::thread::sleep(Duration::from_millis(1200));
+    let task = format!("{}-mem", env.run);
+    let prompt = format!("a bench vase [[fake:image_bytes={MEMORY_IMAGE_BYTES},nonce={task}]]");
+    let t0 = crate::now_ms();
+    let sub = env.rt.block_on(env.submit(
+        "image-to-image",
+        &json!({"task_id": task, "input_image_asset_url": input, "prompt": prompt,
+                "n": MEMORY_N}),
+    ));
+    if sub.status != 202 {
+        rep.note(format!("{sc}: submit: {} {}", sub.status, sub.text));
+        let _ = sampler.stop();
+        return;
+    }
+    let waited = wait_rows(
+        env,
+        "concept_images",
+        &task,
+        1,
+        MEMORY_N,
+        Duration::from_secs(300),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let samples = sampler.stop();
+    let rows = match waited {
+        Ok((rows, _)) => rows,
+        Err(e) => {
+            rep.note(format!("{sc}: {e}"));
+            return;
+        }
+    };
+    let complete = rows.iter().filter(|r| r["status"] == "complete").count();
+    if let Some(f) = first_failure(&rows) {
+        rep.note(format!("{sc}: a failed row: {f}"));
+    }
+    let end = rows
+        .iter()
+        .map(|r| ts(&r["updated_at"]))
+        .fold(f64::NAN, f64::max);
+    let of_task = |event: &str| {
+        env.worker_events(event)
+            .into_iter()
+            .rfind(|e| e["task_id"] == task.as_str())
+    };
+    let mib = |v: &Value| v.as_f64().map_or(f64::NAN, |b| b / (1024.0 * 1024.0));
+    let call = of_task("concepts.openai_call");
+    let done = of_task("concepts.uploaded");
+    let before = call
+        .as_ref()
+        .map_or(f64::NAN, |e| mib(&e["wasm_memory_bytes"]));
+    let after = done
+        .as_ref()
+        .map_or(f64::NAN, |e| mib(&e["wasm_memory_bytes"]));
+    let reply = done.as_ref().map_or(f64::NAN, |e| mib(&e["reply_bytes"]));
+    let (group, workerd, _) =
+        rss::growth(&samples, t0, end + 250.0).unwrap_or((f64::NAN, f64::NAN, f64::NAN));
+    rep.add(&sc, "rows complete", "rows", vec![complete as f64]);
+    rep.add(&sc, "OpenAI reply", "MiB", vec![reply]);
+    rep.add(
+        &sc,
+        "WASM memory before the OpenAI call",
+        "MiB",
+        vec![before],
+    );
+    rep.add(&sc, "WASM memory after the uploads", "MiB", vec![after]);
+    rep.add(&sc, "WASM memory growth", "MiB", vec![after - before]);
+    rep.add(&sc, "RSS growth, workerd only", "MiB", vec![workerd]);
+    rep.add(&sc, "RSS growth, wrangler group", "MiB", vec![group]);
+    rep.add(
+        &sc,
+        "job time (submit → last row)",
+        "s",
+        vec![(end - t0) / 1000.0],
+    );
+    if after.is_nan() {
+        rep.check(
+            "6: WASM memory < 64 MiB, concepts n = 10 at 1536x1024",
+            Verdict::Fail,
+            "not measured (no concepts.uploaded event with wasm_memory_bytes)",
+        );
+    } else {
+        rep.check_max(
+            "6: WASM memory < 64 MiB, concepts n = 10 at 1536x1024",
+            &[after],
+            64.0,
+            "MiB",
+        );
+    }
+}

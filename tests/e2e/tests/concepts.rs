@@ -45,6 +45,10 @@ pub fn cases() -> Vec<(&'static str, Case)> {
             "concepts::failed_step_resubmitted_is_a_new_attempt_on_the_same_rows",
             resubmit_after_failure,
         ),
+        (
+            "concepts::failed_n3_resubmitted_with_n1_and_another_prompt_leaves_no_stale_row",
+            resubmit_smaller_with_another_body,
+        ),
     ]
 }
 
@@ -783,5 +787,61 @@ fn resubmit_after_failure(ctx: &Ctx) -> CaseResult {
         format!("rows not on attempt 2: {last:?}")
     })?;
     expect_openai_calls(ctx, &t, &[400, 400])?;
+    Ok(())
+}
+
+/// P9 finding 7: a failed n = 3 step resubmitted with n = 1, another prompt and another style.
+/// The task's rows are then exactly the new attempt's: one row, with the new prompt and style
+/// and attempt 2; the two rows beyond the new n are gone (deleted while `failed`).
+fn resubmit_smaller_with_another_body(ctx: &Ctx) -> CaseResult {
+    let t = new_task(ctx, "c-resub-n", "moderation", 3)?;
+    submit(ctx, &t)?;
+    let st = wait_terminal(ctx, &t)?;
+    expect_failed(ctx, &t, &st, "content_policy", SAFETY)?;
+    let first = wait_rows_terminal(ctx, &t)?;
+    check(first.len() == 3, || format!("rows: {first:?}"))?;
+
+    // Another body: no fault directive, n = 1, another prompt and style.
+    let prompt = format!("a blue lamp [[fake:nonce={}]]", t.nonce);
+    let mut body = t.body.clone();
+    body["prompt"] = json!(prompt);
+    body["style"] = json!("ink");
+    body["n"] = json!(1);
+    let second = Task {
+        id: t.id.clone(),
+        nonce: t.nonce.clone(),
+        prompt: prompt.clone(),
+        body,
+        n: 1,
+    };
+    submit(ctx, &second)?;
+    let st = wait_terminal(ctx, &second)?;
+    check(st["status"] == "complete", || {
+        with_context(ctx, &second, format!("expected complete: {st}")).to_string()
+    })?;
+    check(st["asset_urls"].as_array().map(Vec::len) == Some(1), || {
+        format!("one image expected: {st}")
+    })?;
+    let rows = wait_rows_terminal(ctx, &second)?;
+    check(rows.len() == 1, || format!("stale rows remain: {rows:?}"))?;
+    let row = &rows[0];
+    check(row["id"] == first[0]["id"], || {
+        format!("row 0 changed id: before {}, after {row}", first[0])
+    })?;
+    check(
+        row["status"] == "complete"
+            && row["prompt"] == prompt.as_str()
+            && row["style"] == "ink"
+            && row["asset_url"] == second.public_url(ctx, 0).as_str(),
+        || format!("row 0 does not carry the new attempt: {row}"),
+    )?;
+    check(
+        row["metadata"]["attempt"] == 2
+            && row["metadata"]["n"] == 1
+            && row["metadata"]["index"] == 0
+            && row["metadata"].get("error").is_none(),
+        || format!("row 0 metadata: {row}"),
+    )?;
+    expect_openai_calls(ctx, &second, &[400, 200])?;
     Ok(())
 }

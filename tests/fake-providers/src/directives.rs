@@ -44,6 +44,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("quota", Kind::Flag),
     ("openai_delay_ms", Kind::Count),
     ("invalid_image", Kind::Flag),
+    ("image_bytes", Kind::Count),
     // Tripo
     ("create_2000", Kind::Count),
     ("create_5xx", Kind::Count),

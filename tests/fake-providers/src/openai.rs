@@ -427,7 +427,12 @@ async fn edits(
     shared.openai.with_window(&key, |w| {
         w.tokens += usage["total_tokens"].as_u64().unwrap_or(0)
     });
-    Ok(success(shared, headers, &edit, usage))
+    // `image_bytes=N`: every PNG image of the answer is N bytes (at most 64 MiB), like a
+    // large real image, so the worker's memory can be measured with realistic replies.
+    let pad = d
+        .and_then(|d| d.count("image_bytes"))
+        .map(|n| n.min(64 << 20) as usize);
+    Ok(success(shared, headers, &edit, usage, pad))
 }
 
 fn incorrect_key(key: &str) -> ApiError {
@@ -864,14 +869,23 @@ fn usage(edit: &Edit) -> Value {
     })
 }
 
-fn success(shared: &Shared, headers: &HeaderMap, edit: &Edit, usage: Value) -> Response {
+fn success(
+    shared: &Shared,
+    headers: &HeaderMap,
+    edit: &Edit,
+    usage: Value,
+    pad: Option<usize>,
+) -> Response {
     let created = unix_now();
     let b64 = |i: u32| {
-        base64::engine::general_purpose::STANDARD.encode(concept_image(
-            &edit.prompt,
-            i,
-            edit.output_format,
-        ))
+        let image = concept_image(&edit.prompt, i, edit.output_format);
+        let image = match pad {
+            Some(total) if edit.output_format == ImageFormat::Png => {
+                crate::png::pad_png(image, total)
+            }
+            _ => image,
+        };
+        base64::engine::general_purpose::STANDARD.encode(image)
     };
     if edit.stream {
         return sse(edit, created, usage, &b64);

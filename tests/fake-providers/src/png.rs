@@ -99,6 +99,31 @@ pub fn encode_rgb(
     out
 }
 
+/// `png` grown to `total` bytes (when it is smaller) by a private ancillary chunk `fkPd` of
+/// pseudo-random bytes before `IEND`: still a valid PNG (decoders skip unknown ancillary
+/// chunks) whose size and base64 are those of a large, incompressible image. The
+/// `image_bytes=N` directive uses it to make OpenAI replies as large as real ones.
+pub fn pad_png(mut png: Vec<u8>, total: usize) -> Vec<u8> {
+    const IEND_LEN: usize = 12;
+    if png.len() < 8 + IEND_LEN || total < png.len() + 12 {
+        return png;
+    }
+    let iend = png.split_off(png.len() - IEND_LEN);
+    let len = total - png.len() - IEND_LEN - 12;
+    let mut data = Vec::with_capacity(len);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ len as u64;
+    while data.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let take = (len - data.len()).min(8);
+        data.extend_from_slice(&x.to_le_bytes()[..take]);
+    }
+    push_chunk(&mut png, b"fkPd", &data);
+    png.extend_from_slice(&iend);
+    png
+}
+
 /// A solid-colour RGB PNG.
 pub fn solid_png(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
     encode_rgb(width, height, |_, _| rgb, &[])
@@ -198,6 +223,18 @@ pub fn defang(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn padded_png_has_the_size_asked_and_stays_a_png() {
+        let small = concept_png("p", 0);
+        let big = pad_png(small.clone(), 100_000);
+        assert_eq!(big.len(), 100_000);
+        assert_eq!(png_dimensions(&big), png_dimensions(&small));
+        let types = chunk_types(&big);
+        assert_eq!(types.last().map(String::as_str), Some("IEND"));
+        assert!(types.iter().any(|t| t == "fkPd"));
+        assert_eq!(pad_png(small.clone(), 10), small);
+    }
 
     fn chunk_types(png: &[u8]) -> Vec<String> {
         let mut types = Vec::new();
