@@ -193,7 +193,7 @@ impl Chaos {
         }
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
         *session = Some(Session {
-            rng: spec.seed ^ 0x5EED_0F_C4A0_5u64,
+            rng: spec.seed ^ 0x05EE_D0FC_4A05_u64,
             spec,
             kinds,
             seen: 0,
