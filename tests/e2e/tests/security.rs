@@ -552,7 +552,10 @@ fn call_as(
     ctx.request(
         method,
         &format!("{base}{path}"),
-        &[("authorization", &auth), ("content-type", "application/json")],
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
         body.map(|b| b.to_string().into_bytes()),
     )
 }
@@ -597,7 +600,9 @@ fn flow_b_private_outputs(ctx: &Ctx) -> CaseResult {
         "/generate/image-to-image",
         Some(&concepts_body(&task, &input, &nonce())),
     )?;
-    check(r.status == 202, || format!("concepts: {} {}", r.status, r.text))?;
+    check(r.status == 202, || {
+        format!("concepts: {} {}", r.status, r.text)
+    })?;
     let mut last = Value::Null;
     let st = ctx
         .wait_for(Duration::from_secs(60), "the concepts", || {
@@ -626,13 +631,24 @@ fn flow_b_private_outputs(ctx: &Ctx) -> CaseResult {
     })?;
     // Another task of alice, and a task of bob: not this task's outputs for them.
     for (who, user, other) in [
-        ("alice, another task", &ctx.alice, ctx.task_id("sec-flowb-other")),
+        (
+            "alice, another task",
+            &ctx.alice,
+            ctx.task_id("sec-flowb-other"),
+        ),
         ("bob", &ctx.bob, ctx.task_id("sec-flowb-bob")),
     ] {
         let n = nonce();
         let body = json!({"task_id": other, "input_image_asset_urls": [output],
                           "prompt": format!("a model [[fake:nonce={n}]]")});
-        let r = call_as(ctx, &base, user, "POST", "/generate/image-to-model", Some(&body))?;
+        let r = call_as(
+            ctx,
+            &base,
+            user,
+            "POST",
+            "/generate/image-to-model",
+            Some(&body),
+        )?;
         expect_error(&r, 422, "input_asset_not_found")
             .map_err(|e| format!("{who}: {}", e.message().unwrap_or_default()))?;
         for table in ["concept_images", "models"] {
@@ -644,16 +660,35 @@ fn flow_b_private_outputs(ctx: &Ctx) -> CaseResult {
             .fakes()
             .ok_or("the stack runs no provider fakes")?
             .log(Some(&n));
-        check(calls.is_empty(), || format!("{who}: provider calls {calls:?}"))?;
+        check(calls.is_empty(), || {
+            format!("{who}: provider calls {calls:?}")
+        })?;
     }
     // Bob naming alice's task itself: he does not own it, so its outputs are not his to read
     // (the inputs are checked before the task, so this is the same "not found").
     let body = json!({"task_id": task, "input_image_asset_urls": [output]});
-    let r = call_as(ctx, &base, &ctx.bob, "POST", "/generate/image-to-model", Some(&body))?;
+    let r = call_as(
+        ctx,
+        &base,
+        &ctx.bob,
+        "POST",
+        "/generate/image-to-model",
+        Some(&body),
+    )?;
     expect_error(&r, 422, "input_asset_not_found")?;
     // The owner, same task: the exception.
-    let r = call_as(ctx, &base, &ctx.alice, "POST", "/generate/image-to-model", Some(&body))?;
+    let r = call_as(
+        ctx,
+        &base,
+        &ctx.alice,
+        "POST",
+        "/generate/image-to-model",
+        Some(&body),
+    )?;
     check(r.status == 202, || {
-        format!("the owner's flow B on a private bucket: {} {}", r.status, r.text)
+        format!(
+            "the owner's flow B on a private bucket: {} {}",
+            r.status, r.text
+        )
     })
 }
