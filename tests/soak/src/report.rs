@@ -99,6 +99,23 @@ impl Report<'_> {
             ),
         ));
         figures.push(("stuck".into(), count(&|s| s.stuck).to_string()));
+        let mut last_of_stuck = std::collections::BTreeMap::new();
+        for s in steps.iter().filter(|s| s.stuck) {
+            let last = s
+                .last_events
+                .last()
+                .and_then(|e| e["event"].as_str())
+                .unwrap_or("(no event)")
+                .to_string();
+            *last_of_stuck.entry(last).or_insert(0u32) += 1;
+        }
+        if !last_of_stuck.is_empty() {
+            let v: Vec<String> = last_of_stuck
+                .iter()
+                .map(|(e, n)| format!("{e} {n}"))
+                .collect();
+            figures.push(("stuck: last worker event".into(), v.join(", ")));
+        }
         figures.push((
             "not accepted / refused".into(),
             format!(
