@@ -167,6 +167,7 @@ impl Env {
             .bearer_auth(&self.stack.service_key)
             .header(chaos::EXEMPT_HEADER, "soak")
             .json(&json!({"prefix": prefix, "limit": 1000}))
+            .timeout(Duration::from_secs(20))
             .send()
             .await?;
         let status = r.status();
