@@ -9,6 +9,7 @@
 //! | `POST /__fake/keys` `{"provider":"openai"\|"tripo","key"}` | accept another API key (e.g. a second Tripo account) |
 //! | `GET /__fake/tasks/{id}` | a Tripo task as the fake sees it (owner-agnostic), with model seeds and sizes |
 //! | `GET /__fake/health` | `{"ok":true}` |
+//! | `POST /__fake/chaos` `{"rate","seed","kinds","hold_ms","slow_ms"}` / `DELETE` / `GET` | chaos mode on / off (its counters) / counters, see `chaos.rs` |
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,6 +46,12 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/__fake/log", get(log))
         .route("/__fake/keys", post(add_key))
         .route("/__fake/tasks/{id}", get(task))
+        .route(
+            "/__fake/chaos",
+            get(crate::chaos::control)
+                .post(crate::chaos::control)
+                .delete(crate::chaos::control),
+        )
         .route(
             "/__fake/health",
             get(|| async { Json(json!({"ok": true})) }),

@@ -7,7 +7,8 @@
 //! * **Output files** — `GET /__fake/files/{task_id}/{kind}.glb|.webp?expires=<unix>`: streamed,
 //!   deterministic GLB models ([`glb_chunk`], [`glb_sha256_hex`]) and WebP previews.
 //! * **Test control** — `/__fake/directives`, `/__fake/log`, `/__fake/keys`, `/__fake/tasks/{id}`,
-//!   `/__fake/health` (see `control.rs`).
+//!   `/__fake/health` (see `control.rs`), `/__fake/chaos` (seeded random faults on every provider
+//!   route, see `chaos.rs`; never on the control routes).
 //!
 //! Never compiled into the worker. Every request to a provider route is logged
 //! (`GET /__fake/log?contains=<nonce>`).
@@ -81,6 +82,7 @@
 //!   can check a copy with [`glb_info`] (structure, seed, size) and [`glb_sha256_hex`] without
 //!   downloading from the fake.
 
+mod chaos;
 mod control;
 mod directives;
 mod files;
@@ -152,6 +154,7 @@ pub(crate) struct Shared {
     pub log: log::RequestLog,
     pub openai: openai::OpenAiState,
     pub tripo: tripo::tasks::TripoState,
+    pub chaos: ::chaos::Chaos,
     extra_keys: Mutex<HashSet<String>>,
 }
 
@@ -225,6 +228,11 @@ fn router(shared: Arc<Shared>) -> Router {
         .merge(control::routes())
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // Inside the log's edge, so the log records what chaos answered (and marks it).
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            chaos::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&shared),
             log::edge,
@@ -269,6 +277,7 @@ impl Fakes {
             log: Default::default(),
             openai: Default::default(),
             tripo: Default::default(),
+            chaos: ::chaos::Chaos::new(chaos::KINDS, chaos::DEFAULT_HOLD),
             extra_keys: Mutex::new(HashSet::new()),
         });
         let app = router(Arc::clone(&shared));
@@ -322,6 +331,21 @@ impl Fakes {
     /// In-process twin of `GET /__fake/log?contains=`.
     pub fn log(&self, contains: Option<&str>) -> Vec<serde_json::Value> {
         self.shared.log.query(contains)
+    }
+
+    /// In-process twin of `POST /__fake/chaos`: switches chaos mode on (see the `chaos` crate).
+    pub fn set_chaos(&self, spec: ::chaos::ChaosSpec) -> Result<(), String> {
+        self.shared.chaos.set(spec)
+    }
+
+    /// In-process twin of `DELETE /__fake/chaos`: switches chaos off; the session's counters.
+    pub fn clear_chaos(&self) -> ::chaos::ChaosStats {
+        self.shared.chaos.clear()
+    }
+
+    /// In-process twin of `GET /__fake/chaos`.
+    pub fn chaos_stats(&self) -> ::chaos::ChaosStats {
+        self.shared.chaos.stats()
     }
 
     /// In-process twin of `POST /__fake/keys`: accept another key (for either provider).

@@ -61,6 +61,10 @@ pub struct LogEntry {
     pub inputs: Option<Value>,
     /// `x-request-id` (OpenAI) or `X-Tripo-Trace-ID` (Tripo) of the response.
     pub request_id: String,
+    /// The chaos fault applied (`5xx`, `429`, `slow`, `timeout`, `reset`, `slow_body`; `+after`
+    /// when it struck after the request was handled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<String>,
 }
 
 /// All recorded requests, in arrival order.
@@ -163,6 +167,10 @@ pub(crate) async fn edge(State(shared): State<Arc<Shared>>, req: Request, next: 
         prompt: info.prompt,
         inputs: info.inputs,
         request_id,
+        chaos: resp
+            .extensions()
+            .get::<crate::chaos::ChaosMark>()
+            .map(|m| m.0.clone()),
     });
     resp
 }

@@ -90,6 +90,9 @@ pub(crate) struct AppState {
     pub(crate) control: Control,
     pub(crate) rest_control: RestControl,
     pub(crate) auth: Auth,
+    pub(crate) storage_chaos: chaos::Chaos,
+    pub(crate) rest_chaos: chaos::Chaos,
+    pub(crate) outages: crate::chaos::Outages,
 }
 
 impl Gateway {
@@ -105,6 +108,9 @@ impl Gateway {
             control: Control::default(),
             rest_control: RestControl::default(),
             auth: Auth::new(keys),
+            storage_chaos: crate::chaos::storage_chaos(),
+            rest_chaos: crate::chaos::rest_chaos(),
+            outages: Default::default(),
         });
         let app = Router::new()
             .fallback(dispatch)
@@ -158,6 +164,46 @@ impl Gateway {
         self.state.auth.jwks_hits()
     }
 
+    /// Switches chaos mode on for Storage (`/storage/v1`) or PostgREST (`/rest/v1`); the twin
+    /// of `POST /__fake/storage/chaos` and `/__fake/rest/chaos`.
+    pub fn set_chaos(&self, rest: bool, spec: chaos::ChaosSpec) -> Result<(), String> {
+        self.chaos_of(rest).set(spec)
+    }
+
+    /// Switches chaos mode off; the session's counters.
+    pub fn clear_chaos(&self, rest: bool) -> chaos::ChaosStats {
+        self.chaos_of(rest).clear()
+    }
+
+    /// The chaos counters of Storage or PostgREST.
+    pub fn chaos_stats(&self, rest: bool) -> chaos::ChaosStats {
+        self.chaos_of(rest).stats()
+    }
+
+    fn chaos_of(&self, rest: bool) -> &chaos::Chaos {
+        if rest {
+            &self.state.rest_chaos
+        } else {
+            &self.state.storage_chaos
+        }
+    }
+
+    /// Takes Storage (`rest == false`) or PostgREST down at the gateway for `seconds` (Kong's
+    /// 502, or dropped connections with `reset`); the twin of `POST /__fake/outage`.
+    pub fn outage(&self, rest: bool, seconds: f64, reset: bool) {
+        let service = if rest {
+            crate::chaos::Service::Rest
+        } else {
+            crate::chaos::Service::Storage
+        };
+        self.state.outages.start(service, seconds, reset);
+    }
+
+    /// Ends every outage.
+    pub fn end_outages(&self) {
+        self.state.outages.end(None);
+    }
+
     /// Stops accepting, lets requests in flight finish (at most 5 s), then ends the server.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -176,9 +222,14 @@ impl Gateway {
 async fn dispatch(State(state): State<Arc<AppState>>, req: Request<Body>) -> Response<Body> {
     let path = req.uri().path();
     if path.starts_with("/rest/v1/") {
-        state.proxy.handle(&state.rest_control, req).await
+        crate::chaos::rest(&state, req).await
     } else if path.starts_with("/storage/v1/") {
-        state.storage.handle(&state.control, req).await
+        crate::chaos::storage(&state, req).await
+    } else if path == "/__fake/storage/chaos"
+        || path == "/__fake/rest/chaos"
+        || path == "/__fake/outage"
+    {
+        crate::chaos::control(&state, req).await
     } else if path.starts_with("/__fake/storage/") {
         crate::control::handle(&state.control, req).await
     } else if path.starts_with("/__fake/rest/") {

@@ -26,6 +26,9 @@
 //!   `match_body` restricts a rule to requests whose body contains a substring (such requests are
 //!   buffered), `contains` filters the log by the first 2 KiB of the body. Headers and `apikey`
 //!   query parameters are never logged. No auth.
+//! * `/__fake/storage/chaos`, `/__fake/rest/chaos` (`POST` a `chaos::ChaosSpec`, `DELETE`, `GET`)
+//!   and `/__fake/outage`: seeded random faults on either service, and timed outages (see
+//!   `src/chaos.rs` for how each kind mimics the real services). No auth; never faulted.
 //! * `/auth/v1/.well-known/jwks.json`: the public keys of the gateway's [`SigningKeys`] (ES256 and
 //!   RS256; no `apikey` needed; `cache-control: public, max-age=600`). [`Gateway::keys`] mints
 //!   tokens with them. `POST /__fake/auth/rotate` rotates the ES256 key (`{"kid": new}`),
@@ -53,6 +56,7 @@
 //! # Ok(()) }
 //! ```
 
+mod chaos;
 mod control;
 mod gateway;
 mod jwks;

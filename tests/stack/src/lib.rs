@@ -127,7 +127,10 @@ pub struct Stack {
     // PostgreSQL, then the state dir.
     fakes: Option<fake_providers::Fakes>,
     gateway: Option<fake_storage::Gateway>,
-    postgrest: Postgrest,
+    /// Behind a lock so that it can be stopped and started again on the same ports
+    /// ([`Stack::stop_postgrest`], [`Stack::start_postgrest`]).
+    postgrest: std::sync::Mutex<Postgrest>,
+    postgrest_config: PostgrestConfig,
     postgres: Postgres,
     _state: StateDir,
 }
@@ -208,7 +211,7 @@ impl Stack {
         apply_migrations(&postgres, &repo_root).await?;
 
         let mut attempt = 0;
-        let postgrest = loop {
+        let (postgrest, postgrest_config) = loop {
             let ports = ports::free_ports(2)?;
             let config = PostgrestConfig {
                 binary: postgrest_bin.clone(),
@@ -222,7 +225,7 @@ impl Stack {
             };
             match Postgrest::start(&config).await {
                 Err(e) if is_port_clash(&e) && attempt < PORT_ATTEMPTS => attempt += 1,
-                started => break started?,
+                started => break (started?, config),
             }
         };
         let postgrest_url = postgrest.url().to_string();
@@ -283,7 +286,8 @@ impl Stack {
             authenticator_password,
             fakes: Some(fakes),
             gateway: Some(gateway),
-            postgrest,
+            postgrest: std::sync::Mutex::new(postgrest),
+            postgrest_config,
             postgres,
             _state: state,
         };
@@ -496,11 +500,88 @@ impl Stack {
     /// pg_ctl starts it with setsid). PostgreSQL's backends are the postmaster's
     /// children ([`process::descendants`]), each in a session of its own.
     pub fn processes(&self) -> Vec<(&'static str, u32)> {
-        let mut out = vec![("postgrest", self.postgrest.pid())];
+        let mut out = vec![("postgrest", self.postgrest_pid())];
         if let Some(pid) = self.postgres.postmaster_pid() {
             out.push(("postgres", pid));
         }
         out
+    }
+
+    /// PostgREST's process id (its process group).
+    pub fn postgrest_pid(&self) -> u32 {
+        self.postgrest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pid()
+    }
+
+    /// Stops PostgREST (SIGTERM, then SIGKILL): the gateway's `/rest/v1` answers Kong's 502
+    /// until [`Stack::start_postgrest`]. The database and its data stay.
+    pub fn stop_postgrest(&self) {
+        self.postgrest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stop();
+    }
+
+    /// Starts PostgREST again with the same configuration and ports (after
+    /// [`Stack::stop_postgrest`]; a running one is stopped first) and waits until it is ready.
+    pub async fn start_postgrest(&self) -> Result<(), StackError> {
+        self.stop_postgrest();
+        let fresh = Postgrest::start(&self.postgrest_config).await?;
+        let mut old = std::mem::replace(
+            &mut *self.postgrest.lock().unwrap_or_else(|e| e.into_inner()),
+            fresh,
+        );
+        old.stop();
+        Ok(())
+    }
+
+    /// PostgREST down for `down`, then back on the same port with the same data.
+    pub async fn pause_postgrest(&self, down: Duration) -> Result<(), StackError> {
+        self.stop_postgrest();
+        tokio::time::sleep(down).await;
+        self.start_postgrest().await
+    }
+
+    /// Storage down for `seconds` at the gateway (Kong's 502 for every `/storage/v1` request;
+    /// `reset`: dropped connections instead), then back on the same port with the same objects.
+    pub fn storage_outage(&self, seconds: f64, reset: bool) {
+        if let Some(gw) = self.gateway.as_ref() {
+            gw.outage(false, seconds, reset);
+        }
+    }
+
+    /// Chaos mode on every surface the worker calls: the provider fakes (OpenAI, Tripo, model
+    /// files), Storage and PostgREST, each with its own spec (`None`: left as it is).
+    pub fn set_chaos(
+        &self,
+        providers: Option<chaos::ChaosSpec>,
+        storage: Option<chaos::ChaosSpec>,
+        rest: Option<chaos::ChaosSpec>,
+    ) -> Result<(), String> {
+        if let (Some(spec), Some(f)) = (providers, self.fakes.as_ref()) {
+            f.set_chaos(spec)?;
+        }
+        if let Some(gw) = self.gateway.as_ref() {
+            if let Some(spec) = storage {
+                gw.set_chaos(false, spec)?;
+            }
+            if let Some(spec) = rest {
+                gw.set_chaos(true, spec)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Chaos off everywhere; the counters of each surface (providers, storage, rest).
+    pub fn clear_chaos(&self) -> serde_json::Value {
+        let providers = self.fakes.as_ref().map(|f| f.clear_chaos());
+        let (storage, rest) = match self.gateway.as_ref() {
+            Some(gw) => (Some(gw.clear_chaos(false)), Some(gw.clear_chaos(true))),
+            None => (None, None),
+        };
+        json!({"providers": providers, "storage": storage, "rest": rest})
     }
 
     /// The provider fakes, for test control (directives, request log, keys).
@@ -531,7 +612,10 @@ impl Stack {
         if let Some(fakes) = self.fakes.take() {
             fakes.stop().await;
         }
-        self.postgrest.stop();
+        self.postgrest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stop();
         self.postgres.stop().await;
         // Dropping `self` removes a temp state dir (a kept one stays).
     }

@@ -179,3 +179,76 @@ async fn a_kept_state_dir_is_reused() {
     assert_all_gone(&second_processes);
     assert!(state.exists(), "a kept state dir stays");
 }
+
+#[tokio::test]
+async fn postgrest_and_storage_go_down_and_come_back_on_the_same_ports_with_their_data() {
+    let stack = common::start("outage").await;
+    let http = reqwest::Client::new();
+    let (id, token) = stack.create_user("down@example.com").await.expect("user");
+    stack
+        .psql(&format!(
+            "insert into public.models (task_id, user_id) values ('survives', '{id}');"
+        ))
+        .await
+        .expect("insert");
+    let rows = |stack_url: String| {
+        let http = http.clone();
+        let anon = stack.anon_key.clone();
+        let token = token.clone();
+        async move {
+            http.get(format!("{stack_url}/rest/v1/models?select=task_id"))
+                .header("apikey", anon)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("GET models")
+        }
+    };
+    let object = format!(
+        "{}/storage/v1/object/{}/o.bin",
+        stack.supabase_url, stack.bucket
+    );
+    let put = http
+        .post(&object)
+        .bearer_auth(&stack.service_key)
+        .body(vec![5u8; 1000])
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(put.status(), 200);
+
+    let old_pid = stack.postgrest_pid();
+    stack.stop_postgrest();
+    assert!(wait_gone(old_pid, Duration::from_secs(5)));
+    let r = rows(stack.supabase_url.clone()).await;
+    assert_eq!(r.status(), 502, "Kong's answer for a dead upstream");
+    stack.start_postgrest().await.expect("PostgREST back");
+    assert_ne!(stack.postgrest_pid(), old_pid);
+    let r = rows(stack.supabase_url.clone()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!([{"task_id": "survives"}])
+    );
+
+    stack.storage_outage(0.5, false);
+    let r = http
+        .get(&object)
+        .bearer_auth(&stack.service_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let r = http
+        .get(&object)
+        .bearer_auth(&stack.service_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().len(), 1000);
+    let processes = all_processes(&stack);
+    stack.stop().await;
+    assert_all_gone(&processes);
+}

@@ -6,6 +6,7 @@
 mod common;
 
 mod auth;
+mod chaos;
 mod control;
 mod jwks;
 mod large;

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::common::*;
 
 /// A fake upstream that echoes method, raw path+query, headers and body as JSON.
-async fn echo_server() -> (String, tokio::task::JoinHandle<()>) {
+pub(crate) async fn echo_server() -> (String, tokio::task::JoinHandle<()>) {
     async fn echo(req: Request<Body>) -> axum::Json<Value> {
         let method = req.method().to_string();
         let uri = req
