@@ -32,8 +32,13 @@ use super::ids::{row_id, TaskId, UserId};
 use super::request::{fingerprint, StepRequest};
 use super::step::{Status, Step};
 
-/// A reasonable job lease: longer than any single job run, short enough to recover from a crash.
-pub const DEFAULT_LEASE_MS: u64 = 15 * 60 * 1000;
+/// A job's lease: a job that holds its claim renews it every [`LEASE_RENEW_MS`] while it runs
+/// (`RenewClaim`), so a job that died (evicted, out of memory, past the consumer's wall clock)
+/// is presumed dead two minutes after its last sign of life and the alarm runs it again.
+pub const DEFAULT_LEASE_MS: u64 = 2 * 60 * 1000;
+/// How often a running job renews its lease: three renewals fit in one lease.
+pub const LEASE_RENEW_MS: u64 = 40 * 1000;
+const _: () = assert!(DEFAULT_LEASE_MS >= 3 * LEASE_RENEW_MS);
 /// A repeat of a submission whose step is still pending and not known to be enqueued resumes it
 /// (rows again, enqueue again) only after this long: the submit path does not record the enqueue
 /// (the job's claim does), so within this window the first submit is presumed alive and a repeat
@@ -433,6 +438,8 @@ pub enum Command {
         kind: JobKind,
         lease_ms: u64,
     },
+    /// The job holding the claim is alive: its lease starts again now.
+    RenewClaim { step: Step, attempt: u32 },
     /// A job gives its claim back (it will be retried by a redelivery).
     ReleaseJob {
         step: Step,
@@ -631,6 +638,7 @@ pub fn apply(
         } => on_step(state, step, attempt, now_ms, |s, now| {
             release(s, message, retry_at_ms, now)
         }),
+        Command::RenewClaim { step, attempt } => on_step(state, step, attempt, now_ms, renew_claim),
         Command::CreateStarting { step, attempt } => {
             on_step(state, step, attempt, now_ms, |s, _| create_starting(s))
         }
@@ -856,6 +864,17 @@ fn release(
     s.job.last_error = Some(StepError::new("", message).message);
     s.job.retry_at_ms = Some(retry_at_ms.unwrap_or(now));
     Ok(Outcome::Released)
+}
+
+fn renew_claim(s: &mut StepState, now: u64) -> Result<Outcome, SkipReason> {
+    if s.status.is_terminal() {
+        return Err(SkipReason::Terminal(s.status));
+    }
+    if s.job.claimed_at_ms.is_none() {
+        return Err(SkipReason::NotClaimed);
+    }
+    s.job.claimed_at_ms = Some(now);
+    Ok(Outcome::Run)
 }
 
 fn create_starting(s: &mut StepState) -> Result<Outcome, SkipReason> {
@@ -2411,5 +2430,31 @@ mod tests {
         };
         let (_, o) = run(Some(s), start2, T0 + 60);
         assert_eq!(o, Outcome::Create { uncertain: false });
+    }
+
+    #[test]
+    fn a_live_job_renews_its_lease_and_a_dead_one_is_run_again_two_minutes_later() {
+        let renew = Command::RenewClaim {
+            step: Step::Model,
+            attempt: 1,
+        };
+        // A long job (an OpenAI call of minutes) renews every LEASE_RENEW_MS: never swept.
+        let mut s = fixture("running"); // claimed at T0 + 2
+        let mut at = T0 + 2;
+        for _ in 0..10 {
+            at += LEASE_RENEW_MS;
+            let (next, o) = run(Some(s), renew.clone(), at);
+            assert_eq!(o, Outcome::Run);
+            assert_eq!(sweep_at(&next, at + 1).1, Outcome::Skip(SkipReason::NotDue));
+            s = next;
+        }
+        // It dies: the sweep sends it again when the lease ends.
+        assert_eq!(s.next_alarm_ms(), Some(at + DEFAULT_LEASE_MS));
+        let (_, o) = sweep_at(&s, at + DEFAULT_LEASE_MS);
+        assert_eq!(requeued(&o).len(), 1);
+        // A renewal after the step ended changes nothing.
+        let (done, _) = run(Some(s), failed(1), at + 1);
+        let (_, o) = run(Some(done), renew, at + 2);
+        assert_eq!(o, Outcome::Skip(SkipReason::Terminal(Status::Failed)));
     }
 }

@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::core::jobs::{self as wire, delay_seconds, JobMessage};
 use crate::core::retry::{self, decide, Attempts, Decision, Failure, RetryPolicy};
 use crate::core::storage_path::Origin;
-use crate::core::task::{Command, Outcome, StepError, StepState, DEFAULT_LEASE_MS};
+use crate::core::task::{Command, Outcome, StepError, StepState, DEFAULT_LEASE_MS, LEASE_RENEW_MS};
 use crate::error::{DepError, Dependency};
 use crate::http::lookup;
 use crate::log::{self, Level};
@@ -191,14 +191,46 @@ async fn process(env: &Env, cfg: &Config, msg: &JobMessage) -> Result<(), DepErr
         msg,
         step,
     };
-    let result = match (msg.kind, msg.step) {
-        (wire::JobKind::Run, crate::core::step::Step::Concepts) => concepts::run(&job).await,
-        (wire::JobKind::Run, _) => model::run(&job).await,
-        (wire::JobKind::Finalize, _) => finalize::run(&job).await,
+    let work = async {
+        match (msg.kind, msg.step) {
+            (wire::JobKind::Run, crate::core::step::Step::Concepts) => concepts::run(&job).await,
+            (wire::JobKind::Run, _) => model::run(&job).await,
+            (wire::JobKind::Finalize, _) => finalize::run(&job).await,
+        }
+    };
+    let beat = heartbeat(env, msg);
+    futures::pin_mut!(work, beat);
+    // The heartbeat never ends on its own: the job's end decides.
+    let result = match futures::future::select(work, beat).await {
+        futures::future::Either::Left((result, _)) => result,
+        futures::future::Either::Right(((), work)) => work.await,
     };
     match result {
         Ok(()) => Ok(()),
         Err(failure) => on_failure(&job, failure).await,
+    }
+}
+
+/// Renews the job's claim every `LEASE_RENEW_MS` while it runs, so the lease can be short and a
+/// dead job is run again soon (`core::task::DEFAULT_LEASE_MS`). A failed renewal is logged; the
+/// job goes on (if the lease lapses meanwhile, a second delivery may run it: every command is
+/// guarded by the step's phase and attempt).
+async fn heartbeat(env: &Env, msg: &JobMessage) {
+    loop {
+        crate::net::sleep(LEASE_RENEW_MS).await;
+        let renew = Command::RenewClaim {
+            step: msg.step,
+            attempt: msg.attempt,
+        };
+        if let Err(e) = task_client::command(env, &msg.task_id, renew).await {
+            log::emit(
+                Level::Warn,
+                "job.renew_failed",
+                Some(msg.task_id.as_str()),
+                Some(msg.step),
+                json!({ "error": e.to_string() }),
+            );
+        }
     }
 }
 
