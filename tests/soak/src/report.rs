@@ -117,9 +117,10 @@ impl Report<'_> {
             figures.push(("stuck: last worker event".into(), v.join(", ")));
         }
         figures.push((
-            "not accepted / refused".into(),
+            "never sent (refine without a completed draft) / not accepted / refused".into(),
             format!(
-                "{} / {}",
+                "{} / {} / {}",
+                count(&|s| s.sends == 0),
                 count(&|s| s.sends > 0 && !s.accepted && s.refused.is_none()),
                 count(&|s| s.refused.is_some())
             ),
