@@ -395,6 +395,16 @@ fn patch(table: &str, filter: String, body: Value) -> RestRequest {
 /// Deletes the `pending` rows of a submission that was undone before its job was enqueued
 /// (SPEC §4.4: nothing half-made). Rows another attempt already moved on are not matched.
 pub fn delete_pending(table: &str, row_ids: &[Uuid]) -> Result<RestRequest, RestError> {
+    delete_in_status(table, row_ids, Status::Pending)
+}
+
+/// `DELETE` of the rows `row_ids` that are still in `status` (the guard: a row another attempt
+/// moved on is not matched).
+fn delete_in_status(
+    table: &str,
+    row_ids: &[Uuid],
+    status: Status,
+) -> Result<RestRequest, RestError> {
     if row_ids.is_empty() {
         return Err(RestError::NoRows);
     }
@@ -404,7 +414,7 @@ pub fn delete_pending(table: &str, row_ids: &[Uuid]) -> Result<RestRequest, Rest
             "{}?{}&status=eq.{}",
             table_path(table),
             id_filter(row_ids),
-            Status::Pending.as_str()
+            status.as_str()
         ),
         headers: vec![("Prefer", PREFER_UPDATE.to_owned())],
         body: None,
@@ -515,20 +525,7 @@ pub fn reset_pending(
 /// earlier attempt beyond the new attempt's `n`. A row that is not `failed` (another attempt
 /// moved it on) is not matched.
 pub fn delete_failed(table: &str, row_ids: &[Uuid]) -> Result<RestRequest, RestError> {
-    if row_ids.is_empty() {
-        return Err(RestError::NoRows);
-    }
-    Ok(RestRequest {
-        method: Method::Delete,
-        path: format!(
-            "{}?{}&status=eq.{}",
-            table_path(table),
-            id_filter(row_ids),
-            Status::Failed.as_str()
-        ),
-        headers: vec![("Prefer", PREFER_UPDATE.to_owned())],
-        body: None,
-    })
+    delete_in_status(table, row_ids, Status::Failed)
 }
 
 /// The refine-model draft check (SPEC §4.1, `refine-model`): is `draft` the Tripo id of one of
