@@ -67,6 +67,16 @@ pub const POLL_GRACE_MS: u64 = 2 * 60 * 1000;
 /// Error code of a step that did not finish before its deadline for another reason than the
 /// provider (its jobs kept failing or were lost).
 pub const TIMEOUT_CODE: &str = "timeout";
+/// After a step becomes final, the alarm checks this long after that its rows were written
+/// (`Command::RowsSynced`); unconfirmed, it writes them itself, then again with a doubling
+/// interval up to [`ROWS_CHECK_MAX_MS`], [`MAX_ROW_RESYNCS`] times.
+pub const ROWS_CHECK_MS: u64 = 60 * 1000;
+/// The longest interval between two row re-syncs of a final step.
+pub const ROWS_CHECK_MAX_MS: u64 = 15 * 60 * 1000;
+/// Row re-syncs the alarm makes for a final step before it gives up (about a day: the database
+/// was down longer than any outage we plan for; the dead-letter queue and the next command
+/// that reaches the task are the last ways out).
+pub const MAX_ROW_RESYNCS: u32 = 100;
 
 // ---------------------------------------------------------------------------------------------
 // State
@@ -114,6 +124,52 @@ pub struct StepState {
     /// The step's budget: see [`StepState::deadline_at_ms`].
     #[serde(default = "default_deadline_ms")]
     pub deadline_ms: u64,
+    /// Whether the rows are known to show this final step (see [`RowsCheck`]).
+    #[serde(default, skip_serializing_if = "RowsCheck::is_settled")]
+    pub rows: RowsCheck,
+}
+
+/// The rows of a final step: the Durable Object is written first and the rows follow, so until
+/// a row write of the final state is confirmed (`Command::RowsSynced`) the alarm keeps a check
+/// due and writes the rows itself when it comes (SPEC §6: rows agree with the status endpoint
+/// even after a database outage that outlasts every job message).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowsCheck {
+    /// When the alarm writes the rows again; `None` once confirmed (or for an unfinished step,
+    /// or after [`MAX_ROW_RESYNCS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_at_ms: Option<u64>,
+    /// Re-syncs the alarm has made so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resyncs: u32,
+}
+
+impl RowsCheck {
+    /// Nothing to check: confirmed, not final yet, or given up.
+    pub fn is_settled(&self) -> bool {
+        self.check_at_ms.is_none()
+    }
+
+    /// A step that just became final at `now_ms`: its job writes the rows at once; the alarm
+    /// checks [`ROWS_CHECK_MS`] later.
+    fn due_after_final(now_ms: u64) -> RowsCheck {
+        RowsCheck {
+            check_at_ms: Some(now_ms.saturating_add(ROWS_CHECK_MS)),
+            resyncs: 0,
+        }
+    }
+
+    /// The alarm re-synced (or tried) at `now_ms`: the next check, after a doubling interval.
+    fn after_resync(&self, now_ms: u64) -> RowsCheck {
+        let resyncs = self.resyncs.saturating_add(1);
+        let interval = ROWS_CHECK_MS
+            .saturating_mul(1u64 << resyncs.min(10))
+            .min(ROWS_CHECK_MAX_MS);
+        RowsCheck {
+            check_at_ms: (resyncs < MAX_ROW_RESYNCS).then(|| now_ms.saturating_add(interval)),
+            resyncs,
+        }
+    }
 }
 
 /// A failure shown to the client.
@@ -378,7 +434,11 @@ impl TaskState {
                     Phase::AwaitingProvider => s.poll.as_ref().and_then(|p| p.next_poll_at_ms),
                     _ => None,
                 };
-                [poll, s.watchdog_at_ms(), s.deadline_at_ms()]
+                let rows = match s.phase() {
+                    Phase::Done => s.rows.check_at_ms,
+                    _ => None,
+                };
+                [poll, s.watchdog_at_ms(), s.deadline_at_ms(), rows]
             })
             .flatten()
             .min()
@@ -493,6 +553,9 @@ pub enum Command {
         attempt: u32,
         error: StepError,
     },
+    /// The rows of this final step were written as the Durable Object has it: the alarm's
+    /// rows check ([`RowsCheck`]) is settled.
+    RowsSynced { step: Step, attempt: u32 },
 }
 
 /// What the caller should do after a successful [`apply`].
@@ -532,12 +595,17 @@ pub enum Outcome {
     /// Do not create: [`MAX_CREATES`] creations already started and the last answer was lost.
     /// Fail the step rather than risk paying a third time.
     CreateRefused,
-    /// The sweep changed steps: send `requeue` (step, attempt, job kind, try number) and sync
-    /// the rows of `failed` steps.
+    /// The sweep changed steps: send `requeue` (step, attempt, job kind, try number), and
+    /// write the rows of `failed` (steps it failed) and `resync` (final steps whose rows are
+    /// unconfirmed), each followed by `RowsSynced` once written.
     Swept {
         requeue: Vec<Requeue>,
         failed: Vec<Step>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        resync: Vec<Step>,
     },
+    /// `RowsSynced` applied: the rows check is settled.
+    RowsConfirmed,
     /// Nothing changed; acknowledge the message and do nothing.
     Skip(SkipReason),
 }
@@ -578,6 +646,8 @@ pub enum SkipReason {
     EmptyOutput,
     /// The watchdog is not due yet.
     NotDue,
+    /// The rows of the step are already confirmed (or the step is not final).
+    RowsSettled,
 }
 
 /// Why a command was refused; nothing is persisted.
@@ -671,13 +741,41 @@ pub fn apply(
             step,
             attempt,
             asset_urls,
-        } => on_step(state, step, attempt, now_ms, |s, _| complete(s, asset_urls)),
+        } => on_step(state, step, attempt, now_ms, |s, now| {
+            complete(s, asset_urls, now)
+        }),
         Command::Fail {
             step,
             attempt,
             error,
-        } => on_step(state, step, attempt, now_ms, |s, _| fail(s, error)),
+        } => on_step(state, step, attempt, now_ms, |s, now| fail(s, error, now)),
+        Command::RowsSynced { step, attempt } => rows_synced(state, step, attempt),
     }
+}
+
+/// Settles the rows check of a final step. The step's `updated_at_ms` does not move: nothing
+/// the client sees changed.
+fn rows_synced(
+    state: Option<TaskState>,
+    step: Step,
+    attempt: u32,
+) -> Result<(TaskState, Outcome), Refusal> {
+    let mut state = state.ok_or(Refusal::UnknownTask)?;
+    let s = state
+        .steps
+        .get_mut(&step)
+        .ok_or(Refusal::UnknownStep(step))?;
+    if s.attempt != attempt {
+        return Ok((state, Outcome::Skip(SkipReason::StaleAttempt)));
+    }
+    if !s.status.is_terminal() || s.rows.is_settled() {
+        return Ok((state, Outcome::Skip(SkipReason::RowsSettled)));
+    }
+    s.rows = RowsCheck {
+        check_at_ms: None,
+        resyncs: s.rows.resyncs,
+    };
+    Ok((state, Outcome::RowsConfirmed))
 }
 
 /// Runs a job transition on one step. `Err(reason)` from `f` means "skip, nothing changed";
@@ -788,6 +886,7 @@ fn new_step(
         updated_at_ms: now_ms,
         previous: None,
         deadline_ms: DEFAULT_STEP_DEADLINE_MS,
+        rows: RowsCheck::default(),
     }
 }
 
@@ -1014,6 +1113,7 @@ fn poll_result(
                 PROVIDER_TIMEOUT_CODE,
                 format!("timed out: the provider did not finish within {budget}"),
             ),
+            now,
         );
     }
     Ok(outcome)
@@ -1082,8 +1182,16 @@ fn sweep(state: Option<TaskState>, now: u64) -> Result<(TaskState, Outcome), Ref
     let mut state = state.ok_or(Refusal::UnknownTask)?;
     let mut requeue = Vec::new();
     let mut failed = Vec::new();
+    let mut resync = Vec::new();
     for (step, s) in state.steps.iter_mut() {
         let phase = s.phase();
+        if phase == Phase::Done {
+            if s.rows.check_at_ms.is_some_and(|at| now >= at) {
+                s.rows = s.rows.after_resync(now);
+                resync.push(*step);
+            }
+            continue;
+        }
         if s.deadline_at_ms().is_some_and(|at| now >= at) {
             let error = if phase == Phase::AwaitingProvider {
                 StepError::new(
@@ -1103,7 +1211,7 @@ fn sweep(state: Option<TaskState>, now: u64) -> Result<(TaskState, Outcome), Ref
                     ),
                 )
             };
-            if fail(s, error).is_ok() {
+            if fail(s, error, now).is_ok() {
                 s.updated_at_ms = now;
                 failed.push(*step);
             }
@@ -1128,14 +1236,23 @@ fn sweep(state: Option<TaskState>, now: u64) -> Result<(TaskState, Outcome), Ref
             try_no: s.job.job_attempts.saturating_add(1),
         });
     }
-    if requeue.is_empty() && failed.is_empty() {
+    if requeue.is_empty() && failed.is_empty() && resync.is_empty() {
         return Ok((state, Outcome::Skip(SkipReason::NotDue)));
     }
-    state.updated_at_ms = now;
-    Ok((state, Outcome::Swept { requeue, failed }))
+    if !requeue.is_empty() || !failed.is_empty() {
+        state.updated_at_ms = now;
+    }
+    Ok((
+        state,
+        Outcome::Swept {
+            requeue,
+            failed,
+            resync,
+        },
+    ))
 }
 
-fn complete(s: &mut StepState, asset_urls: Vec<String>) -> Result<Outcome, SkipReason> {
+fn complete(s: &mut StepState, asset_urls: Vec<String>, now: u64) -> Result<Outcome, SkipReason> {
     let phase = s.phase();
     let expected = match s.step() {
         Step::Concepts => Phase::Running,
@@ -1151,6 +1268,7 @@ fn complete(s: &mut StepState, asset_urls: Vec<String>) -> Result<Outcome, SkipR
         return Err(SkipReason::EmptyOutput);
     }
     s.status = Status::Complete;
+    s.rows = RowsCheck::due_after_final(now);
     s.progress = 100;
     s.asset_urls = asset_urls;
     s.error = None;
@@ -1161,11 +1279,12 @@ fn complete(s: &mut StepState, asset_urls: Vec<String>) -> Result<Outcome, SkipR
     Ok(Outcome::Completed)
 }
 
-fn fail(s: &mut StepState, error: StepError) -> Result<Outcome, SkipReason> {
+fn fail(s: &mut StepState, error: StepError, now: u64) -> Result<Outcome, SkipReason> {
     if s.status.is_terminal() {
         return Err(SkipReason::Terminal(s.status));
     }
     s.status = Status::Failed;
+    s.rows = RowsCheck::due_after_final(now);
     s.error = Some(StepError::new(error.code, error.message));
     s.job.claimed_at_ms = None;
     if let Some(p) = s.poll.as_mut() {
@@ -1884,7 +2003,8 @@ mod tests {
         assert_eq!(s.status, Status::Failed);
         assert_eq!(s.error.as_ref().unwrap().code, PROVIDER_TIMEOUT_CODE);
         assert!(s.error.as_ref().unwrap().message.contains("30 minutes"));
-        assert_eq!(after.next_alarm_ms(), None);
+        // No more polls: only the rows check.
+        assert_eq!(after.next_alarm_ms(), Some(deadline + ROWS_CHECK_MS));
         let unreachable = polled(
             &state,
             Observation::Unreachable {
@@ -2101,7 +2221,7 @@ mod tests {
         assert_eq!(e.code, "tripo_failed");
         assert_eq!(e.message.chars().count(), MAX_ERROR_MESSAGE_CHARS + 1);
         assert!(e.message.ends_with('…'));
-        assert_eq!(state.next_alarm_ms(), None);
+        assert_eq!(state.next_alarm_ms(), Some(T0 + 11 + ROWS_CHECK_MS));
     }
 
     // --- Persistence -------------------------------------------------------------------------
@@ -2229,7 +2349,8 @@ mod tests {
             o,
             Outcome::Swept {
                 requeue: vec![],
-                failed: vec![Step::Model]
+                failed: vec![Step::Model],
+                resync: vec![],
             }
         );
         let st = step_of(&s, Step::Model);
@@ -2237,6 +2358,14 @@ mod tests {
         let e = st.error.as_ref().unwrap();
         assert_eq!(e.code, TIMEOUT_CODE);
         assert!(e.message.contains("30 minutes") && e.message.contains("openai: HTTP 503"));
+        // Only the rows check is left; the rows written, nothing.
+        assert_eq!(s.next_alarm_ms(), Some(deadline + ROWS_CHECK_MS));
+        let synced = Command::RowsSynced {
+            step: Step::Model,
+            attempt: 1,
+        };
+        let (s, o) = run(Some(s), synced, deadline + 5);
+        assert_eq!(o, Outcome::RowsConfirmed);
         assert_eq!(s.next_alarm_ms(), None);
         // A job that arrives later changes nothing.
         let (_, o) = run(Some(s), claim(JobKind::Run, 1), deadline + 1);
@@ -2456,5 +2585,82 @@ mod tests {
         let (done, _) = run(Some(s), failed(1), at + 1);
         let (_, o) = run(Some(done), renew, at + 2);
         assert_eq!(o, Outcome::Skip(SkipReason::Terminal(Status::Failed)));
+    }
+
+    fn rows_synced(attempt: u32) -> Command {
+        Command::RowsSynced {
+            step: Step::Model,
+            attempt,
+        }
+    }
+
+    #[test]
+    fn a_final_step_keeps_a_rows_check_until_its_rows_are_confirmed() {
+        // P9 finding 3: rows that could not be written after the DO became final were left
+        // `processing` for good.
+        let s = fixture("finalizing");
+        let (s, o) = run(Some(s), claim(JobKind::Finalize, 1), T0 + 100);
+        assert_eq!(o, Outcome::Run);
+        let (s, o) = run(Some(s), completed(1), T0 + 200);
+        assert_eq!(o, Outcome::Completed);
+        assert_eq!(
+            step_of(&s, Step::Model).rows.check_at_ms,
+            Some(T0 + 200 + ROWS_CHECK_MS)
+        );
+        assert_eq!(s.next_alarm_ms(), Some(T0 + 200 + ROWS_CHECK_MS));
+        // Not due: nothing.
+        let (s, o) = sweep_at(&s, T0 + 200 + ROWS_CHECK_MS - 1);
+        assert_eq!(o, Outcome::Skip(SkipReason::NotDue));
+        // Due: the alarm writes the rows itself; the next check backs off.
+        let at = T0 + 200 + ROWS_CHECK_MS;
+        let (s, o) = sweep_at(&s, at);
+        assert_eq!(
+            o,
+            Outcome::Swept {
+                requeue: vec![],
+                failed: vec![],
+                resync: vec![Step::Model]
+            }
+        );
+        let check = &step_of(&s, Step::Model).rows;
+        assert_eq!(check.resyncs, 1);
+        assert_eq!(check.check_at_ms, Some(at + 2 * ROWS_CHECK_MS));
+        // A row check is bookkeeping: the client-visible `updated_at` does not move.
+        assert_eq!(step_of(&s, Step::Model).updated_at_ms, T0 + 200);
+        // Confirmed: settled, no alarm, and a repeat is a skip.
+        let (s, o) = run(Some(s), rows_synced(1), at + 10);
+        assert_eq!(o, Outcome::RowsConfirmed);
+        assert_eq!(s.next_alarm_ms(), None);
+        let (_, o) = run(Some(s), rows_synced(1), at + 20);
+        assert_eq!(o, Outcome::Skip(SkipReason::RowsSettled));
+    }
+
+    #[test]
+    fn rows_synced_of_an_unfinished_step_or_another_attempt_changes_nothing() {
+        let s = fixture("running");
+        let (s2, o) = run(Some(s.clone()), rows_synced(1), T0 + 10);
+        assert_eq!(o, Outcome::Skip(SkipReason::RowsSettled));
+        assert_eq!(s2, s);
+        let (_, o) = run(Some(s), rows_synced(2), T0 + 10);
+        assert_eq!(o, Outcome::Skip(SkipReason::StaleAttempt));
+    }
+
+    #[test]
+    fn row_resyncs_back_off_to_the_cap_and_give_up_after_the_last() {
+        let mut check = RowsCheck::due_after_final(0);
+        let mut now = ROWS_CHECK_MS;
+        let mut intervals = Vec::new();
+        while let Some(at) = check.check_at_ms {
+            assert!(at >= now);
+            now = at;
+            check = check.after_resync(now);
+            if let Some(next) = check.check_at_ms {
+                intervals.push(next - now);
+            }
+        }
+        assert_eq!(check.resyncs, MAX_ROW_RESYNCS);
+        assert_eq!(intervals[0], 2 * ROWS_CHECK_MS);
+        assert!(intervals.iter().all(|i| *i <= ROWS_CHECK_MAX_MS));
+        assert_eq!(intervals.last(), Some(&ROWS_CHECK_MAX_MS));
     }
 }

@@ -107,7 +107,10 @@ async fn sweep(
             return state.clone();
         }
     };
-    if let Outcome::Swept { requeue, failed } = &reply.outcome {
+    if let Outcome::Swept {
+        requeue, failed, ..
+    } = &reply.outcome
+    {
         for r in requeue {
             let sent = match JobMessage::resend(state.task_id.clone(), r) {
                 Ok(msg) => super::enqueue(env, &msg, 0)
