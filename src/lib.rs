@@ -1,12 +1,15 @@
 //! makeit3d-bff: the backend-for-frontend of MakeIt3D, a Cloudflare Worker.
 //!
-//! Entry points only. `core` decides (pure, tested natively); `http`, `api`, `jobs`,
-//! `task_object`, `providers` and `supabase` translate between the runtime and the core.
+//! Entry points only. `core` decides (pure, tested natively); `flow` orchestrates the jobs over
+//! side-effect traits (pure too, tested natively with in-memory ports); `runtime` implements those
+//! traits; `http`, `api`, `jobs`, `task_object`, `providers` and `supabase` translate between
+//! the runtime and the core.
 
 pub mod auth;
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod flow;
 pub mod http;
 pub mod log;
 pub mod net;
@@ -15,6 +18,7 @@ pub mod supabase;
 
 pub mod api;
 pub mod jobs;
+pub mod runtime;
 pub mod task_client;
 pub mod task_object;
 

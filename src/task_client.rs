@@ -48,7 +48,7 @@ pub async fn call<B: Serialize, R: DeserializeOwned>(
 }
 
 use crate::core::task::{Command, Refusal, TaskState};
-use crate::task_object::{CmdReply, CmdRequest, RefusalReply, StateReply};
+use crate::core::task_wire::{CmdReply, CmdRequest, RefusalReply, StateReply};
 
 /// Current time in ms (the DO applies commands at the caller's clock, so one request sees one time).
 pub use crate::net::now_ms;
@@ -60,10 +60,17 @@ pub async fn command(
     task: &TaskId,
     command: Command,
 ) -> Result<Result<CmdReply, Refusal>, DepError> {
-    let req = CmdRequest {
-        command,
-        now_ms: now_ms(),
-    };
+    command_at(env, task, command, now_ms()).await
+}
+
+/// [`command`] applied at the caller's time `now_ms`.
+pub async fn command_at(
+    env: &Env,
+    task: &TaskId,
+    command: Command,
+    now_ms: u64,
+) -> Result<Result<CmdReply, Refusal>, DepError> {
+    let req = CmdRequest { command, now_ms };
     match call::<_, CmdReply>(env, task, "cmd", &req).await {
         Ok(reply) => Ok(Ok(reply)),
         Err(e) if e.status == Some(409) => match serde_json::from_str::<RefusalReply>(&e.message) {

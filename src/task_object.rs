@@ -10,36 +10,18 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
-use crate::core::task::{apply, effects, Command, Outcome, Refusal, TaskState};
+use crate::config::Config;
+use crate::core::task::{apply, effects, Command, Refusal, TaskState};
+use crate::core::task_wire::{CmdReply, CmdRequest, RefusalReply, StateReply};
+use crate::flow::{self, Setup};
+use crate::http::lookup;
 use crate::log::{self, Level};
+use crate::runtime::{Runtime, Tasks};
 
 /// Storage key of the serialized task state.
 pub const STATE_KEY: &str = "task";
-
-#[derive(Serialize, Deserialize)]
-pub struct CmdRequest {
-    pub command: Command,
-    pub now_ms: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct CmdReply {
-    pub outcome: Outcome,
-    pub state: TaskState,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct RefusalReply {
-    pub refusal: Refusal,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct StateReply {
-    pub state: Option<TaskState>,
-}
 
 #[durable_object]
 pub struct TaskObject {
@@ -48,7 +30,7 @@ pub struct TaskObject {
 }
 
 impl TaskObject {
-    async fn load(&self) -> Result<Option<TaskState>> {
+    pub async fn load(&self) -> Result<Option<TaskState>> {
         self.state.storage().get::<TaskState>(STATE_KEY).await
     }
 
@@ -116,22 +98,33 @@ impl DurableObject for TaskObject {
     }
 
     async fn alarm(&self) -> Result<Response> {
-        let now_ms = js_sys::Date::now() as u64;
         let Some(state) = self.load().await? else {
             return Response::empty();
         };
-        if let Err(e) = crate::jobs::poll::on_alarm(self, &self.env, &state, now_ms).await {
-            log::emit(
-                Level::Error,
-                "poll.alarm_error",
-                Some(state.task_id.as_str()),
-                None,
-                serde_json::json!({ "error": e.to_string() }),
-            );
-        }
+        let cfg = match Config::load(|n| lookup(&self.env, n)) {
+            Ok(c) => Some(c),
+            Err(problems) => {
+                let names: Vec<_> = problems.iter().map(|p| p.name).collect();
+                log::emit(
+                    Level::Error,
+                    "poll.misconfigured",
+                    Some(state.task_id.as_str()),
+                    None,
+                    serde_json::json!({ "missing_or_invalid": names }),
+                );
+                None
+            }
+        };
+        let setup = cfg.as_ref().and_then(|c| Setup::new(c).ok());
+        let rt = Runtime::new(
+            &self.env,
+            setup.as_ref().map(|s| s.cfg),
+            Tasks::Object(self),
+        );
+        flow::alarm::on_alarm(&rt, setup.as_ref(), &state).await;
         // Re-arm from whatever the polls left (poll first, re-arm after).
         if let Some(latest) = self.load().await? {
-            self.arm(&latest, js_sys::Date::now() as u64).await?;
+            self.arm(&latest, crate::net::now_ms()).await?;
         }
         Response::empty()
     }

@@ -9,21 +9,20 @@ use worker::{Env, Request, Response};
 
 use crate::auth;
 use crate::config::Config;
-use crate::core::ids::{TaskId, UserId};
+use crate::core::ids::UserId;
 use crate::core::jwt::Caller;
 use crate::core::request::{self, Endpoint, RequestError, StepRequest, ValidRequest};
 use crate::core::rest as rows_query;
-use crate::core::rows;
 use crate::core::status::submit_response;
-use crate::core::step::{Status, Step};
+use crate::core::step::Status;
 use crate::core::storage_path::{InputObject, Origin, ReadRights};
 use crate::core::supabase::ProofOutcome;
-use crate::core::task::{Command, Outcome, Refusal, Submission};
-use crate::error::{ApiError, DepError, FieldError};
+use crate::error::{ApiError, FieldError};
+use crate::flow::{self, submit::Submitted};
 use crate::http::{config, internal, json};
-use crate::jobs;
 use crate::log::{self, Level};
 use crate::net::{self, RequestBody};
+use crate::runtime::{Runtime, Tasks};
 use crate::supabase;
 use crate::supabase::storage::Rights;
 use crate::task_client;
@@ -179,163 +178,24 @@ pub async fn handle(name: &str, mut req: Request, env: &Env) -> Result<Response,
     submit(&cfg, env, valid, caller.user).await
 }
 
+/// Runs the submit (`flow::submit`) and answers: 202 for an accepted step, 200 with the step's
+/// status for a repeat of the same request.
 async fn submit(
     cfg: &Config,
     env: &Env,
     valid: ValidRequest,
     user: UserId,
 ) -> Result<Response, ApiError> {
-    let ValidRequest {
-        task_id,
-        request: step_req,
-    } = valid;
-    let step = step_req.step();
-    let cmd = Command::Submit(Submission {
-        owner: user,
-        task_id: task_id.clone(),
-        request: step_req.clone(),
-        deadline_ms: cfg.tripo_deadline_s.saturating_mul(1000),
-    });
-    let reply = match task_client::command(env, &task_id, cmd).await? {
-        Ok(r) => r,
-        Err(refusal) => return Err(refusal_error(refusal)),
+    let task_id = valid.task_id.clone();
+    let rt = Runtime::new(env, Some(cfg), Tasks::Stub);
+    let (code, step, status) = match flow::submit::submit(&rt, cfg, valid, user).await? {
+        Submitted::Accepted { step, .. } => (202, step, Status::Pending),
+        Submitted::Existing { step, status } => (200, step, status),
     };
-    let Some(state) = reply.state.steps.get(&step) else {
-        return Err(ApiError::Internal);
-    };
-    let attempt = state.attempt;
-    match reply.outcome {
-        Outcome::Existing => {
-            let body = submit_response(&task_id, step, state.status);
-            return json(
-                200,
-                serde_json::to_string(&body).map_err(|_| ApiError::Internal)?,
-            )
-            .map_err(internal);
-        }
-        Outcome::Created | Outcome::Resume | Outcome::Retry => {}
-        other => {
-            log::emit(
-                Level::Error,
-                "submit.unexpected_outcome",
-                Some(task_id.as_str()),
-                Some(step),
-                json!({ "outcome": format!("{other:?}") }),
-            );
-            return Err(ApiError::Internal);
-        }
-    }
-    let retry = matches!(reply.outcome, Outcome::Retry);
-    let row_ids = state.row_ids.clone();
-    if let Err(e) = write_rows(
-        cfg, env, &task_id, user, &step_req, &row_ids, attempt, retry,
-    )
-    .await
-    {
-        let undo_rows = rows::undo(
-            &cfg.tables(),
-            &step_req,
-            &row_ids,
-            attempt,
-            retry,
-            &e.to_string(),
-        );
-        undo(cfg, env, &task_id, step, attempt, &e, &undo_rows).await;
-        return Err(e.into());
-    }
-    log::emit(
-        Level::Info,
-        "submit.accepted",
-        Some(task_id.as_str()),
-        Some(step),
-        json!({
-            "attempt": attempt, "outcome": format!("{:?}", reply.outcome), "rows": row_ids.len(),
-        }),
-    );
-    let body = submit_response(&task_id, step, Status::Pending);
+    let body = submit_response(&task_id, step, status);
     json(
-        202,
+        code,
         serde_json::to_string(&body).map_err(|_| ApiError::Internal)?,
     )
     .map_err(internal)
-}
-
-/// Rows (inserted, or reset for a retry), then the job message.
-#[allow(clippy::too_many_arguments)]
-async fn write_rows(
-    cfg: &Config,
-    env: &Env,
-    task_id: &TaskId,
-    user: UserId,
-    step_req: &StepRequest,
-    row_ids: &[uuid::Uuid],
-    attempt: u32,
-    retry: bool,
-) -> Result<(), DepError> {
-    let t = cfg.tables();
-    supabase::rest::send(cfg, &rows::insert(&t, task_id, user, step_req, attempt)).await?;
-    if retry {
-        supabase::rest::send_all(
-            cfg,
-            &rows::reset(&t, task_id, user, step_req, row_ids, attempt),
-        )
-        .await?;
-    }
-    let step = step_req.step();
-    jobs::enqueue(
-        env,
-        &crate::core::jobs::JobMessage::run(task_id.clone(), step, attempt),
-        0,
-    )
-    .await?;
-    // The message is out: from here the job owns the step. Its claim records the enqueue in the
-    // DO (one DO round trip less per submit than a `MarkEnqueued` here; see RESUME_AFTER_MS).
-    Ok(())
-}
-
-/// Undoes a submission whose rows or message could not be written: the rows (best effort;
-/// guarded writes), then the step in the DO, so the same request can simply be sent again.
-async fn undo(
-    cfg: &Config,
-    env: &Env,
-    task_id: &TaskId,
-    step: Step,
-    attempt: u32,
-    cause: &DepError,
-    undo_rows: &[crate::core::rest::RestRequest],
-) {
-    if let Err(e) = supabase::rest::send_all(cfg, undo_rows).await {
-        log::emit(
-            Level::Warn,
-            "submit.undo_rows_failed",
-            Some(task_id.as_str()),
-            Some(step),
-            json!({ "error": e.to_string() }),
-        );
-    }
-    log::emit(
-        Level::Warn,
-        "submit.aborted",
-        Some(task_id.as_str()),
-        Some(step),
-        json!({ "attempt": attempt, "cause": cause.to_string() }),
-    );
-    if let Err(e) = task_client::command(env, task_id, Command::AbortSubmit { step, attempt }).await
-    {
-        log::emit(
-            Level::Error,
-            "submit.abort_failed",
-            Some(task_id.as_str()),
-            Some(step),
-            json!({ "error": e.to_string() }),
-        );
-    }
-}
-
-fn refusal_error(r: Refusal) -> ApiError {
-    match r {
-        Refusal::OtherOwner => ApiError::TaskConflict("this task_id is already used".into()),
-        Refusal::DifferentRequest { .. } => ApiError::TaskConflict(r.to_string()),
-        _ => ApiError::Internal,
-    }
 }

@@ -23,7 +23,7 @@ pub enum TaskIdError {
 
 /// The client's task id: `^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$` without `..` (SPEC §4).
 /// It becomes a storage path segment and a Durable Object name, so it is checked once here.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct TaskId(String);
 

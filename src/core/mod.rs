@@ -14,6 +14,7 @@ pub mod status;
 pub mod storage_path;
 pub mod supabase;
 pub mod task;
+pub mod task_wire;
 
 pub mod jobs;
 pub mod openai;

@@ -14,7 +14,9 @@
 
 use serde_json::json;
 
-use super::{failure_of, rows, Job};
+use super::consume::{fail_step, failure_of};
+use super::ports::Ports;
+use super::{rows, Job};
 use crate::core::request::{
     ModelOptions, ModelRequest, ModelSource, Orientation as ReqOrientation, StepRequest,
     TextureQuality as ReqTextureQuality,
@@ -28,10 +30,6 @@ use crate::core::tripo::{
     CreateTask, FileToken, ImageFormat, ModelParams, Orientation, TextureQuality,
 };
 use crate::log::Level;
-use crate::net::sleep;
-use crate::providers::tripo::{self, CallCtx};
-use crate::supabase::storage;
-use crate::task_client;
 
 /// In-job tries of the DO write that records the Tripo task (losing it would orphan a paid task,
 /// and a retried job would create another).
@@ -65,11 +63,7 @@ fn invalid(dep: Dependency, detail: &str) -> Failure {
     Failure::new(dep, FailureClass::InvalidInput, detail)
 }
 
-pub async fn run(job: &Job<'_>) -> Result<(), Failure> {
-    let cx = CallCtx {
-        task_id: &job.msg.task_id,
-        step: job.msg.step,
-    };
+pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
     if let Some(id) = &job.step.provider_task_id {
         // The claim is not granted once a provider task exists; never create a second one.
         job.log(
@@ -79,11 +73,11 @@ pub async fn run(job: &Job<'_>) -> Result<(), Failure> {
         );
         return Ok(());
     }
-    rows::sync(job.cfg, &job.origin, &job.msg.task_id, &job.step)
+    rows::start(job.w, job.cfg(), job.task(), job.owner, &job.step)
         .await
         .map_err(|e| failure_of(&e))?;
     let task = match &job.step.request {
-        StepRequest::Model(m) => model_task(job, cx, m).await?,
+        StepRequest::Model(m) => model_task(job, m).await?,
         StepRequest::Refine(r) => CreateTask::RefineModel {
             draft_model_task_id: r.tripo_draft_task_id.clone(),
         },
@@ -98,7 +92,7 @@ pub async fn run(job: &Job<'_>) -> Result<(), Failure> {
     if !may_create(job).await? {
         return Ok(());
     }
-    let tripo_id = match tripo::create(cx, job.cfg, &task).await {
+    let tripo_id = match job.w.tripo_create(job.task(), job.msg.step, &task).await {
         Ok(id) => id,
         Err(f) => {
             if f.class != FailureClass::Transient {
@@ -108,7 +102,7 @@ pub async fn run(job: &Job<'_>) -> Result<(), Failure> {
                     step: job.msg.step,
                     attempt: job.msg.attempt,
                 };
-                let _ = task_client::command(job.env, &job.msg.task_id, settle).await;
+                let _ = job.command(settle).await;
             }
             return Err(f);
         }
@@ -124,15 +118,12 @@ pub async fn run(job: &Job<'_>) -> Result<(), Failure> {
 /// Records in the DO that a creation starts (`CreateStarting`) before `POST /task`, so that a
 /// lost answer is known: after one, at most one more creation (`provider.create_uncertain`),
 /// then the step fails instead of paying a third time. `false`: do not create.
-async fn may_create(job: &Job<'_>) -> Result<bool, Failure> {
+async fn may_create<W: Ports>(job: &Job<'_, W>) -> Result<bool, Failure> {
     let start = Command::CreateStarting {
         step: job.msg.step,
         attempt: job.msg.attempt,
     };
-    let reply = match task_client::command(job.env, &job.msg.task_id, start)
-        .await
-        .map_err(|e| failure_of(&e))?
-    {
+    let reply = match job.command(start).await.map_err(|e| failure_of(&e))? {
         Ok(reply) => reply,
         Err(_) => return Ok(false),
     };
@@ -154,7 +145,7 @@ async fn may_create(job: &Job<'_>) -> Result<bool, Failure> {
         Outcome::CreateRefused => {
             let message = "Tripo did not answer two task creations; a third is not attempted \
                            (each may have created a billed task)";
-            super::fail_step(job, ErrorCode::ProviderUnavailable.as_str(), message)
+            fail_step(job, ErrorCode::ProviderUnavailable.as_str(), message)
                 .await
                 .map_err(|e| failure_of(&e))?;
             Ok(false)
@@ -171,11 +162,7 @@ async fn may_create(job: &Job<'_>) -> Result<bool, Failure> {
 }
 
 /// The `POST /task` of a model request: text, one image / a sketch, or 2–4 views.
-async fn model_task(
-    job: &Job<'_>,
-    cx: CallCtx<'_>,
-    m: &ModelRequest,
-) -> Result<CreateTask, Failure> {
+async fn model_task<W: Ports>(job: &Job<'_, W>, m: &ModelRequest) -> Result<CreateTask, Failure> {
     let params = model_params(&m.options);
     let style = m.style.clone();
     Ok(match &m.source {
@@ -187,7 +174,7 @@ async fn model_task(
         ModelSource::Image { urls, image } if urls.len() > 1 => {
             let mut files = Vec::with_capacity(urls.len());
             for (i, url) in urls.iter().enumerate() {
-                files.push(upload_input(job, cx, url, i).await?);
+                files.push(upload_input(job, url, i).await?);
             }
             CreateTask::MultiviewToModel {
                 files,
@@ -201,14 +188,14 @@ async fn model_task(
                 .first()
                 .ok_or_else(|| invalid(Dependency::Storage, "no input image"))?;
             CreateTask::ImageToModel {
-                file: upload_input(job, cx, url, 0).await?,
+                file: upload_input(job, url, 0).await?,
                 style,
                 params,
                 orientation: orientation(image.orientation),
             }
         }
         ModelSource::Sketch { url, image } => CreateTask::ImageToModel {
-            file: upload_input(job, cx, url, 0).await?,
+            file: upload_input(job, url, 0).await?,
             style,
             params,
             orientation: orientation(image.orientation),
@@ -218,15 +205,16 @@ async fn model_task(
 
 /// Downloads one input from Storage and uploads it to Tripo; its file token. The bytes are
 /// dropped before the next input is fetched.
-async fn upload_input(
-    job: &Job<'_>,
-    cx: CallCtx<'_>,
+async fn upload_input<W: Ports>(
+    job: &Job<'_, W>,
     url: &str,
     index: usize,
 ) -> Result<FileToken, Failure> {
-    let obj = parse_input_url(url, &job.origin)
+    let obj = parse_input_url(url, &job.setup.origin)
         .map_err(|e| invalid(Dependency::Storage, &e.to_string()))?;
-    let (bytes, _ct) = storage::download_input(job.cfg, &obj)
+    let bytes = job
+        .w
+        .download_input(&obj)
         .await
         .map_err(|e| failure_of(&e))?;
     let format = ImageFormat::sniff(&bytes).ok_or_else(|| {
@@ -235,7 +223,10 @@ async fn upload_input(
             "the input is not a PNG, JPEG or WebP image",
         )
     })?;
-    let token = tripo::upload(cx, job.cfg, &bytes, format).await?;
+    let token = job
+        .w
+        .tripo_upload(job.task(), job.msg.step, &bytes, format)
+        .await?;
     job.log(
         Level::Info,
         "model.input_uploaded",
@@ -245,19 +236,19 @@ async fn upload_input(
 }
 
 /// Stores the Tripo id in the DO (arming the alarm), then on the row.
-async fn record(job: &Job<'_>, tripo_id: &str) -> Result<(), Failure> {
+async fn record<W: Ports>(job: &Job<'_, W>, tripo_id: &str) -> Result<(), Failure> {
     let mut delay = 250;
     let mut last = String::new();
     for try_no in 1..=RECORD_TRIES {
-        let now = task_client::now_ms();
+        let now = job.w.now_ms();
         let cmd = Command::ProviderTaskCreated {
             step: job.msg.step,
             attempt: job.msg.attempt,
             provider_task_id: tripo_id.to_owned(),
-            timeout_ms: job.cfg.tripo_deadline_s.saturating_mul(1000),
+            timeout_ms: job.cfg().tripo_deadline_s.saturating_mul(1000),
             next_poll_at_ms: now + next_poll_delay_ms(0, None, &PollPolicy::default()),
         };
-        match task_client::command(job.env, &job.msg.task_id, cmd).await {
+        match job.w.command(job.task(), cmd, now).await {
             Ok(Ok(reply)) => {
                 let step = reply.state.steps.get(&job.msg.step);
                 return match (&reply.outcome, step) {
@@ -296,7 +287,7 @@ async fn record(job: &Job<'_>, tripo_id: &str) -> Result<(), Failure> {
                     "model.record_retry",
                     json!({ "tripo_task_id": tripo_id, "try": try_no, "error": last }),
                 );
-                sleep(delay).await;
+                job.w.sleep(delay).await;
                 delay *= 2;
             }
         }
@@ -308,10 +299,10 @@ async fn record(job: &Job<'_>, tripo_id: &str) -> Result<(), Failure> {
 }
 
 /// Row `processing` with the Tripo id; a failure is logged (the finalize job writes it again).
-async fn sync_processing(job: &Job<'_>, step: &StepState) {
+async fn sync_processing<W: Ports>(job: &Job<'_, W>, step: &StepState) {
     let mut delay = 250;
     for try_no in 1..=ROW_TRIES {
-        match rows::sync(job.cfg, &job.origin, &job.msg.task_id, step).await {
+        match rows::sync(job.w, job.cfg(), job.task(), step).await {
             Ok(()) => return,
             Err(e) if try_no < ROW_TRIES => {
                 job.log(
@@ -319,7 +310,7 @@ async fn sync_processing(job: &Job<'_>, step: &StepState) {
                     "model.row_retry",
                     json!({ "try": try_no, "error": e.to_string() }),
                 );
-                sleep(delay).await;
+                job.w.sleep(delay).await;
                 delay *= 2;
             }
             Err(e) => job.log(

@@ -1,16 +1,20 @@
 //! Keeps a step's rows in line with the task's Durable Object (the DO is written first; rows
 //! follow). Every write is guarded (`status` and `metadata.attempt` filters), so syncing twice, or
-//! late, changes nothing: a failed row write is simply retried by syncing again.
+//! late, changes nothing: a failed row write is simply retried by syncing again. Once the rows of
+//! a final step are written, `RowsSynced` settles the DO's rows check (`core::task::RowsCheck`);
+//! until then the alarm writes them again.
 
+use serde_json::json;
+
+use super::ports::Ports;
 use crate::config::Config;
-use crate::core::ids::TaskId;
+use crate::core::ids::{TaskId, UserId};
 use crate::core::rest::{mark_complete, mark_failed, mark_processing, RestRequest, RowError};
-use crate::core::rows::metadata;
+use crate::core::rows::{self, metadata};
 use crate::core::step::Status;
-use crate::core::storage_path::Origin;
-use crate::core::task::StepState;
+use crate::core::task::{Command, StepState};
 use crate::error::DepError;
-use crate::supabase;
+use crate::log::Level;
 
 /// The row writes that bring the rows to the step's state.
 pub fn writes(cfg: &Config, step: &StepState) -> Vec<RestRequest> {
@@ -73,12 +77,64 @@ pub fn writes(cfg: &Config, step: &StepState) -> Vec<RestRequest> {
     }
 }
 
-/// Writes the rows of `step` as the DO has it.
-pub async fn sync(
+/// Writes the rows of `step` as the DO has it; for a final step, then confirms it to the DO
+/// (a lost confirmation only costs one more guarded write by the alarm).
+pub async fn sync<W: Ports>(
+    w: &W,
     cfg: &Config,
-    _origin: &Origin,
-    _task: &TaskId,
+    task: &TaskId,
     step: &StepState,
 ) -> Result<(), DepError> {
-    supabase::rest::send_all(cfg, &writes(cfg, step)).await
+    w.rest_all(&writes(cfg, step)).await?;
+    if step.status.is_terminal() && !step.rows.is_settled() {
+        let cmd = Command::RowsSynced {
+            step: step.step(),
+            attempt: step.attempt,
+        };
+        if let Err(e) = w.command(task, cmd, w.now_ms()).await {
+            w.event(
+                Level::Warn,
+                "rows.confirm_failed",
+                Some(task),
+                Some(step.step()),
+                json!({ "error": e.to_string() }),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The rows a run job makes sure of before its first write: when the alarm's sweep sent its
+/// message (`job.requeued_at_ms`), the submit may have died between the DO and the rows, so the
+/// `pending` rows are inserted (a no-op for rows that exist) and, for a retry, reset (guarded:
+/// only `failed` rows of the earlier attempt match). Otherwise the submit wrote them: nothing.
+pub fn ensure(cfg: &Config, task: &TaskId, owner: UserId, step: &StepState) -> Vec<RestRequest> {
+    if step.job.requeued_at_ms.is_none() {
+        return Vec::new();
+    }
+    let t = cfg.tables();
+    let mut out = vec![rows::insert(&t, task, owner, &step.request, step.attempt)];
+    if step.attempt > 1 {
+        out.extend(rows::reset(
+            &t,
+            task,
+            owner,
+            &step.request,
+            &step.row_ids,
+            step.attempt,
+        ));
+    }
+    out
+}
+
+/// A run job's first row write: [`ensure`], then `processing`.
+pub async fn start<W: Ports>(
+    w: &W,
+    cfg: &Config,
+    task: &TaskId,
+    owner: UserId,
+    step: &StepState,
+) -> Result<(), DepError> {
+    w.rest_all(&ensure(cfg, task, owner, step)).await?;
+    sync(w, cfg, task, step).await
 }

@@ -1,8 +1,8 @@
-//! Tripo polling from the task Durable Object's alarm (SPEC §6 "Poll").
+//! The task Durable Object's alarm: the sweep, then Tripo polling (SPEC §6 "Poll").
 //!
 //! For every step awaiting Tripo whose poll is due: `GET /task/{id}`, then one `PollResult` (or
-//! `Fail`) applied through [`TaskObject::command`] (never through `task_client`: a DO calling
-//! itself over fetch deadlocks). The next poll comes from `core::retry::next_poll_delay_ms`
+//! `Fail`) applied through the task store the alarm is given (in the Worker, the Durable Object
+//! itself: a DO calling itself over fetch deadlocks). The next poll comes from `core::retry::next_poll_delay_ms`
 //! (`max(2 s, running_left_time / 2)` with an estimate, else 2 s doubling to 15 s), never later
 //! than the deadline; poll errors back off with `decide_poll_error` until the deadline. Success
 //! enqueues the finalize job; a failure status fails the step and its row with Tripo's reason.
@@ -14,62 +14,37 @@
 //! The sweep comes first (`Command::Sweep`, `core::task::sweep`): every unfinished step whose job
 //! message may have been lost (a pending step never claimed, a claim whose lease ended, a retry
 //! that never came, a finalize with no live claim for `FINALIZE_WATCHDOG_MS`) gets it sent again,
-//! and every step past its deadline fails with the reason, rows included.
+//! and every step past its deadline fails with the reason, rows included; a final step whose
+//! rows were never confirmed (`core::task::RowsCheck`) gets them written.
 
 use serde_json::json;
-use worker::Env;
 
-use super::rows;
-use crate::config::Config;
+use super::ports::Ports;
+use super::{rows, Setup};
 use crate::core::ids::TaskId;
 use crate::core::jobs::JobMessage;
 use crate::core::retry::{
     decide_poll_error, next_poll_delay_ms, Deadline, Decision, ErrorCode, FailureClass, PollPolicy,
 };
 use crate::core::step::Step;
-use crate::core::storage_path::Origin;
 use crate::core::task::{
     Command, Observation, Outcome, Phase, ProviderStatus, StepError, StepState, TaskState,
 };
 use crate::core::tripo::{poll_outcome, PollOutcome, TaskStatus};
-use crate::http::lookup;
-use crate::log::{self, Level};
-use crate::providers::tripo::{self, CallCtx};
-use crate::task_object::TaskObject;
+use crate::log::Level;
 
 /// A poll due within this much is made now (saves a wake-up for a few ms).
 const DUE_SLACK_MS: u64 = 200;
 /// Next try when the worker's configuration cannot be read (the deadline still applies).
 const MISCONFIGURED_RETRY_MS: u64 = 15_000;
-/// Delay of the message that repairs rows the alarm could not write.
-const ROW_REPAIR_DELAY_S: u32 = 5;
 
-use crate::net::now_ms as now;
-
-/// Sweeps the task (lost messages sent again, deadlines enforced), then polls every step whose
-/// provider task is due, applies the results and enqueues finalize jobs.
-pub async fn on_alarm(
-    obj: &TaskObject,
-    env: &Env,
-    state: &TaskState,
-    now_ms: u64,
-) -> worker::Result<()> {
-    let cfg = match Config::load(|n| lookup(env, n)) {
-        Ok(c) => Some(c),
-        Err(problems) => {
-            let names: Vec<_> = problems.iter().map(|p| p.name).collect();
-            log::emit(
-                Level::Error,
-                "poll.misconfigured",
-                Some(state.task_id.as_str()),
-                None,
-                json!({ "missing_or_invalid": names }),
-            );
-            None
-        }
-    };
-    // The sweep first: lost messages sent again, steps past their deadline failed.
-    let state = &sweep(obj, env, cfg.as_ref(), state, now_ms).await;
+/// Sweeps the task (lost messages sent again, deadlines enforced, unconfirmed rows written),
+/// then polls every step whose provider task is due, applies the results and enqueues finalize
+/// jobs. `setup` is `None` when the worker's configuration is invalid: the sweep still runs,
+/// polls record the problem, rows wait for the next alarm.
+pub async fn on_alarm<W: Ports>(w: &W, setup: Option<&Setup<'_>>, state: &TaskState) {
+    let now_ms = w.now_ms();
+    let state = &sweep(w, setup, state, now_ms).await;
     for (step, s) in &state.steps {
         let due = s.phase() == Phase::AwaitingProvider
             && s.poll
@@ -77,30 +52,30 @@ pub async fn on_alarm(
                 .and_then(|p| p.next_poll_at_ms)
                 .is_some_and(|at| at <= now_ms.saturating_add(DUE_SLACK_MS));
         if due {
-            poll_step(obj, env, cfg.as_ref(), &state.task_id, *step, s).await;
+            poll_step(w, setup, &state.task_id, *step, s).await;
         }
     }
-    Ok(())
 }
 
 /// Applies `Command::Sweep` and carries it out: sends each job message the sweep wants sent again
-/// (`watchdog.requeued`), and writes the rows of each step it failed (`watchdog.failed`). Returns
-/// the state to poll from (the given one if the sweep could not be applied).
-async fn sweep(
-    obj: &TaskObject,
-    env: &Env,
-    cfg: Option<&Config>,
+/// (`watchdog.requeued`), and writes the rows of each step it failed (`watchdog.failed`) or whose
+/// rows are unconfirmed (`rows.resync`). Returns the state to poll from (the given one if the
+/// sweep could not be applied).
+async fn sweep<W: Ports>(
+    w: &W,
+    setup: Option<&Setup<'_>>,
     state: &TaskState,
     now_ms: u64,
 ) -> TaskState {
-    let reply = match obj.command(Command::Sweep, now_ms).await {
+    let task = &state.task_id;
+    let reply = match w.command(task, Command::Sweep, now_ms).await {
         Ok(Ok(reply)) => reply,
         Ok(Err(_)) => return state.clone(),
         Err(e) => {
-            log::emit(
+            w.event(
                 Level::Error,
                 "watchdog.apply_error",
-                Some(state.task_id.as_str()),
+                Some(task),
                 None,
                 json!({ "error": e.to_string() }),
             );
@@ -108,46 +83,82 @@ async fn sweep(
         }
     };
     if let Outcome::Swept {
-        requeue, failed, ..
+        requeue,
+        failed,
+        resync,
     } = &reply.outcome
     {
         for r in requeue {
-            let sent = match JobMessage::resend(state.task_id.clone(), r) {
-                Ok(msg) => super::enqueue(env, &msg, 0)
-                    .await
-                    .map_err(|e| e.to_string()),
+            let sent = match JobMessage::resend(task.clone(), r) {
+                Ok(msg) => w.enqueue(&msg, 0).await.map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
             // A failed send is retried by the next sweep (the watchdog moved one interval on).
-            log::emit(
+            w.event(
                 if sent.is_ok() {
                     Level::Warn
                 } else {
                     Level::Error
                 },
                 "watchdog.requeued",
-                Some(state.task_id.as_str()),
+                Some(task),
                 Some(r.step),
                 json!({ "kind": r.kind.as_str(), "attempt": r.attempt, "try": r.try_no, "error": sent.err() }),
             );
         }
         for step in failed {
+            if let Some(after) = reply.state.steps.get(step) {
+                w.event(
+                    Level::Error,
+                    "watchdog.failed",
+                    Some(task),
+                    Some(*step),
+                    json!({ "attempt": after.attempt, "error": after.error }),
+                );
+            }
+        }
+        for step in failed.iter().chain(resync) {
             let Some(after) = reply.state.steps.get(step) else {
                 continue;
             };
-            log::emit(
-                Level::Error,
-                "watchdog.failed",
-                Some(state.task_id.as_str()),
-                Some(*step),
-                json!({ "attempt": after.attempt, "error": after.error }),
-            );
-            if let Some(cfg) = cfg {
-                sync_failed_rows(env, cfg, &state.task_id, after).await;
+            if resync.contains(step) {
+                w.event(
+                    Level::Warn,
+                    "rows.resync",
+                    Some(task),
+                    Some(*step),
+                    json!({ "status": after.status.as_str(), "attempt": after.attempt, "resyncs": after.rows.resyncs }),
+                );
             }
+            sync_final_rows(w, setup, task, after).await;
         }
     }
     reply.state
+}
+
+/// Writes a final step's rows (and confirms them to the DO); a failure is left to the DO's rows
+/// check, which brings the alarm back.
+async fn sync_final_rows<W: Ports>(
+    w: &W,
+    setup: Option<&Setup<'_>>,
+    task: &TaskId,
+    step: &StepState,
+) {
+    let result = match setup {
+        Some(setup) => rows::sync(w, setup.cfg, task, step)
+            .await
+            .map_err(|e| e.to_string()),
+        None => Err("the worker's configuration is invalid".to_owned()),
+    };
+    if let Err(e) = result {
+        w.event(
+            Level::Warn,
+            "rows.sync_failed",
+            Some(task),
+            Some(step.step()),
+            json!({ "error": e, "next_check_at_ms": step.rows.check_at_ms }),
+        );
+    }
 }
 
 fn provider_status(s: TaskStatus) -> ProviderStatus {
@@ -166,10 +177,9 @@ enum Next {
 }
 
 /// One poll of one step, applied; problems are logged (the alarm keeps going for other steps).
-async fn poll_step(
-    obj: &TaskObject,
-    env: &Env,
-    cfg: Option<&Config>,
+async fn poll_step<W: Ports>(
+    w: &W,
+    setup: Option<&Setup<'_>>,
     task: &TaskId,
     step: Step,
     s: &StepState,
@@ -183,20 +193,16 @@ async fn poll_step(
         p.started_at_ms,
         p.deadline_ms.saturating_sub(p.started_at_ms),
     );
-    let next = match cfg {
+    let next = match setup {
         None => Next::Poll(
             Observation::Unreachable {
                 message: "the worker's configuration is invalid".into(),
             },
-            deadline.next_alarm_ms(now(), MISCONFIGURED_RETRY_MS),
+            deadline.next_alarm_ms(w.now_ms(), MISCONFIGURED_RETRY_MS),
         ),
-        Some(cfg) => {
-            let cx = CallCtx {
-                task_id: task,
-                step,
-            };
-            let result = tripo::task(cx, cfg, tripo_id).await;
-            let at = now();
+        Some(_) => {
+            let result = w.tripo_task(task, step, tripo_id).await;
+            let at = w.now_ms();
             match result {
                 Ok(detail) => match poll_outcome(&detail, s.unknown_for_ms(at)) {
                     PollOutcome::InProgress {
@@ -234,7 +240,7 @@ async fn poll_step(
                     at,
                     &deadline,
                     &policy,
-                    js_sys::Math::random(),
+                    w.random(),
                 ) {
                     Decision::Retry { after_ms, .. } => Next::Poll(
                         Observation::Unreachable { message: f.reason },
@@ -247,7 +253,7 @@ async fn poll_step(
             }
         }
     };
-    let at = now();
+    let at = w.now_ms();
     let (cmd, fields) = match next {
         Next::Poll(observation, next_poll_at_ms) => {
             let fields = json!({
@@ -275,23 +281,23 @@ async fn poll_step(
             (cmd, fields)
         }
     };
-    let reply = match obj.command(cmd, at).await {
+    let reply = match w.command(task, cmd, at).await {
         Ok(Ok(reply)) => reply,
         Ok(Err(refusal)) => {
-            log::emit(
+            w.event(
                 Level::Warn,
                 "poll.refused",
-                Some(task.as_str()),
+                Some(task),
                 Some(step),
                 json!({ "poll": poll_no, "refusal": refusal.to_string() }),
             );
             return;
         }
         Err(e) => {
-            log::emit(
+            w.event(
                 Level::Error,
                 "poll.apply_error",
-                Some(task.as_str()),
+                Some(task),
                 Some(step),
                 json!({ "poll": poll_no, "error": e.to_string() }),
             );
@@ -308,20 +314,10 @@ async fn poll_step(
         Outcome::Failed => Level::Error,
         _ => Level::Info,
     };
-    log::emit(
-        level,
-        "poll.result",
-        Some(task.as_str()),
-        Some(step),
-        fields,
-    );
+    w.event(level, "poll.result", Some(task), Some(step), fields);
     match (&reply.outcome, after) {
-        (Outcome::Finalize, _) => enqueue_finalize(env, task, step, s.attempt).await,
-        (Outcome::Failed, Some(after)) => {
-            if let Some(cfg) = cfg {
-                sync_failed_rows(env, cfg, task, after).await;
-            }
-        }
+        (Outcome::Finalize, _) => enqueue_finalize(w, task, step, s.attempt).await,
+        (Outcome::Failed, Some(after)) => sync_final_rows(w, setup, task, after).await,
         _ => {}
     }
 }
@@ -353,44 +349,14 @@ fn outcome_label(o: &Outcome) -> String {
 }
 
 /// Sends the finalize job. If the queue is unavailable the watchdog sends it later.
-async fn enqueue_finalize(env: &Env, task: &TaskId, step: Step, attempt: u32) {
+async fn enqueue_finalize<W: Ports>(w: &W, task: &TaskId, step: Step, attempt: u32) {
     let result = match JobMessage::finalize(task.clone(), step, attempt) {
-        Ok(msg) => super::enqueue(env, &msg, 0)
-            .await
-            .map_err(|e| e.to_string()),
+        Ok(msg) => w.enqueue(&msg, 0).await.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     let (level, fields) = match &result {
         Ok(()) => (Level::Info, json!({ "attempt": attempt })),
         Err(e) => (Level::Error, json!({ "attempt": attempt, "error": e })),
     };
-    log::emit(
-        level,
-        "finalize.enqueued",
-        Some(task.as_str()),
-        Some(step),
-        fields,
-    );
-}
-
-/// Writes the failed step's row; if that fails, a message makes the consumer write it (a claim
-/// of a finished step re-syncs its rows).
-async fn sync_failed_rows(env: &Env, cfg: &Config, task: &TaskId, step: &StepState) {
-    let result = match Origin::parse(&cfg.supabase_url) {
-        Ok(origin) => rows::sync(cfg, &origin, task, step)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(_) => Err("SUPABASE_URL is not a valid origin".to_owned()),
-    };
-    if let Err(e) = result {
-        let repair = JobMessage::run(task.clone(), step.step(), step.attempt);
-        let sent = super::enqueue(env, &repair, ROW_REPAIR_DELAY_S).await;
-        log::emit(
-            Level::Warn,
-            "poll.row_repair",
-            Some(task.as_str()),
-            Some(step.step()),
-            json!({ "error": e, "repair_enqueued": sent.is_ok() }),
-        );
-    }
+    w.event(level, "finalize.enqueued", Some(task), Some(step), fields);
 }

@@ -1,13 +1,15 @@
 //! The concepts job (SPEC §6, flow B): rows `processing` → download the input → OpenAI image
 //! edits → each `b64_json` decoded as the reply arrives and uploaded to
 //! `concepts/{task_id}/{i}.png`, one image at a time → DO `complete` with every URL → rows
-//! `complete`. Uploads overwrite, so a retry after a crash
-//! half-way rewrites the same objects and rows, never new ones.
+//! `complete`. Uploads overwrite, so a retry after a crash half-way rewrites the same objects
+//! and rows, never new ones.
 
 use futures::StreamExt;
 use serde_json::json;
 
-use super::{failure_of, rows, Job};
+use super::consume::failure_of;
+use super::ports::Ports;
+use super::{rows, Job};
 use crate::core::openai::{Background as WireBackground, EditRequest, ReplyScanner};
 use crate::core::request::{Background, StepRequest};
 use crate::core::retry::{Dependency, Failure, FailureClass};
@@ -16,14 +18,10 @@ use crate::core::storage_path::{asset_url, output_path, parse_input_url};
 use crate::core::task::{Command, Outcome};
 use crate::core::tripo::ImageFormat;
 use crate::log::Level;
-use crate::net::{sleep, wasm_memory_bytes};
-use crate::providers::openai;
-use crate::supabase::storage;
-use crate::task_client;
 
 /// In-job tries of one output upload before the whole job is retried (so a Storage hiccup does
 /// not cost another paid OpenAI call).
-const UPLOAD_TRIES: u32 = 4;
+pub const UPLOAD_TRIES: u32 = 4;
 
 fn background(b: Background) -> WireBackground {
     match b {
@@ -33,7 +31,7 @@ fn background(b: Background) -> WireBackground {
     }
 }
 
-pub async fn run(job: &Job<'_>) -> Result<(), Failure> {
+pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
     let StepRequest::Concepts(req) = &job.step.request else {
         return Err(Failure::new(
             Dependency::OpenAi,
@@ -41,21 +39,19 @@ pub async fn run(job: &Job<'_>) -> Result<(), Failure> {
             "not a concepts step",
         ));
     };
-    let cfg = job.cfg;
-    rows::sync(cfg, &job.origin, &job.msg.task_id, &job.step)
+    let (w, cfg, origin) = (job.w, job.cfg(), &job.setup.origin);
+    rows::start(w, cfg, job.task(), job.owner, &job.step)
         .await
         .map_err(|e| failure_of(&e))?;
 
-    let input = parse_input_url(&req.input_image_asset_url, &job.origin).map_err(|e| {
+    let input = parse_input_url(&req.input_image_asset_url, origin).map_err(|e| {
         Failure::new(
             Dependency::Storage,
             FailureClass::InvalidInput,
             &e.to_string(),
         )
     })?;
-    let (bytes, _ct) = storage::download_input(cfg, &input)
-        .await
-        .map_err(|e| failure_of(&e))?;
+    let bytes = w.download_input(&input).await.map_err(|e| failure_of(&e))?;
     let format = ImageFormat::sniff(&bytes).ok_or_else(|| {
         Failure::new(
             Dependency::Storage,
@@ -78,7 +74,7 @@ pub async fn run(job: &Job<'_>) -> Result<(), Failure> {
             &e.to_string(),
         )
     })?;
-    let wasm_before = wasm_memory_bytes();
+    let wasm_before = w.memory_bytes();
     job.log(
         Level::Info,
         "concepts.openai_call",
@@ -87,32 +83,22 @@ pub async fn run(job: &Job<'_>) -> Result<(), Failure> {
             "input_bytes": bytes.len(), "wasm_memory_bytes": wasm_before,
         }),
     );
-    // The input moves into the request body (a JS buffer) and is dropped before the reply is
-    // read; the reply is read in chunks and each image is uploaded as soon as its base64 has
-    // arrived, so at most one image is held (P9 finding 8).
-    let mut resp = openai::edit(cfg, &edit, bytes, format).await?;
-    let mut stream = resp
-        .stream()
-        .map_err(|e| Failure::network(Dependency::OpenAi, &format!("reading the reply: {e}")))?;
+    // The input moves into the request body and is dropped before the reply is read; the reply
+    // is read in chunks and each image is uploaded as soon as its base64 has arrived, so at most
+    // one image is held (P9 finding 8).
+    let mut stream = w.openai_edit(&edit, bytes, format).await?;
     let mut scanner = ReplyScanner::new();
     let mut reply_bytes = 0usize;
     let mut urls = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            Failure::network(Dependency::OpenAi, &format!("reading the reply: {e}"))
-        })?;
+        let chunk = chunk?;
         reply_bytes += chunk.len();
         for png in scanner.feed(&chunk).map_err(|e| e.to_failure())? {
-            // Copied to a JS buffer and dropped before its upload.
-            let png = js_sys::Uint8Array::from(png.as_slice());
-            let path = output_path(&job.msg.task_id, Step::Concepts, urls.len() as u32);
-            upload_with_retries(job, &path, &png).await?;
-            urls.push(asset_url(
-                &job.origin,
-                &cfg.bucket,
-                &path,
-                cfg.bucket_public,
-            ));
+            // Handed to the runtime (a JS buffer) and dropped here before its upload.
+            let blob = w.hold(png);
+            let path = output_path(job.task(), Step::Concepts, urls.len() as u32);
+            upload_with_retries(job, &path, &blob).await?;
+            urls.push(asset_url(origin, &cfg.bucket, &path, cfg.bucket_public));
         }
     }
     drop(stream);
@@ -122,7 +108,7 @@ pub async fn run(job: &Job<'_>) -> Result<(), Failure> {
         "concepts.uploaded",
         json!({
             "images": urls.len(), "reply_bytes": reply_bytes,
-            "wasm_memory_before_bytes": wasm_before, "wasm_memory_bytes": wasm_memory_bytes(),
+            "wasm_memory_before_bytes": wasm_before, "wasm_memory_bytes": w.memory_bytes(),
         }),
     );
 
@@ -131,14 +117,15 @@ pub async fn run(job: &Job<'_>) -> Result<(), Failure> {
         attempt: job.msg.attempt,
         asset_urls: urls,
     };
-    let reply = task_client::command(job.env, &job.msg.task_id, cmd)
+    let reply = job
+        .command(cmd)
         .await
         .map_err(|e| Failure::network(Dependency::Database, &e.to_string()))?
         .map_err(|r| Failure::new(Dependency::Database, FailureClass::Rejected, &r.to_string()))?;
     if let (Outcome::Completed, Some(step)) =
         (&reply.outcome, reply.state.steps.get(&Step::Concepts))
     {
-        rows::sync(cfg, &job.origin, &job.msg.task_id, step)
+        rows::sync(w, cfg, job.task(), step)
             .await
             .map_err(|e| failure_of(&e))?;
         job.log(
@@ -150,14 +137,14 @@ pub async fn run(job: &Job<'_>) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn upload_with_retries(
-    job: &Job<'_>,
+async fn upload_with_retries<W: Ports>(
+    job: &Job<'_, W>,
     path: &str,
-    png: &js_sys::Uint8Array,
+    blob: &W::Blob,
 ) -> Result<(), Failure> {
     let mut delay = 500;
     for try_no in 1..=UPLOAD_TRIES {
-        match storage::upload_array(job.cfg, &job.origin, path, "image/png", png).await {
+        match job.w.upload(path, "image/png", blob).await {
             Ok(()) => return Ok(()),
             Err(e) if e.is_transient() && try_no < UPLOAD_TRIES => {
                 job.log(
@@ -165,7 +152,7 @@ async fn upload_with_retries(
                     "concepts.upload_retry",
                     json!({ "path": path, "try": try_no, "error": e.to_string() }),
                 );
-                sleep(delay).await;
+                job.w.sleep(delay).await;
                 delay *= 2;
             }
             Err(e) => return Err(failure_of(&e)),

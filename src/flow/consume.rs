@@ -1,0 +1,189 @@
+//! One job message (SPEC §6): the claim in the task's Durable Object, the job it grants (run or
+//! finalize) with a heartbeat that renews the claim's lease, and what a failure leads to — a
+//! delayed retry message (decided by `core::retry` from the classified failure) or the step
+//! failed for good, rows included. A message for a finished step re-syncs its rows.
+//!
+//! Idempotent: the DO grants one claim per job at a time, guarded by the step's phase and
+//! attempt, so a redelivered message changes nothing.
+
+use futures::future::{select, Either};
+use serde_json::json;
+
+use super::ports::Ports;
+use super::{concepts, finalize, model, rows, Job, Setup};
+use crate::core::jobs::{delay_seconds, JobKind, JobMessage};
+use crate::core::retry::{self, decide, Attempts, Decision, Failure, RetryPolicy};
+use crate::core::step::Step;
+use crate::core::task::{Command, Outcome, StepError, DEFAULT_LEASE_MS, LEASE_RENEW_MS};
+use crate::error::{DepError, Dependency};
+use crate::log::Level;
+
+/// Claims the job in the task's DO and runs it; failures are classified and retried or final.
+/// `Err`: infrastructure trouble (the DO, the queue, the rows) — the message is redelivered.
+pub async fn process<W: Ports>(w: &W, setup: &Setup<'_>, msg: &JobMessage) -> Result<(), DepError> {
+    let claim = Command::ClaimJob {
+        step: msg.step,
+        attempt: msg.attempt,
+        kind: msg.kind,
+        lease_ms: DEFAULT_LEASE_MS,
+    };
+    let reply = match w.command(&msg.task_id, claim, w.now_ms()).await? {
+        Ok(r) => r,
+        Err(refusal) => {
+            w.event(
+                Level::Warn,
+                "job.refused",
+                Some(&msg.task_id),
+                Some(msg.step),
+                json!({ "refusal": refusal.to_string() }),
+            );
+            return Ok(());
+        }
+    };
+    let Some(step) = reply.state.steps.get(&msg.step).cloned() else {
+        return Ok(());
+    };
+    if !matches!(reply.outcome, Outcome::Run) {
+        w.event(
+            Level::Info,
+            "job.skipped",
+            Some(&msg.task_id),
+            Some(msg.step),
+            json!({ "outcome": format!("{:?}", reply.outcome) }),
+        );
+        // A duplicate of a finished job: make sure the rows say what the DO says.
+        if step.status.is_terminal() && step.attempt == msg.attempt {
+            rows::sync(w, setup.cfg, &msg.task_id, &step).await?;
+        }
+        return Ok(());
+    }
+    let job = Job {
+        w,
+        setup,
+        msg,
+        owner: reply.state.owner,
+        step,
+    };
+    let work = async {
+        match (msg.kind, msg.step) {
+            (JobKind::Run, Step::Concepts) => concepts::run(&job).await,
+            (JobKind::Run, _) => model::run(&job).await,
+            (JobKind::Finalize, _) => finalize::run(&job).await,
+        }
+    };
+    let beat = heartbeat(w, msg);
+    futures::pin_mut!(work, beat);
+    // The heartbeat never ends on its own: the job's end decides.
+    let result = match select(work, beat).await {
+        Either::Left((result, _)) => result,
+        Either::Right(((), work)) => work.await,
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err(failure) => on_failure(&job, failure).await,
+    }
+}
+
+/// Renews the job's claim every `LEASE_RENEW_MS` while it runs, so the lease can be short and a
+/// dead job is run again soon (`core::task::DEFAULT_LEASE_MS`). A failed renewal is logged; the
+/// job goes on (if the lease lapses meanwhile, a second delivery may run it: every command is
+/// guarded by the step's phase and attempt).
+async fn heartbeat<W: Ports>(w: &W, msg: &JobMessage) {
+    loop {
+        w.sleep(LEASE_RENEW_MS).await;
+        let renew = Command::RenewClaim {
+            step: msg.step,
+            attempt: msg.attempt,
+        };
+        if let Err(e) = w.command(&msg.task_id, renew, w.now_ms()).await {
+            w.event(
+                Level::Warn,
+                "job.renew_failed",
+                Some(&msg.task_id),
+                Some(msg.step),
+                json!({ "error": e.to_string() }),
+            );
+        }
+    }
+}
+
+/// A job failed: retry later (new message, delayed) or fail the step for good.
+async fn on_failure<W: Ports>(job: &Job<'_, W>, failure: Failure) -> Result<(), DepError> {
+    let now = job.w.now_ms();
+    let attempts = Attempts {
+        attempt: job.msg.try_no,
+        waits: job.msg.waits,
+        elapsed_ms: now.saturating_sub(job.step.job_clock_start_ms(job.msg.kind)),
+    };
+    let policy = RetryPolicy {
+        max_attempts: job.cfg().job_max_attempts,
+        deadline_ms: job.cfg().tripo_deadline_s * 1000,
+        ..RetryPolicy::default()
+    };
+    match decide(&failure, &attempts, &policy, job.w.random()) {
+        Decision::Retry { after_ms, counted } => {
+            job.log(Level::Warn, "job.retry", json!({
+                "kind": job.msg.kind.as_str(), "try": job.msg.try_no, "after_ms": after_ms, "counted": counted,
+                "dependency": failure.dependency.label(), "class": format!("{:?}", failure.class), "reason": failure.reason,
+            }));
+            let release = Command::ReleaseJob {
+                step: job.msg.step,
+                attempt: job.msg.attempt,
+                message: failure.reason.clone(),
+                retry_at_ms: Some(now.saturating_add(after_ms)),
+            };
+            // A refusal (the task is gone) leaves nothing to retry for.
+            if job.command(release).await?.is_err() {
+                return Ok(());
+            }
+            let next = if counted {
+                job.msg.next_try()
+            } else {
+                job.msg.next_wait()
+            };
+            job.w.enqueue(&next, delay_seconds(after_ms)).await
+        }
+        Decision::Fail { code, message } => fail_step(job, code.as_str(), &message).await,
+    }
+}
+
+/// Marks the step failed in the DO, then its rows.
+pub async fn fail_step<W: Ports>(
+    job: &Job<'_, W>,
+    code: &str,
+    message: &str,
+) -> Result<(), DepError> {
+    job.log(
+        Level::Error,
+        "job.failed",
+        json!({ "kind": job.msg.kind.as_str(), "code": code, "message": message }),
+    );
+    let cmd = Command::Fail {
+        step: job.msg.step,
+        attempt: job.msg.attempt,
+        error: StepError::new(code, message),
+    };
+    if let Ok(reply) = job.command(cmd).await? {
+        if let Some(step) = reply.state.steps.get(&job.msg.step) {
+            if step.status.is_terminal() && step.attempt == job.msg.attempt {
+                rows::sync(job.w, job.cfg(), job.task(), step).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Maps a dependency error of the glue to a classified failure.
+pub fn failure_of(e: &DepError) -> Failure {
+    let dep = match e.dependency {
+        Dependency::Storage => retry::Dependency::Storage,
+        Dependency::OpenAi => retry::Dependency::OpenAi,
+        Dependency::Tripo => retry::Dependency::Tripo,
+        _ => retry::Dependency::Database,
+    };
+    let hint = e.retry_after_s.map(|s| s * 1000);
+    match e.status {
+        None => Failure::network(dep, &e.message),
+        Some(status) => Failure::http(dep, status, &e.message, hint),
+    }
+}

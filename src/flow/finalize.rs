@@ -1,0 +1,97 @@
+//! The finalize job (SPEC §6 "Finalize"): the finished model copied from Tripo into Storage.
+//!
+//! The Tripo task is queried again for fresh output URLs (they expire after about 5 minutes),
+//! the model is picked (`pbr_model`, else `base_model`, else `model`), and streamed into
+//! `models/{task_id}/model.glb` (`refined_model.glb` for a refine) by the runtime
+//! ([`ObjectStore::copy_model`](super::ports::ObjectStore::copy_model)): the bytes never enter
+//! WebAssembly memory, whatever the size. Then the DO step and the row become `complete` with the
+//! non-expiring URL. A refused model URL (expired) is a transient failure: the retry queries the
+//! task again. The copy overwrites, so a finalize run twice writes the same object.
+
+use serde_json::json;
+
+use super::consume::failure_of;
+use super::ports::Ports;
+use super::{rows, Job};
+use crate::core::retry::{Dependency, Failure, FailureClass};
+use crate::core::storage_path::{asset_url, output_content_type, output_path};
+use crate::core::task::{Command, Outcome};
+use crate::core::tripo::{pick_model_url, TaskStatus};
+use crate::log::Level;
+
+/// The host of a URL, for logs (signed URLs carry credentials in their query).
+pub fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split(['/', '?', '#']).next().unwrap_or_default()
+}
+
+pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
+    let (w, cfg) = (job.w, job.cfg());
+    let step = job.msg.step;
+    let Some(tripo_id) = job.step.provider_task_id.clone() else {
+        return Err(Failure::new(
+            Dependency::Tripo,
+            FailureClass::Rejected,
+            "no Tripo task to finalize",
+        ));
+    };
+    // The row carries the Tripo id even if the run job's row write was lost.
+    rows::sync(w, cfg, job.task(), &job.step)
+        .await
+        .map_err(|e| failure_of(&e))?;
+
+    let detail = w.tripo_task(job.task(), step, &tripo_id).await?;
+    if detail.status != TaskStatus::Success {
+        return Err(Failure::bad_response(
+            Dependency::Tripo,
+            &format!(
+                "the task is reported as `{}`, no longer `success`",
+                detail.status.as_str()
+            ),
+        ));
+    }
+    let Some(url) = pick_model_url(&detail.output).map(str::to_owned) else {
+        return Err(Failure::new(
+            Dependency::Tripo,
+            FailureClass::TaskFailed,
+            "the task succeeded but returned no model URL",
+        ));
+    };
+
+    let started = w.now_ms();
+    let path = output_path(job.task(), step, 0);
+    let length = w
+        .copy_model(job.task(), step, &url, &path, output_content_type(step))
+        .await?;
+    job.log(
+        Level::Info,
+        "finalize.copied",
+        json!({ "path": path, "bytes": length, "ms": w.now_ms().saturating_sub(started), "host": host_of(&url) }),
+    );
+
+    let url = asset_url(&job.setup.origin, &cfg.bucket, &path, cfg.bucket_public);
+    let cmd = Command::Complete {
+        step,
+        attempt: job.msg.attempt,
+        asset_urls: vec![url],
+    };
+    let reply = job
+        .command(cmd)
+        .await
+        .map_err(|e| Failure::network(Dependency::Database, &e.to_string()))?
+        .map_err(|r| Failure::new(Dependency::Database, FailureClass::Rejected, &r.to_string()))?;
+    let Some(after) = reply.state.steps.get(&step) else {
+        return Ok(());
+    };
+    if matches!(reply.outcome, Outcome::Completed) || after.status.is_terminal() {
+        rows::sync(w, cfg, job.task(), after)
+            .await
+            .map_err(|e| failure_of(&e))?;
+    }
+    job.log(
+        Level::Info,
+        "finalize.complete",
+        json!({ "outcome": format!("{:?}", reply.outcome), "tripo_task_id": tripo_id }),
+    );
+    Ok(())
+}

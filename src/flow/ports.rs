@@ -1,0 +1,149 @@
+//! The side effects the orchestration needs, as small traits: the clock, the task's Durable
+//! Object, the jobs queue, the rows (PostgREST), Storage, Tripo, OpenAI and the log. The `worker`
+//! glue implements them over `fetch`, bindings and the console (`crate::runtime`); `flow::memory`
+//! implements them in memory for native tests that stop the orchestration after any await.
+//!
+//! Futures are not `Send` (a Worker isolate is single-threaded), hence `async fn` in traits.
+#![allow(async_fn_in_trait)]
+
+use futures::Stream;
+use serde_json::Value;
+
+use crate::core::ids::TaskId;
+use crate::core::jobs::JobMessage;
+use crate::core::openai::EditRequest;
+use crate::core::rest::RestRequest;
+use crate::core::retry::Failure;
+use crate::core::step::Step;
+use crate::core::storage_path::InputObject;
+use crate::core::task::{Command, Refusal, TaskState};
+use crate::core::task_wire::CmdReply;
+use crate::core::tripo::{CreateTask, ImageFormat, TaskDetail};
+use crate::error::DepError;
+use crate::log::Level;
+
+/// Time, randomness (retry jitter) and waiting.
+pub trait Clock {
+    fn now_ms(&self) -> u64;
+    /// A number in `[0, 1)`.
+    fn random(&self) -> f64;
+    async fn sleep(&self, ms: u64);
+}
+
+/// The task's Durable Object: one command applied atomically, or the state read.
+pub trait TaskStore {
+    /// `Ok(Err(refusal))` when the state machine refused the command (nothing persisted).
+    async fn command(
+        &self,
+        task: &TaskId,
+        cmd: Command,
+        now_ms: u64,
+    ) -> Result<Result<CmdReply, Refusal>, DepError>;
+    async fn task_state(&self, task: &TaskId) -> Result<Option<TaskState>, DepError>;
+}
+
+/// The jobs queue.
+pub trait JobQueue {
+    async fn enqueue(&self, msg: &JobMessage, delay_s: u32) -> Result<(), DepError>;
+}
+
+/// PostgREST with the service key (the rows of `concept_images` and `models`).
+pub trait RowStore {
+    /// One request; its body on success.
+    async fn rest(&self, req: &RestRequest) -> Result<Vec<u8>, DepError>;
+    /// Several requests in order; the first failure stops them.
+    async fn rest_all(&self, reqs: &[RestRequest]) -> Result<(), DepError> {
+        for req in reqs {
+            self.rest(req).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Supabase Storage: inputs read, outputs written (the generated-assets bucket, overwriting).
+pub trait ObjectStore {
+    /// Bytes handed to the runtime for an upload (in the Worker, a JS buffer: a retried upload
+    /// sends it again without a copy staying in WebAssembly memory).
+    type Blob;
+    /// An input whose proof passed at submit, read through the route its URL names, capped at
+    /// `MAX_INPUT_BYTES`.
+    async fn download_input(&self, obj: &InputObject) -> Result<Vec<u8>, DepError>;
+    fn hold(&self, bytes: Vec<u8>) -> Self::Blob;
+    async fn upload(
+        &self,
+        path: &str,
+        content_type: &str,
+        blob: &Self::Blob,
+    ) -> Result<(), DepError>;
+    /// Streams the model at `url` (a provider's download URL) into `path`, never holding it
+    /// whole; its length when the download declared one.
+    async fn copy_model(
+        &self,
+        task: &TaskId,
+        step: Step,
+        url: &str,
+        path: &str,
+        content_type: &str,
+    ) -> Result<Option<u64>, Failure>;
+}
+
+/// Tripo's v2 API (`core::tripo` builds and parses the wire format).
+pub trait TripoApi {
+    /// `POST /upload/sts`: the image's token.
+    async fn tripo_upload(
+        &self,
+        task: &TaskId,
+        step: Step,
+        bytes: &[u8],
+        format: ImageFormat,
+    ) -> Result<String, Failure>;
+    /// `POST /task`: Tripo's task id.
+    async fn tripo_create(
+        &self,
+        task: &TaskId,
+        step: Step,
+        req: &CreateTask,
+    ) -> Result<String, Failure>;
+    /// `GET /task/{id}`.
+    async fn tripo_task(&self, task: &TaskId, step: Step, id: &str) -> Result<TaskDetail, Failure>;
+}
+
+/// OpenAI's image edits.
+pub trait OpenAiApi {
+    /// The reply body, chunk by chunk (read with `core::openai::ReplyScanner`, never whole).
+    type Reply: Stream<Item = Result<Vec<u8>, Failure>> + Unpin;
+    /// Calls images/edits with `image` (moved: dropped before the reply is read).
+    async fn openai_edit(
+        &self,
+        req: &EditRequest,
+        image: Vec<u8>,
+        format: ImageFormat,
+    ) -> Result<Self::Reply, Failure>;
+}
+
+/// The structured log (`crate::log`): one JSON line per event.
+pub trait Events {
+    fn event(
+        &self,
+        level: Level,
+        event: &str,
+        task: Option<&TaskId>,
+        step: Option<Step>,
+        fields: Value,
+    );
+    /// Bytes of WebAssembly memory (for the memory figures of the concepts job); 0 natively.
+    fn memory_bytes(&self) -> u64 {
+        0
+    }
+}
+
+/// Everything a job or the alarm may touch.
+pub trait Ports:
+    Clock + TaskStore + JobQueue + RowStore + ObjectStore + TripoApi + OpenAiApi + Events
+{
+}
+
+impl<T> Ports for T where
+    T: Clock + TaskStore + JobQueue + RowStore + ObjectStore + TripoApi + OpenAiApi + Events
+{
+}

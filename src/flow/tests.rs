@@ -1,0 +1,409 @@
+//! The orchestration stopped at every await (SPEC §6: every state has a way out). Each scenario
+//! submits a step and lets the in-memory platform deliver messages and fire alarms until nothing
+//! is left, with the run stopped once at the n-th port call — before the call reaches its
+//! dependency, or after it acted and before its answer came back — for every n of the
+//! undisturbed run. The stopped message is lost, or redelivered as Queues would after a crash.
+//! Whatever the stop, the step ends `complete`, exactly once, with its outputs stored, its rows
+//! equal to the Durable Object, and at most one extra Tripo task, logged as uncertain.
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::memory::{drive, Mem, Op, Queued, Stop};
+use super::{alarm, consume, dead_letter, submit, Setup};
+use crate::core::ids::{TaskId, UserId};
+use crate::core::request::{parse, Endpoint};
+use crate::core::step::{Status, Step};
+use crate::core::storage_path::output_path;
+use crate::core::task::{Command, Outcome, Phase};
+use crate::error::{DepError, Dependency};
+
+const INPUT: &str = "https://abc.supabase.co/storage/v1/object/public/inputs/u/in.png";
+
+fn owner() -> UserId {
+    UserId(Uuid::from_u128(7))
+}
+
+#[derive(Clone, Copy)]
+struct Scenario {
+    endpoint: Endpoint,
+    body: fn() -> Value,
+}
+
+fn concepts() -> Value {
+    json!({ "task_id": "t-flow", "prompt": "a cat", "n": 3, "input_image_asset_url": INPUT })
+}
+
+fn image_model() -> Value {
+    json!({ "task_id": "t-flow", "input_image_asset_urls": [INPUT] })
+}
+
+fn text_model() -> Value {
+    json!({ "task_id": "t-flow", "prompt": "a chair" })
+}
+
+const SCENARIOS: [Scenario; 3] = [
+    Scenario {
+        endpoint: Endpoint::ImageToImage,
+        body: concepts,
+    },
+    Scenario {
+        endpoint: Endpoint::ImageToModel,
+        body: image_model,
+    },
+    Scenario {
+        endpoint: Endpoint::TextToModel,
+        body: text_model,
+    },
+];
+
+/// What the platform does with a message whose run was stopped or ended in an error.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Delivery {
+    /// Redelivered a few seconds later (Queues after a crash or an uncaught error).
+    Redelivered,
+    /// Gone (a lost message, or one whose redeliveries all failed).
+    Lost,
+}
+
+/// Delivers due messages and fires due alarms, moving the clock on, until nothing is left.
+fn settle(mem: &Mem, setup: &Setup<'_>, delivery: Delivery) {
+    for _ in 0..20_000 {
+        let now = mem.now();
+        let due = {
+            let mut w = mem.w.borrow_mut();
+            let first = w
+                .queue
+                .iter()
+                .enumerate()
+                .filter(|(_, q)| q.at_ms <= now)
+                .min_by_key(|(_, q)| q.at_ms)
+                .map(|(i, _)| i);
+            first.map(|i| w.queue.remove(i))
+        };
+        if let Some(q) = due {
+            let outcome = drive(mem, consume::process(mem, setup, &q.msg));
+            let again = match outcome {
+                Some(Ok(())) => false,
+                Some(Err(_)) => delivery == Delivery::Redelivered,
+                None => {
+                    mem.recover();
+                    delivery == Delivery::Redelivered
+                }
+            };
+            if again {
+                mem.w.borrow_mut().queue.push(Queued {
+                    msg: q.msg,
+                    at_ms: now + 5_000,
+                });
+            }
+            continue;
+        }
+        let alarm_due = {
+            let mut w = mem.w.borrow_mut();
+            let task = w
+                .alarms
+                .iter()
+                .find(|(_, at)| **at <= now)
+                .map(|(t, _)| t.clone());
+            if let Some(t) = &task {
+                w.alarms.remove(t);
+            }
+            task
+        };
+        if let Some(task) = alarm_due {
+            let Some(state) = mem.state(&task) else {
+                continue;
+            };
+            match drive(mem, alarm::on_alarm(mem, Some(setup), &state)) {
+                Some(()) => {
+                    // The glue re-arms from the state the alarm left.
+                    if let Some(at) = mem.state(&task).and_then(|s| s.next_alarm_ms()) {
+                        mem.w.borrow_mut().alarms.insert(task, at.max(now + 1));
+                    }
+                }
+                None => {
+                    // The runtime retries an alarm whose handler did not finish.
+                    mem.recover();
+                    mem.w.borrow_mut().alarms.insert(task, now + 1_000);
+                }
+            }
+            continue;
+        }
+        let next = {
+            let w = mem.w.borrow();
+            w.queue
+                .iter()
+                .map(|q| q.at_ms)
+                .chain(w.alarms.values().copied())
+                .min()
+        };
+        match next {
+            Some(at) => mem.advance_to(at),
+            None => return,
+        }
+    }
+    panic!("the platform never became idle");
+}
+
+fn task() -> TaskId {
+    TaskId::parse("t-flow").unwrap()
+}
+
+/// Submits `scenario` (the client does not retry if its submit is stopped) and settles.
+fn run(mem: &Mem, scenario: Scenario, delivery: Delivery) -> Option<()> {
+    let setup = Setup::new(&mem.cfg).unwrap();
+    let body = (scenario.body)().to_string();
+    let valid = parse(scenario.endpoint, body.as_bytes()).unwrap();
+    let answer = drive(mem, submit::submit(mem, &mem.cfg, valid, owner()));
+    if answer.is_none() {
+        mem.recover();
+    }
+    settle(mem, &setup, delivery);
+    answer.map(|_| ())
+}
+
+/// Every step final and `complete`, completed once, outputs stored, rows equal to the DO, the
+/// rows check settled, Tripo creates bounded. A task that never reached the DO left nothing.
+fn check(mem: &Mem, label: &str) {
+    let task = task();
+    let tables = mem.cfg.tables();
+    let Some(state) = mem.state(&task) else {
+        for step in [Step::Concepts, Step::Model] {
+            assert!(
+                mem.rows_of(tables.of(step), &task).is_empty(),
+                "{label}: rows without a task"
+            );
+        }
+        assert!(mem.w.borrow().queue.is_empty(), "{label}");
+        return;
+    };
+    for (step, s) in &state.steps {
+        assert_eq!(s.status, Status::Complete, "{label}: {:?}", s);
+        assert!(s.rows.is_settled(), "{label}: rows unconfirmed");
+        let completions = mem
+            .w
+            .borrow()
+            .applied
+            .iter()
+            .filter(|(c, o)| {
+                matches!(c, Command::Complete { step: st, .. } if st == step)
+                    && *o == Outcome::Completed
+            })
+            .count();
+        assert_eq!(completions, 1, "{label}: completed {completions} times");
+        let rows = mem.rows_of(tables.of(*step), &task);
+        assert_eq!(rows.len(), s.row_ids.len(), "{label}: rows");
+        for (i, id) in s.row_ids.iter().enumerate() {
+            let row = rows
+                .iter()
+                .find(|r| r.get("id").and_then(Value::as_str) == Some(&id.to_string()))
+                .unwrap_or_else(|| panic!("{label}: row {i} missing"));
+            assert_eq!(row["status"], json!("complete"), "{label}: row {i}");
+            assert_eq!(row["asset_url"], json!(s.asset_urls[i]), "{label}: row {i}");
+            assert_eq!(row["metadata"]["attempt"], json!(s.attempt), "{label}");
+            let path = output_path(&task, *step, i as u32);
+            let objects = &mem.w.borrow().objects;
+            let stored = objects
+                .get(&path)
+                .unwrap_or_else(|| panic!("{label}: no object at {path}"));
+            if *step != Step::Concepts {
+                let id = s.provider_task_id.as_deref().unwrap();
+                assert_eq!(*stored, Mem::model_bytes(id), "{label}: model bytes");
+            }
+            assert!(s.asset_urls[i].ends_with(&path), "{label}");
+        }
+        if *step != Step::Concepts {
+            let creates = mem.w.borrow().tripo_creates as usize;
+            let uncertain = mem.events("provider.create_uncertain");
+            assert!(
+                creates <= 1 + uncertain,
+                "{label}: {creates} creates, {uncertain} uncertain"
+            );
+        } else {
+            assert!(mem.w.borrow().openai_calls <= 2, "{label}");
+        }
+    }
+    assert!(
+        mem.w.borrow().alarms.is_empty(),
+        "{label}: an alarm is left"
+    );
+}
+
+#[test]
+fn undisturbed_runs_complete_with_the_expected_calls() {
+    for scenario in SCENARIOS {
+        let mem = Mem::new();
+        run(&mem, scenario, Delivery::Lost).unwrap();
+        check(&mem, "undisturbed");
+        let w = mem.w.borrow();
+        assert!(w.calls > 10, "{} calls", w.calls);
+        assert_eq!(w.tripo_creates + w.openai_calls, 1);
+    }
+}
+
+#[test]
+fn a_run_stopped_at_any_await_is_finished_exactly_once_by_the_next_delivery_or_alarm() {
+    let mut runs = 0;
+    for scenario in SCENARIOS {
+        let clean = Mem::new();
+        run(&clean, scenario, Delivery::Lost).unwrap();
+        let calls = clean.w.borrow().calls;
+        for n in 1..=calls {
+            for stop in [Stop::Before, Stop::After] {
+                for delivery in [Delivery::Lost, Delivery::Redelivered] {
+                    let mem = Mem::new();
+                    mem.crash_at(n, stop);
+                    run(&mem, scenario, delivery);
+                    let label = format!(
+                        "{:?} stopped at call {n}/{calls} ({stop:?}), message {delivery:?}",
+                        scenario.endpoint
+                    );
+                    check(&mem, &label);
+                    runs += 1;
+                }
+            }
+        }
+    }
+    assert!(runs > 100, "{runs} runs");
+}
+
+#[test]
+fn rows_that_could_not_be_written_after_the_end_are_written_by_the_alarm() {
+    // P9 finding 3: PostgREST fails for every write after the model is stored, and every
+    // message that could repair the rows is lost; the DO's rows check is the way out.
+    let mem = Mem::new();
+    let setup = Setup::new(&mem.cfg).unwrap();
+    let body = image_model().to_string();
+    let valid = parse(Endpoint::ImageToModel, body.as_bytes()).unwrap();
+    drive(&mem, submit::submit(&mem, &mem.cfg, valid, owner()))
+        .unwrap()
+        .unwrap();
+    // Run until the provider succeeded (the finalize message is queued).
+    for _ in 0..200 {
+        let finalizing = mem
+            .state(&task())
+            .is_some_and(|s| s.steps[&Step::Model].phase() == Phase::Finalizing);
+        if finalizing {
+            break;
+        }
+        step_once(&mem, &setup);
+    }
+    // Every write of the final state fails 20 times: the job's own retries give up first.
+    mem.w.borrow_mut().rest_outage = Some(("\"complete\"".into(), 20));
+    settle(&mem, &setup, Delivery::Lost);
+    assert_eq!(mem.w.borrow().rest_outage.as_ref().map(|o| o.1), Some(0));
+    assert!(mem.events("rows.resync") >= 1);
+    check(&mem, "rows outage");
+}
+
+/// Delivers one due message or fires one due alarm (or moves the clock on).
+fn step_once(mem: &Mem, setup: &Setup<'_>) {
+    let now = mem.now();
+    let msg = {
+        let mut w = mem.w.borrow_mut();
+        let i = w.queue.iter().position(|q| q.at_ms <= now);
+        i.map(|i| w.queue.remove(i))
+    };
+    if let Some(q) = msg {
+        let _ = drive(mem, consume::process(mem, setup, &q.msg));
+        return;
+    }
+    let due = mem
+        .w
+        .borrow()
+        .alarms
+        .iter()
+        .find(|(_, at)| **at <= now)
+        .map(|(t, _)| t.clone());
+    if let Some(task) = due {
+        mem.w.borrow_mut().alarms.remove(&task);
+        if let Some(state) = mem.state(&task) {
+            drive(mem, alarm::on_alarm(mem, Some(setup), &state));
+            if let Some(at) = mem.state(&task).and_then(|s| s.next_alarm_ms()) {
+                mem.w.borrow_mut().alarms.insert(task, at);
+            }
+        }
+        return;
+    }
+    let next = {
+        let w = mem.w.borrow();
+        w.queue
+            .iter()
+            .map(|q| q.at_ms)
+            .chain(w.alarms.values().copied())
+            .min()
+    };
+    if let Some(at) = next {
+        mem.advance_to(at);
+    }
+}
+
+#[test]
+fn a_duplicate_message_or_alarm_after_the_end_changes_nothing() {
+    let mem = Mem::new();
+    let setup = Setup::new(&mem.cfg).unwrap();
+    run(&mem, SCENARIOS[1], Delivery::Lost).unwrap();
+    let before = mem.state(&task());
+    let rows_before = mem.w.borrow().rows.clone();
+    let creates = mem.w.borrow().tripo_creates;
+    let run_msg = crate::core::jobs::JobMessage::run(task(), Step::Model, 1);
+    let fin_msg = crate::core::jobs::JobMessage::finalize(task(), Step::Model, 1).unwrap();
+    for msg in [&run_msg, &fin_msg, &run_msg] {
+        drive(&mem, consume::process(&mem, &setup, msg))
+            .unwrap()
+            .unwrap();
+    }
+    let state = mem.state(&task()).unwrap();
+    drive(&mem, alarm::on_alarm(&mem, Some(&setup), &state)).unwrap();
+    drive(&mem, alarm::on_alarm(&mem, Some(&setup), &state)).unwrap();
+    assert_eq!(mem.state(&task()), before);
+    assert_eq!(mem.w.borrow().rows, rows_before);
+    assert_eq!(mem.w.borrow().tripo_creates, creates);
+}
+
+#[test]
+fn the_dead_letter_queue_fails_an_unfinished_step_and_resyncs_a_final_one() {
+    let mem = Mem::new();
+    let setup = Setup::new(&mem.cfg).unwrap();
+    let body = text_model().to_string();
+    let valid = parse(Endpoint::TextToModel, body.as_bytes()).unwrap();
+    drive(&mem, submit::submit(&mem, &mem.cfg, valid, owner()))
+        .unwrap()
+        .unwrap();
+    // The run message exhausted its deliveries without ever running.
+    let dead = mem.w.borrow_mut().queue.remove(0).msg;
+    drive(&mem, dead_letter::handle(&mem, &setup, &dead))
+        .unwrap()
+        .unwrap();
+    let s = mem.state(&task()).unwrap().steps[&Step::Model].clone();
+    assert_eq!(s.status, Status::Failed);
+    assert!(s.rows.is_settled(), "the rows were written and confirmed");
+    let rows = mem.rows_of(mem.cfg.tables().of(Step::Model), &task());
+    assert_eq!(rows[0]["status"], json!("failed"));
+    assert_eq!(
+        rows[0]["metadata"]["error"]["code"],
+        json!(s.error.as_ref().unwrap().code)
+    );
+    // The same dead letter again: the step is final; its rows are written again, nothing else.
+    let rows_before = mem.w.borrow().rows.clone();
+    drive(&mem, dead_letter::handle(&mem, &setup, &dead))
+        .unwrap()
+        .unwrap();
+    assert_eq!(mem.w.borrow().rows, rows_before);
+    assert_eq!(mem.state(&task()).unwrap().steps[&Step::Model], s);
+}
+
+#[test]
+fn a_lost_create_answer_is_retried_once_as_uncertain_and_a_storage_blip_is_retried() {
+    let mem = Mem::new();
+    let e503 = |dep| DepError::new(dep, Some(503), "unavailable");
+    mem.fail_next(Op::Download, e503(Dependency::Storage));
+    mem.fail_next(Op::TripoCreate, e503(Dependency::Tripo));
+    run(&mem, SCENARIOS[1], Delivery::Lost).unwrap();
+    check(&mem, "faults");
+    // The 503 may have created a task: the second create is logged as uncertain.
+    assert_eq!(mem.events("provider.create_uncertain"), 1);
+    assert_eq!(mem.events("job.retry"), 2);
+    assert_eq!(mem.w.borrow().tripo_creates, 1);
+}

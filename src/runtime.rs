@@ -1,0 +1,280 @@
+//! The `worker` side of `flow::ports`: the clock and timers of the runtime, the task Durable
+//! Object (over its stub, or the object itself inside its alarm), the jobs queue binding,
+//! PostgREST, Storage, Tripo and OpenAI over `fetch`, and the console log. Translation only: what
+//! to do lives in `flow`.
+
+use futures::stream::{LocalBoxStream, StreamExt};
+use serde_json::Value;
+use worker::{Env, Method, ResponseBody};
+
+use crate::config::Config;
+use crate::core::ids::TaskId;
+use crate::core::jobs::JobMessage;
+use crate::core::openai::EditRequest;
+use crate::core::rest::RestRequest;
+use crate::core::retry::{parse_retry_after, Dependency as FailureDep, Failure};
+use crate::core::step::Step;
+use crate::core::storage_path::{InputObject, Origin};
+use crate::core::task::{Command, Refusal, TaskState};
+use crate::core::task_wire::CmdReply;
+use crate::core::tripo::{CreateTask, ImageFormat, TaskDetail};
+use crate::error::{DepError, Dependency};
+use crate::flow::finalize::host_of;
+use crate::flow::ports::{
+    Clock, Events, JobQueue, ObjectStore, OpenAiApi, RowStore, TaskStore, TripoApi,
+};
+use crate::log::{self, Level};
+use crate::net::{self, Body, NetError};
+use crate::providers::{openai, tripo};
+use crate::supabase;
+use crate::task_client;
+use crate::task_object::TaskObject;
+
+/// Time allowed for the model download to start answering (the copy itself is bounded by the
+/// Storage upload's timeout).
+const DOWNLOAD_HEAD_TIMEOUT_MS: u64 = 60_000;
+
+/// How the task's Durable Object is reached.
+pub enum Tasks<'a> {
+    /// Over its stub (`task_client`): handlers and queue jobs.
+    Stub,
+    /// The object itself: its own alarm (a DO calling itself over fetch deadlocks).
+    Object(&'a TaskObject),
+}
+
+/// The ports over the Workers runtime. `cfg` is `None` only for an alarm under an invalid
+/// configuration: then every call that needs a setting fails as misconfigured.
+pub struct Runtime<'a> {
+    pub env: &'a Env,
+    pub cfg: Option<&'a Config>,
+    pub tasks: Tasks<'a>,
+}
+
+impl<'a> Runtime<'a> {
+    pub fn new(env: &'a Env, cfg: Option<&'a Config>, tasks: Tasks<'a>) -> Runtime<'a> {
+        Runtime { env, cfg, tasks }
+    }
+
+    fn cfg(&self, dependency: Dependency) -> Result<&'a Config, DepError> {
+        self.cfg
+            .ok_or_else(|| DepError::new(dependency, None, "the worker's configuration is invalid"))
+    }
+
+    fn cfg_for(&self, dependency: FailureDep) -> Result<&'a Config, Failure> {
+        self.cfg
+            .ok_or_else(|| Failure::network(dependency, "the worker's configuration is invalid"))
+    }
+}
+
+impl Clock for Runtime<'_> {
+    fn now_ms(&self) -> u64 {
+        net::now_ms()
+    }
+
+    fn random(&self) -> f64 {
+        js_sys::Math::random()
+    }
+
+    async fn sleep(&self, ms: u64) {
+        net::sleep(ms).await;
+    }
+}
+
+impl TaskStore for Runtime<'_> {
+    async fn command(
+        &self,
+        task: &TaskId,
+        cmd: Command,
+        now_ms: u64,
+    ) -> Result<Result<CmdReply, Refusal>, DepError> {
+        match self.tasks {
+            Tasks::Stub => task_client::command_at(self.env, task, cmd, now_ms).await,
+            Tasks::Object(obj) => obj
+                .command(cmd, now_ms)
+                .await
+                .map_err(|e| DepError::new(Dependency::TaskObject, None, e.to_string())),
+        }
+    }
+
+    async fn task_state(&self, task: &TaskId) -> Result<Option<TaskState>, DepError> {
+        match self.tasks {
+            Tasks::Stub => task_client::state(self.env, task).await,
+            Tasks::Object(obj) => obj
+                .load()
+                .await
+                .map_err(|e| DepError::new(Dependency::TaskObject, None, e.to_string())),
+        }
+    }
+}
+
+impl JobQueue for Runtime<'_> {
+    async fn enqueue(&self, msg: &JobMessage, delay_s: u32) -> Result<(), DepError> {
+        crate::jobs::enqueue(self.env, msg, delay_s).await
+    }
+}
+
+impl RowStore for Runtime<'_> {
+    async fn rest(&self, req: &RestRequest) -> Result<Vec<u8>, DepError> {
+        supabase::rest::send(self.cfg(Dependency::Database)?, req).await
+    }
+}
+
+impl ObjectStore for Runtime<'_> {
+    type Blob = js_sys::Uint8Array;
+
+    async fn download_input(&self, obj: &InputObject) -> Result<Vec<u8>, DepError> {
+        let cfg = self.cfg(Dependency::Storage)?;
+        Ok(supabase::storage::download_input(cfg, obj).await?.0)
+    }
+
+    fn hold(&self, bytes: Vec<u8>) -> js_sys::Uint8Array {
+        js_sys::Uint8Array::from(bytes.as_slice())
+    }
+
+    async fn upload(
+        &self,
+        path: &str,
+        content_type: &str,
+        blob: &js_sys::Uint8Array,
+    ) -> Result<(), DepError> {
+        let cfg = self.cfg(Dependency::Storage)?;
+        let origin = origin(cfg)?;
+        supabase::storage::upload_array(cfg, &origin, path, content_type, blob).await
+    }
+
+    async fn copy_model(
+        &self,
+        task: &TaskId,
+        step: Step,
+        url: &str,
+        path: &str,
+        content_type: &str,
+    ) -> Result<Option<u64>, Failure> {
+        let cfg = self.cfg_for(FailureDep::Storage)?;
+        let origin = origin(cfg).map_err(|e| crate::flow::consume::failure_of(&e))?;
+        let started = net::now_ms();
+        let resp =
+            net::send_streaming(Method::Get, url, &[], Body::Empty, DOWNLOAD_HEAD_TIMEOUT_MS)
+                .await
+                .map_err(|e| match e {
+                    NetError::Timeout(ms) => Failure::network(
+                        FailureDep::TripoDownload,
+                        &format!("no answer in {ms} ms"),
+                    ),
+                    other => Failure::network(FailureDep::TripoDownload, &other.to_string()),
+                })?;
+        let status = resp.status_code();
+        let header = |name: &str| resp.headers().get(name).ok().flatten();
+        if !(200..300).contains(&status) {
+            let hint = header("retry-after").and_then(|v| parse_retry_after(&v, started));
+            log::emit(
+                Level::Warn,
+                "finalize.download_refused",
+                Some(task.as_str()),
+                Some(step),
+                serde_json::json!({ "status": status, "host": host_of(url) }),
+            );
+            return Err(Failure::http(FailureDep::TripoDownload, status, "", hint));
+        }
+        let length = header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+        let (_, body) = resp.into_parts();
+        let ResponseBody::Stream(stream) = body else {
+            return Err(Failure::bad_response(
+                FailureDep::TripoDownload,
+                "the model download has no body",
+            ));
+        };
+        supabase::storage::upload_stream(cfg, &origin, path, content_type, length, stream)
+            .await
+            .map_err(|e| crate::flow::consume::failure_of(&e))?;
+        Ok(length)
+    }
+}
+
+fn origin(cfg: &Config) -> Result<Origin, DepError> {
+    Origin::parse(&cfg.supabase_url).map_err(|_| {
+        DepError::new(
+            Dependency::Storage,
+            None,
+            "SUPABASE_URL is not a valid origin",
+        )
+    })
+}
+
+impl TripoApi for Runtime<'_> {
+    async fn tripo_upload(
+        &self,
+        task: &TaskId,
+        step: Step,
+        bytes: &[u8],
+        format: ImageFormat,
+    ) -> Result<String, Failure> {
+        let cx = tripo::CallCtx {
+            task_id: task,
+            step,
+        };
+        tripo::upload(cx, self.cfg_for(FailureDep::Tripo)?, bytes, format).await
+    }
+
+    async fn tripo_create(
+        &self,
+        task: &TaskId,
+        step: Step,
+        req: &CreateTask,
+    ) -> Result<String, Failure> {
+        let cx = tripo::CallCtx {
+            task_id: task,
+            step,
+        };
+        tripo::create(cx, self.cfg_for(FailureDep::Tripo)?, req).await
+    }
+
+    async fn tripo_task(&self, task: &TaskId, step: Step, id: &str) -> Result<TaskDetail, Failure> {
+        let cx = tripo::CallCtx {
+            task_id: task,
+            step,
+        };
+        tripo::task(cx, self.cfg_for(FailureDep::Tripo)?, id).await
+    }
+}
+
+impl OpenAiApi for Runtime<'_> {
+    type Reply = LocalBoxStream<'static, Result<Vec<u8>, Failure>>;
+
+    async fn openai_edit(
+        &self,
+        req: &EditRequest,
+        image: Vec<u8>,
+        format: ImageFormat,
+    ) -> Result<Self::Reply, Failure> {
+        let cfg = self.cfg_for(FailureDep::OpenAi)?;
+        let mut resp = openai::edit(cfg, req, image, format).await?;
+        let stream = resp.stream().map_err(|e| {
+            Failure::network(FailureDep::OpenAi, &format!("reading the reply: {e}"))
+        })?;
+        Ok(stream
+            .map(|chunk| {
+                chunk.map_err(|e| {
+                    Failure::network(FailureDep::OpenAi, &format!("reading the reply: {e}"))
+                })
+            })
+            .boxed_local())
+    }
+}
+
+impl Events for Runtime<'_> {
+    fn event(
+        &self,
+        level: Level,
+        event: &str,
+        task: Option<&TaskId>,
+        step: Option<Step>,
+        fields: Value,
+    ) {
+        log::emit(level, event, task.map(TaskId::as_str), step, fields);
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        net::wasm_memory_bytes()
+    }
+}
