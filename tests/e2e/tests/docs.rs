@@ -583,7 +583,8 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The event name of a `log::emit(level, "event", …)` / `job.log(level, "event", …)` call that
+/// The event name of a `log::emit(level, "event", …)` / `job.log(level, "event", …)` /
+/// `w.event(level, "event", …)` call that
 /// starts at `args` (just after the opening parenthesis): the second argument, if it is a literal.
 fn event_literal(args: &str) -> Option<String> {
     let mut depth = 0i32;
@@ -619,7 +620,7 @@ fn log_events_listed(_ctx: &Ctx) -> CaseResult {
     let mut events = BTreeSet::new();
     for f in files.iter().filter(|f| !f.ends_with("log.rs")) {
         let text = std::fs::read_to_string(f).map_err(|e| e.to_string())?;
-        for needle in ["log::emit(", ".log("] {
+        for needle in ["log::emit(", ".log(", ".event("] {
             for (i, _) in text.match_indices(needle) {
                 if let Some(ev) = event_literal(&text[i + needle.len()..]) {
                     events.insert(ev);
