@@ -475,6 +475,21 @@ pub fn mark_failed(table: &str, row: Uuid, metadata: &RowMetadata, error: RowErr
     patch(table, filter, body)
 }
 
+/// Adds `ai_service_task_id` to a row write's JSON body: the final write of a model row carries
+/// the Tripo id too, so a row whose `processing` write was lost still names its task (the
+/// refine-draft check looks rows up by it).
+pub fn with_ai_service_task_id(mut req: RestRequest, id: &str) -> RestRequest {
+    let body = req
+        .body
+        .as_deref()
+        .and_then(|b| serde_json::from_str::<Value>(b).ok());
+    if let Some(Value::Object(mut map)) = body {
+        map.insert("ai_service_task_id".into(), Value::from(id));
+        req.body = Some(Value::Object(map).to_string());
+    }
+    req
+}
+
 /// The columns of a row that come from the step's request (besides `metadata`): what a new
 /// attempt rewrites, since a resubmission of a `failed` step may carry another body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -910,5 +925,16 @@ mod tests {
         assert!(!has_rows(b"[]"));
         assert!(!has_rows(b"{}"));
         assert!(!has_rows(b""));
+    }
+
+    #[test]
+    fn a_final_model_row_write_can_carry_the_tripo_id() {
+        let meta = RowMetadata::concept(1, 1, 0, serde_json::json!({}));
+        let done = mark_complete("models", Uuid::nil(), "https://x/m.glb", &meta);
+        let with = with_ai_service_task_id(done.clone(), "tripo-1");
+        let body: Value = serde_json::from_str(with.body.as_deref().unwrap()).unwrap();
+        assert_eq!(body["ai_service_task_id"], "tripo-1");
+        assert_eq!(body["status"], "complete");
+        assert_eq!(with.path, done.path, "the guard is unchanged");
     }
 }

@@ -35,10 +35,9 @@ pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
             "no Tripo task to finalize",
         ));
     };
-    // The row carries the Tripo id even if the run job's row write was lost.
-    rows::sync(w, cfg, job.task(), &job.step)
-        .await
-        .map_err(|e| failure_of(&e))?;
+    // The row carries the Tripo id even if the run job's row write was lost (best effort: the
+    // final write carries it too).
+    rows::mark_running(w, cfg, job.task(), &job.step).await;
 
     let detail = w.tripo_task(job.task(), step, &tripo_id).await?;
     if detail.status != TaskStatus::Success {

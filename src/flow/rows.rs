@@ -9,15 +9,29 @@ use serde_json::json;
 use super::ports::Ports;
 use crate::config::Config;
 use crate::core::ids::{TaskId, UserId};
-use crate::core::rest::{mark_complete, mark_failed, mark_processing, RestRequest, RowError};
+use crate::core::rest::{
+    mark_complete, mark_failed, mark_processing, with_ai_service_task_id, RestRequest, RowError,
+};
 use crate::core::rows::{self, metadata};
 use crate::core::step::Status;
 use crate::core::task::{Command, StepState};
 use crate::error::DepError;
 use crate::log::Level;
 
-/// The row writes that bring the rows to the step's state.
+/// The row writes that bring the rows to the step's state. The final writes of a model row carry
+/// its Tripo id as well (its `processing` write is best effort).
 pub fn writes(cfg: &Config, step: &StepState) -> Vec<RestRequest> {
+    let out = state_writes(cfg, step);
+    match (step.status.is_terminal(), step.provider_task_id.as_deref()) {
+        (true, Some(id)) => out
+            .into_iter()
+            .map(|r| with_ai_service_task_id(r, id))
+            .collect(),
+        _ => out,
+    }
+}
+
+fn state_writes(cfg: &Config, step: &StepState) -> Vec<RestRequest> {
     let t = cfg.tables();
     let table = t.of(step.step()).to_owned();
     let req = &step.request;
@@ -127,7 +141,8 @@ pub fn ensure(cfg: &Config, task: &TaskId, owner: UserId, step: &StepState) -> V
     out
 }
 
-/// A run job's first row write: [`ensure`], then `processing`.
+/// A run job's first row writes: [`ensure`] (which must succeed: without rows, no later write
+/// matches), then `processing` ([`mark_running`]).
 pub async fn start<W: Ports>(
     w: &W,
     cfg: &Config,
@@ -136,5 +151,21 @@ pub async fn start<W: Ports>(
     step: &StepState,
 ) -> Result<(), DepError> {
     w.rest_all(&ensure(cfg, task, owner, step)).await?;
-    sync(w, cfg, task, step).await
+    mark_running(w, cfg, task, step).await;
+    Ok(())
+}
+
+/// Writes the rows of a running step (`processing`, with the Tripo id once known), best effort: a
+/// failure is logged and the job goes on — the final write (guarded to match `pending` and
+/// `processing` rows) supersedes it, and a flaky database must not cost a paid step its retries.
+pub async fn mark_running<W: Ports>(w: &W, cfg: &Config, task: &TaskId, step: &StepState) {
+    if let Err(e) = w.rest_all(&writes(cfg, step)).await {
+        w.event(
+            Level::Warn,
+            "rows.processing_failed",
+            Some(task),
+            Some(step.step()),
+            json!({ "error": e.to_string() }),
+        );
+    }
 }

@@ -289,8 +289,10 @@ pub async fn run(env: &Env) -> Outcome {
         .buffered(16)
         .collect()
         .await;
-    // Rows that disagree with the DO get up to 30 s to follow it.
-    for _ in 0..3 {
+    // Rows that disagree with the DO get up to 3 minutes to follow it (the DO is written first;
+    // a row write lost to the chaos is made again by the step's rows check, a minute after its
+    // end and then after 2 and 4 minutes: `core::task::RowsCheck`).
+    for _ in 0..18 {
         let again: Vec<usize> = steps
             .iter()
             .filter(|s| !s.row_mismatches.is_empty())

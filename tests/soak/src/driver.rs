@@ -26,12 +26,9 @@ pub struct User {
 pub struct Track {
     pub urls: Vec<String>,
     pub body: Option<Value>,
-    /// Refines: the draft step (index) and its Tripo id.
-    pub draft_of: Option<usize>,
-    /// Drafts: the Tripo id of the models row, once complete; whether a refine took it.
+    /// Model steps: the Tripo id of the models row, once complete.
     pub tripo_id: Option<String>,
-    pub used_as_draft: bool,
-    /// Refines run as the owner of their draft.
+    /// Refines run as the owner of their draft (made by `seed_drafts`).
     pub owner: Option<usize>,
     /// Submits sent, and their answers (HTTP status; 0 = network error).
     pub sends: u32,
@@ -296,23 +293,6 @@ async fn submit(env: Arc<Env>, i: usize) {
     });
 }
 
-/// Picks an unused completed draft for a refine (one of the same user first, else any): the
-/// draft's owner becomes the refine's user.
-fn pick_draft(env: &Env, refine: usize) -> Option<usize> {
-    let mut tracks = env.tracks.lock().unwrap_or_else(|e| e.into_inner());
-    let usable =
-        |j: usize, t: &Track| env.plan[j].kind.draft() && !t.used_as_draft && t.tripo_id.is_some();
-    let j = (0..env.plan.len())
-        .find(|&j| usable(j, &tracks[j]) && env.plan[j].user == env.plan[refine].user)
-        .or_else(|| (0..env.plan.len()).find(|&j| usable(j, &tracks[j])))?;
-    tracks[j].used_as_draft = true;
-    tracks[refine].owner = Some(env.plan[j].user);
-    let draft = tracks[j].tripo_id.clone();
-    tracks[refine].draft_of = Some(j);
-    tracks[refine].body = Some(env.plan[refine].body(&[], draft.as_deref()));
-    Some(j)
-}
-
 async fn submitter(env: Arc<Env>, until_s: f64) {
     let permits = Arc::new(tokio::sync::Semaphore::new(6));
     while env.t() < until_s {
@@ -328,8 +308,7 @@ async fn submitter(env: Arc<Env>, until_s: f64) {
             {
                 continue;
             }
-            if step.kind == Kind::Refine && tr.body.is_none() && pick_draft(&env, i).is_none() {
-                env.update(i, |t| t.next_try = now + 3.0);
+            if tr.body.is_none() {
                 continue;
             }
             env.update(i, |t| t.in_flight = true);
@@ -511,6 +490,85 @@ async fn upload_inputs(env: &Env) -> Res<()> {
     Ok(())
 }
 
+/// Makes one finished draft per refine before the chaos starts: a Tripo text task (created at the
+/// fake directly, waited until `success`) and a `complete` models row of the refine's user that
+/// carries its id — what a completed draft leaves. Refines so run whatever happened to this run's
+/// own model steps under the chaos (which fails many of them on purpose).
+async fn seed_drafts(env: &Env) -> Res<()> {
+    let fakes = env.stack.fakes().ok_or("the stack has no provider fakes")?;
+    let (base, key) = (fakes.tripo_base_url(), fakes.tripo_key().to_owned());
+    let refines: Vec<usize> = env
+        .plan
+        .iter()
+        .filter(|s| s.kind == Kind::Refine)
+        .map(|s| s.index)
+        .collect();
+    let results: Vec<Res<(usize, String)>> = stream::iter(refines)
+        .map(|i| {
+            let (base, key) = (base.clone(), key.clone());
+            async move {
+                let step = &env.plan[i];
+                let created: Value = env
+                    .http
+                    .post(format!("{base}/task"))
+                    .bearer_auth(&key)
+                    .json(&json!({"type": "text_to_model", "prompt": format!("soak draft of {}", step.task_id)}))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                let id = created["data"]["task_id"]
+                    .as_str()
+                    .ok_or_else(|| format!("draft create: {created}"))?
+                    .to_owned();
+                let deadline = Instant::now() + Duration::from_secs(180);
+                loop {
+                    let v: Value = env
+                        .http
+                        .get(format!("{base}/task/{id}"))
+                        .bearer_auth(&key)
+                        .send()
+                        .await?
+                        .json()
+                        .await?;
+                    if v["data"]["status"] == "success" {
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        return Err(format!("draft {id} never succeeded: {v}").into());
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                let user = &env.users[step.user];
+                let r = env
+                    .http
+                    .post(format!("{}/rest/v1/models", env.stack.supabase_url))
+                    .header("apikey", &env.stack.service_key)
+                    .bearer_auth(&env.stack.service_key)
+                    .json(&json!({
+                        "task_id": format!("{}-draft", step.task_id), "user_id": user.id,
+                        "status": "complete", "ai_service_task_id": id, "prompt": "soak draft",
+                    }))
+                    .send()
+                    .await?;
+                if !r.status().is_success() {
+                    return Err(format!("draft row: {} {}", r.status(), r.text().await?).into());
+                }
+                Ok((i, id))
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let mut tracks = env.tracks.lock().unwrap_or_else(|e| e.into_inner());
+    for r in results {
+        let (i, id) = r?;
+        tracks[i].owner = Some(env.plan[i].user);
+        tracks[i].body = Some(env.plan[i].body(&[], Some(&id)));
+    }
+    Ok(())
+}
+
 fn chaos_spec(
     rate: f64,
     seed: u64,
@@ -594,6 +652,7 @@ pub fn run(cfg: Cfg) -> Res<bool> {
     let worker_start_s = t_build.elapsed().as_secs_f64();
     *env.worker.lock().unwrap_or_else(|e| e.into_inner()) = Some(worker);
     rt.block_on(upload_inputs(&env))?;
+    rt.block_on(seed_drafts(&env))?;
     eprintln!("soak: {} steps planned, inputs uploaded", env.plan.len());
 
     let all_provider = [

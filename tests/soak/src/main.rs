@@ -2,14 +2,15 @@
 //! local stack, with about 20 % of its provider, Storage and PostgREST calls faulted at random
 //! (seeded), `wrangler dev` killed with SIGKILL and restarted on the same state three times,
 //! PostgREST stopped for 60 s and Storage down for 60 s. It submits mixed steps (concepts n = 1–4,
-//! the four model kinds, refines of completed drafts) as users of the local Supabase would,
+//! the four model kinds, refines of drafts finished before the chaos starts) as users of the local Supabase would,
 //! repeating submits that failed with 5xx or network errors, waits (bounded) until every step is
 //! final, then checks the outcome and prints one table (also `target/soak/results.json`).
 //!
 //! Settings (environment): `SOAK_STEPS` (200), `SOAK_MINUTES` (13: the run, from the first submit
 //! to the stall deadline), `SOAK_RATE` (0.2), `SOAK_SEED`, `SOAK_OUTAGE_S` (60),
 //! `SOAK_RESTARTS` (3), `SOAK_USERS` (3), `SOAK_TIME_SCALE` (4: speed of the Tripo fake),
-//! `SOAK_TRIPO_DEADLINE_S` (300: the worker's `TRIPO_DEADLINE_SECONDS`), `SOAK_HOLD_MS`
+//! `SOAK_TRIPO_DEADLINE_S` (300: the worker's `TRIPO_DEADLINE_SECONDS`, shorter than production's
+//! 1800 so that a step the chaos keeps failing reaches its deadline inside the run), `SOAK_HOLD_MS`
 //! (310000: how long a provider `timeout` fault holds a request at most), `SOAK_OUT`
 //! (`target/soak`).
 //!
