@@ -16,6 +16,8 @@ pub mod supabase;
 pub mod task;
 pub mod task_wire;
 
+pub mod gate;
+
 pub mod jobs;
 pub mod openai;
 pub mod rest;
