@@ -54,6 +54,10 @@ pub struct Config {
     pub job_max_attempts: u32,
     pub tripo_deadline_s: u64,
     pub cors_allow_origin: String,
+    /// Tripo tasks running at once for the whole service (`core::gate`); 0 = no gate.
+    pub tripo_max_concurrent_tasks: u32,
+    /// Concepts jobs calling OpenAI at once; 0 = no gate (the default).
+    pub openai_max_concurrent_requests: u32,
 }
 
 /// One setting that is missing or invalid.
@@ -98,6 +102,8 @@ pub const SETTINGS: &[(&str, bool, Option<&str>)] = &[
     ("JOB_MAX_ATTEMPTS", false, Some("5")),
     ("TRIPO_DEADLINE_SECONDS", false, Some("1800")),
     ("CORS_ALLOW_ORIGIN", false, Some("*")),
+    ("TRIPO_MAX_CONCURRENT_TASKS", false, Some("10")),
+    ("OPENAI_MAX_CONCURRENT_REQUESTS", false, Some("0")),
 ];
 
 struct Reader<F> {
@@ -269,6 +275,8 @@ impl Config {
             job_max_attempts: r.number("JOB_MAX_ATTEMPTS", 1, 20),
             tripo_deadline_s: r.number("TRIPO_DEADLINE_SECONDS", 60, 24 * 3600),
             cors_allow_origin: r.string("CORS_ALLOW_ORIGIN"),
+            tripo_max_concurrent_tasks: r.number("TRIPO_MAX_CONCURRENT_TASKS", 0, 1000),
+            openai_max_concurrent_requests: r.number("OPENAI_MAX_CONCURRENT_REQUESTS", 0, 1000),
         };
         if r.problems.is_empty() {
             Ok(config)

@@ -17,11 +17,13 @@ pub mod providers;
 pub mod supabase;
 
 pub mod api;
+pub mod gate_object;
 pub mod jobs;
 pub mod runtime;
 pub mod task_client;
 pub mod task_object;
 
+pub use gate_object::ProviderGate;
 pub use task_object::TaskObject;
 
 use worker::{event, Context, Env, MessageBatch, Request, Response};

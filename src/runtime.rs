@@ -8,6 +8,7 @@ use serde_json::Value;
 use worker::{Env, Method, ResponseBody};
 
 use crate::config::Config;
+use crate::core::gate::{Acquire, GateName, SlotKey};
 use crate::core::ids::TaskId;
 use crate::core::jobs::JobMessage;
 use crate::core::openai::EditRequest;
@@ -21,8 +22,9 @@ use crate::core::tripo::{CreateTask, ImageFormat, TaskDetail};
 use crate::error::{DepError, Dependency};
 use crate::flow::finalize::host_of;
 use crate::flow::ports::{
-    Clock, Events, JobQueue, ObjectStore, OpenAiApi, RowStore, TaskStore, TripoApi,
+    Clock, Events, JobQueue, ObjectStore, OpenAiApi, RowStore, SlotGate, TaskStore, TripoApi,
 };
+use crate::gate_object::{AcquireReply, AcquireRequest, ReleaseRequest, BINDING as GATES};
 use crate::log::{self, Level};
 use crate::net::{self, Body, NetError};
 use crate::providers::{openai, tripo};
@@ -259,6 +261,40 @@ impl OpenAiApi for Runtime<'_> {
                 })
             })
             .boxed_local())
+    }
+}
+
+impl SlotGate for Runtime<'_> {
+    async fn acquire_slot(
+        &self,
+        gate: GateName,
+        key: &SlotKey,
+        capacity: u32,
+        deadline_ms: u64,
+    ) -> Result<Acquire, DepError> {
+        let req = AcquireRequest {
+            key: key.clone(),
+            capacity,
+            deadline_ms,
+        };
+        let reply: AcquireReply =
+            task_client::call_object(self.env, GATES, gate.as_str(), "acquire", &req).await?;
+        Ok(reply.acquire)
+    }
+
+    async fn release_slot(
+        &self,
+        gate: GateName,
+        key: &SlotKey,
+        capacity: u32,
+    ) -> Result<(), DepError> {
+        let req = ReleaseRequest {
+            key: key.clone(),
+            capacity,
+        };
+        let _: Value =
+            task_client::call_object(self.env, GATES, gate.as_str(), "release", &req).await?;
+        Ok(())
     }
 }
 

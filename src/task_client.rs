@@ -22,8 +22,19 @@ pub async fn call<B: Serialize, R: DeserializeOwned>(
     path: &str,
     body: &B,
 ) -> Result<R, DepError> {
-    let ns = env.durable_object(BINDING).map_err(dep)?;
-    let stub = ns.get_by_name(task.as_str()).map_err(dep)?;
+    call_object(env, BINDING, task.as_str(), path, body).await
+}
+
+/// Sends `body` to the Durable Object `name` of namespace `binding` at `path` (see [`call`]).
+pub async fn call_object<B: Serialize, R: DeserializeOwned>(
+    env: &Env,
+    binding: &str,
+    name: &str,
+    path: &str,
+    body: &B,
+) -> Result<R, DepError> {
+    let ns = env.durable_object(binding).map_err(dep)?;
+    let stub = ns.get_by_name(name).map_err(dep)?;
     let headers = Headers::new();
     headers
         .set("content-type", "application/json")
@@ -33,7 +44,7 @@ pub async fn call<B: Serialize, R: DeserializeOwned>(
     init.with_method(Method::Post)
         .with_headers(headers)
         .with_body(Some(text.into()));
-    let req = Request::new_with_init(&format!("https://task/{path}"), &init).map_err(dep)?;
+    let req = Request::new_with_init(&format!("https://object/{path}"), &init).map_err(dep)?;
     let mut resp = stub.fetch_with_request(req).await.map_err(dep)?;
     let status = resp.status_code();
     let bytes = resp.bytes().await.map_err(dep)?;

@@ -27,6 +27,31 @@ pub const WAITER_LEASE_MS: u64 = 3 * 60 * 1000;
 /// its deadline, so this only matters when every release and every check was lost).
 pub const HOLD_GRACE_MS: u64 = 5 * 60 * 1000;
 
+/// The provider accounts with a gate; one Durable Object each, named by [`GateName::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateName {
+    Tripo,
+    OpenAi,
+}
+
+impl GateName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateName::Tripo => "tripo",
+            GateName::OpenAi => "openai",
+        }
+    }
+
+    /// The gate a step's run job passes: OpenAI for concepts, Tripo for models and refines.
+    pub fn of(step: Step) -> GateName {
+        match step {
+            Step::Concepts => GateName::OpenAi,
+            Step::Model | Step::Refine => GateName::Tripo,
+        }
+    }
+}
+
 /// Who holds or waits for a slot: one attempt of one step.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SlotKey {
@@ -83,7 +108,13 @@ impl Gate {
     /// Asks for a slot for `key` (idempotent: a holder asking again is granted again; a waiter
     /// keeps its place). Slots go in order: only the first waiters, as many as there are free
     /// slots, may take one.
-    pub fn acquire(&mut self, key: &SlotKey, capacity: u32, deadline_ms: u64, now_ms: u64) -> Acquire {
+    pub fn acquire(
+        &mut self,
+        key: &SlotKey,
+        capacity: u32,
+        deadline_ms: u64,
+        now_ms: u64,
+    ) -> Acquire {
         self.expire(now_ms);
         if self.holds(key) {
             return Acquire::Granted;
@@ -151,8 +182,7 @@ impl Gate {
     /// whether anything was dropped.
     pub fn expire(&mut self, now_ms: u64) -> bool {
         let before = (self.holders.len(), self.waiting.len());
-        self.holders
-            .retain(|h| now_ms < Gate::hold_limit_ms(h));
+        self.holders.retain(|h| now_ms < Gate::hold_limit_ms(h));
         self.waiting
             .retain(|w| now_ms < w.seen_at_ms.saturating_add(WAITER_LEASE_MS));
         before != (self.holders.len(), self.waiting.len())
@@ -277,7 +307,11 @@ mod tests {
     fn lost_releases_and_silent_waiters_heal() {
         let mut g = Gate::default();
         g.acquire(&key(0), 1, DEADLINE, 0);
-        assert_eq!(g.due_checks(HOLDER_CHECK_MS), Vec::<SlotKey>::new(), "nobody waits");
+        assert_eq!(
+            g.due_checks(HOLDER_CHECK_MS),
+            Vec::<SlotKey>::new(),
+            "nobody waits"
+        );
         assert_eq!(
             g.acquire(&key(1), 1, DEADLINE, 10),
             Acquire::Waiting { position: 1 }

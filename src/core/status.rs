@@ -55,6 +55,10 @@ pub struct StepView {
     pub asset_url: Option<String>,
     pub asset_urls: Vec<String>,
     pub error: Option<StepError>,
+    /// While the step waits for a provider slot (`core::gate`, SPEC §11 "Limits"): its place in
+    /// line, 1 = first, as of its last ask (at most `SLOT_RECHECK_MS` old). Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u32>,
 }
 
 /// The body of `GET /tasks/{task_id}/status`: the selected step, its `updated_at`, and every
@@ -188,6 +192,10 @@ fn step_view(step: Step, s: &StepState) -> StepView {
         asset_url: s.asset_urls.first().cloned(),
         asset_urls: s.asset_urls.clone(),
         error: s.error.clone(),
+        queue_position: match s.job.slot_wait {
+            Some(w) if !s.status.is_terminal() && s.job.claimed_at_ms.is_none() => Some(w.position),
+            _ => None,
+        },
     }
 }
 

@@ -67,6 +67,9 @@ pub const POLL_GRACE_MS: u64 = 2 * 60 * 1000;
 /// Error code of a step that did not finish before its deadline for another reason than the
 /// provider (its jobs kept failing or were lost).
 pub const TIMEOUT_CODE: &str = "timeout";
+/// A step waiting for a provider slot (`core::gate`) asks again this often (its place in line is
+/// refreshed, and the gate hears it is still there).
+pub const SLOT_RECHECK_MS: u64 = 20 * 1000;
 /// After a step becomes final, the alarm checks this long after that its rows were written
 /// (`Command::RowsSynced`); unconfirmed, it writes them itself, then again with a doubling
 /// interval up to [`ROWS_CHECK_MAX_MS`], [`MAX_ROW_RESYNCS`] times.
@@ -216,6 +219,18 @@ pub struct JobProgress {
     /// provider may have created a task we do not know of.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub create_in_flight: bool,
+    /// The step waits for a provider slot (`core::gate`): not claimed until one is free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot_wait: Option<SlotWait>,
+}
+
+/// A step's wait for a provider slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotWait {
+    pub since_ms: u64,
+    /// Its place in line when it last asked (1 = first).
+    pub position: u32,
+    pub asked_at_ms: u64,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -373,6 +388,17 @@ impl StepState {
     /// schedule covers it) and once final.
     pub fn watchdog_at_ms(&self) -> Option<u64> {
         let requeued = self.job.requeued_at_ms;
+        if let (Some(wait), Phase::Queued | Phase::Running, None) =
+            (self.job.slot_wait, self.phase(), self.job.claimed_at_ms)
+        {
+            // Waiting for a slot: ask again every SLOT_RECHECK_MS (from the last answer or the
+            // last re-send, so a lost message does not make the alarm spin).
+            return Some(
+                wait.asked_at_ms
+                    .max(requeued.unwrap_or(0))
+                    .saturating_add(SLOT_RECHECK_MS),
+            );
+        }
         match self.phase() {
             Phase::Done | Phase::AwaitingProvider => None,
             Phase::Queued => Some(match requeued {
@@ -509,6 +535,13 @@ pub enum Command {
         #[serde(default)]
         retry_at_ms: Option<u64>,
     },
+    /// The run job found every provider slot taken (`core::gate`): the step stays as it is
+    /// (`pending`) with its place in line, and asks again every [`SLOT_RECHECK_MS`].
+    AwaitSlot {
+        step: Step,
+        attempt: u32,
+        position: u32,
+    },
     /// The run job is about to ask the provider to create the task (`POST /task`): recorded
     /// first, so a lost answer is known afterwards (see [`MAX_CREATES`]).
     CreateStarting { step: Step, attempt: u32 },
@@ -606,6 +639,8 @@ pub enum Outcome {
     },
     /// `RowsSynced` applied: the rows check is settled.
     RowsConfirmed,
+    /// `AwaitSlot` applied: acknowledge the message; the alarm asks again.
+    AwaitingSlot,
     /// Nothing changed; acknowledge the message and do nothing.
     Skip(SkipReason),
 }
@@ -750,6 +785,13 @@ pub fn apply(
             error,
         } => on_step(state, step, attempt, now_ms, |s, now| fail(s, error, now)),
         Command::RowsSynced { step, attempt } => rows_synced(state, step, attempt),
+        Command::AwaitSlot {
+            step,
+            attempt,
+            position,
+        } => on_step(state, step, attempt, now_ms, |s, now| {
+            await_slot(s, position, now)
+        }),
     }
 }
 
@@ -944,7 +986,26 @@ fn claim(s: &mut StepState, kind: JobKind, lease_ms: u64, now: u64) -> Result<Ou
     s.job.claimed_at_ms = Some(now);
     s.job.job_attempts += 1;
     s.job.retry_at_ms = None;
+    s.job.slot_wait = None;
     Ok(Outcome::Run)
+}
+
+fn await_slot(s: &mut StepState, position: u32, now: u64) -> Result<Outcome, SkipReason> {
+    let phase = s.phase();
+    if !matches!(phase, Phase::Queued | Phase::Running) {
+        return Err(SkipReason::WrongPhase(phase));
+    }
+    if s.job.claimed_at_ms.is_some() {
+        return Err(SkipReason::AlreadyClaimed);
+    }
+    s.enqueued = true;
+    let since_ms = s.job.slot_wait.map_or(now, |w| w.since_ms);
+    s.job.slot_wait = Some(SlotWait {
+        since_ms,
+        position,
+        asked_at_ms: now,
+    });
+    Ok(Outcome::AwaitingSlot)
 }
 
 fn release(
@@ -2662,5 +2723,44 @@ mod tests {
         assert_eq!(intervals[0], 2 * ROWS_CHECK_MS);
         assert!(intervals.iter().all(|i| *i <= ROWS_CHECK_MAX_MS));
         assert_eq!(intervals.last(), Some(&ROWS_CHECK_MAX_MS));
+    }
+
+    fn await_slot(position: u32) -> Command {
+        Command::AwaitSlot {
+            step: Step::Model,
+            attempt: 1,
+            position,
+        }
+    }
+
+    #[test]
+    fn a_step_waiting_for_a_slot_stays_pending_and_asks_again() {
+        let (s, _) = run(None, submit_cmd(model("m")), T0);
+        let (s, o) = run(Some(s), await_slot(4), T0 + 100);
+        assert_eq!(o, Outcome::AwaitingSlot);
+        let st = step_of(&s, Step::Model);
+        assert_eq!(st.status, Status::Pending);
+        assert!(st.enqueued);
+        assert_eq!(st.job.slot_wait.map(|w| w.position), Some(4));
+        assert_eq!(s.next_alarm_ms(), Some(T0 + 100 + SLOT_RECHECK_MS));
+        // The sweep sends the run message again when the recheck is due, and not before.
+        let (s, o) = sweep_at(&s, T0 + 100 + SLOT_RECHECK_MS - 1);
+        assert_eq!(o, Outcome::Skip(SkipReason::NotDue));
+        let (s, o) = sweep_at(&s, T0 + 100 + SLOT_RECHECK_MS);
+        assert_eq!(requeued(&o).len(), 1);
+        // The re-sent message was lost: the next check is one interval later, not at once.
+        let at = T0 + 100 + 2 * SLOT_RECHECK_MS;
+        assert_eq!(s.next_alarm_ms(), Some(at));
+        // A closer place: updated, waiting since the first answer.
+        let (s, _) = run(Some(s), await_slot(2), at);
+        let wait = step_of(&s, Step::Model).job.slot_wait.unwrap();
+        assert_eq!((wait.position, wait.since_ms), (2, T0 + 100));
+        // Granted: the claim runs the job and the wait is over.
+        let (s, o) = run(Some(s), claim(JobKind::Run, 1), at + 1);
+        assert_eq!(o, Outcome::Run);
+        assert_eq!(step_of(&s, Step::Model).job.slot_wait, None);
+        // A late AwaitSlot of a claimed step changes nothing.
+        let (_, o) = run(Some(s), await_slot(1), at + 2);
+        assert_eq!(o, Outcome::Skip(SkipReason::AlreadyClaimed));
     }
 }

@@ -117,6 +117,11 @@ async fn sweep<W: Ports>(
                 );
             }
         }
+        for step in failed {
+            if let (Some(setup), Some(after)) = (setup, reply.state.steps.get(step)) {
+                super::gate::release_if_done(w, setup, task, after).await;
+            }
+        }
         for step in failed.iter().chain(resync) {
             let Some(after) = reply.state.steps.get(step) else {
                 continue;
@@ -315,6 +320,12 @@ async fn poll_step<W: Ports>(
         _ => Level::Info,
     };
     w.event(level, "poll.result", Some(task), Some(step), fields);
+    // Tripo's part is over (success or failure): its slot goes back at once.
+    if let (Outcome::Finalize | Outcome::Failed, Some(setup), Some(after)) =
+        (&reply.outcome, setup, after)
+    {
+        super::gate::release_if_done(w, setup, task, after).await;
+    }
     match (&reply.outcome, after) {
         (Outcome::Finalize, _) => enqueue_finalize(w, task, step, s.attempt).await,
         (Outcome::Failed, Some(after)) => sync_final_rows(w, setup, task, after).await,

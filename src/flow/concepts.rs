@@ -125,6 +125,7 @@ pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
     if let (Outcome::Completed, Some(step)) =
         (&reply.outcome, reply.state.steps.get(&Step::Concepts))
     {
+        super::gate::release_if_done(w, job.setup, job.task(), step).await;
         rows::sync(w, cfg, job.task(), step)
             .await
             .map_err(|e| failure_of(&e))?;

@@ -10,7 +10,8 @@ use futures::future::{select, Either};
 use serde_json::json;
 
 use super::ports::Ports;
-use super::{concepts, finalize, model, rows, Job, Setup};
+use super::{concepts, finalize, gate, model, rows, Job, Setup};
+use crate::core::gate::Acquire;
 use crate::core::jobs::{delay_seconds, JobKind, JobMessage};
 use crate::core::retry::{self, decide, Attempts, Decision, Failure, RetryPolicy};
 use crate::core::step::Step;
@@ -21,6 +22,45 @@ use crate::log::Level;
 /// Claims the job in the task's DO and runs it; failures are classified and retried or final.
 /// `Err`: infrastructure trouble (the DO, the queue, the rows) — the message is redelivered.
 pub async fn process<W: Ports>(w: &W, setup: &Setup<'_>, msg: &JobMessage) -> Result<(), DepError> {
+    // A run job passes its provider's gate first: without a slot the step stays pending.
+    let gated = match (msg.kind, gate::gate_of(setup.cfg, msg.step)) {
+        (JobKind::Run, Some(g)) => Some(g),
+        _ => None,
+    };
+    if let Some((name, capacity)) = gated {
+        let key = gate::key(&msg.task_id, msg.step, msg.attempt);
+        let deadline_ms = setup.cfg.tripo_deadline_s.saturating_mul(1000);
+        if let Acquire::Waiting { position } =
+            w.acquire_slot(name, &key, capacity, deadline_ms).await?
+        {
+            let wait = Command::AwaitSlot {
+                step: msg.step,
+                attempt: msg.attempt,
+                position,
+            };
+            let reply = w.command(&msg.task_id, wait, w.now_ms()).await?;
+            w.event(
+                Level::Info,
+                "gate.waiting",
+                Some(&msg.task_id),
+                Some(msg.step),
+                json!({ "gate": name.as_str(), "position": position, "outcome": reply.as_ref().map(|r| format!("{:?}", r.outcome)).ok() }),
+            );
+            // A step that is over (or gone) leaves the line at once.
+            let over = match &reply {
+                Ok(r) => r
+                    .state
+                    .steps
+                    .get(&msg.step)
+                    .is_none_or(|s| s.attempt != msg.attempt || s.status.is_terminal()),
+                Err(_) => true,
+            };
+            if over {
+                gate::release(w, setup.cfg, &msg.task_id, msg.step, msg.attempt).await;
+            }
+            return Ok(());
+        }
+    }
     let claim = Command::ClaimJob {
         step: msg.step,
         attempt: msg.attempt,
@@ -51,6 +91,10 @@ pub async fn process<W: Ports>(w: &W, setup: &Setup<'_>, msg: &JobMessage) -> Re
             Some(msg.step),
             json!({ "outcome": format!("{:?}", reply.outcome) }),
         );
+        // A slot just granted to a step that is over, or to an older attempt, goes back.
+        if gated.is_some() && (step.attempt != msg.attempt || gate::slot_done(&step)) {
+            gate::release(w, setup.cfg, &msg.task_id, msg.step, msg.attempt).await;
+        }
         // A duplicate of a finished job: make sure the rows say what the DO says.
         if step.status.is_terminal() && step.attempt == msg.attempt {
             rows::sync(w, setup.cfg, &msg.task_id, &step).await?;
@@ -166,6 +210,7 @@ pub async fn fail_step<W: Ports>(
     if let Ok(reply) = job.command(cmd).await? {
         if let Some(step) = reply.state.steps.get(&job.msg.step) {
             if step.status.is_terminal() && step.attempt == job.msg.attempt {
+                gate::release_if_done(job.w, job.setup, job.task(), step).await;
                 rows::sync(job.w, job.cfg(), job.task(), step).await?;
             }
         }

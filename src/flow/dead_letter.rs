@@ -61,6 +61,7 @@ pub async fn handle<W: Ports>(w: &W, setup: &Setup<'_>, msg: &JobMessage) -> Res
             };
             if let Ok(reply) = w.command(task, cmd, w.now_ms()).await? {
                 if let Some(step) = reply.state.steps.get(&msg.step) {
+                    super::gate::release_if_done(w, setup, task, step).await;
                     rows::sync(w, setup.cfg, task, step).await?;
                 }
             }

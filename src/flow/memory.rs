@@ -18,9 +18,10 @@ use futures::stream::{self, LocalBoxStream, StreamExt};
 use serde_json::{json, Map, Value};
 
 use super::ports::{
-    Clock, Events, JobQueue, ObjectStore, OpenAiApi, RowStore, TaskStore, TripoApi,
+    Clock, Events, JobQueue, ObjectStore, OpenAiApi, RowStore, SlotGate, TaskStore, TripoApi,
 };
 use crate::config::Config;
+use crate::core::gate::{Acquire, Gate, GateName, SlotKey};
 use crate::core::ids::TaskId;
 use crate::core::jobs::JobMessage;
 use crate::core::openai::EditRequest;
@@ -61,6 +62,7 @@ pub enum Op {
     TripoCreate,
     TripoTask,
     OpenAi,
+    Gate,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +101,10 @@ pub struct World {
     pub tripo_polls: u32,
     /// PostgREST requests whose body contains the text fail (503), this many times.
     pub rest_outage: Option<(String, u32)>,
+    /// The provider gates (their Durable Objects) and their capacity.
+    pub gates: BTreeMap<GateName, (Gate, u32)>,
+    /// Most Tripo tasks running at once (created, success or failure not yet seen).
+    pub tripo_peak: usize,
 }
 
 pub struct Mem {
@@ -593,6 +599,14 @@ impl TripoApi for Mem {
             let id = format!("tripo-{}", w.tripo_creates);
             let polls_left = w.tripo_polls;
             w.tripo.insert(id.clone(), TripoTask { polls_left });
+            // Tripo tasks running: steps waiting on their provider task, and this one.
+            let running = 1 + w
+                .tasks
+                .values()
+                .flat_map(|t| t.steps.values())
+                .filter(|s| s.phase() == crate::core::task::Phase::AwaitingProvider)
+                .count();
+            w.tripo_peak = w.tripo_peak.max(running);
             Ok(id)
         })
         .await
@@ -646,6 +660,55 @@ impl OpenAiApi for Mem {
         let chunks: Vec<Result<Vec<u8>, Failure>> =
             body.chunks(37).map(|c| Ok(c.to_vec())).collect();
         Ok(stream::iter(chunks).boxed_local())
+    }
+}
+
+impl SlotGate for Mem {
+    async fn acquire_slot(
+        &self,
+        gate: GateName,
+        key: &SlotKey,
+        capacity: u32,
+        deadline_ms: u64,
+    ) -> Result<Acquire, DepError> {
+        self.io(Op::Gate, |m| {
+            let mut w = m.w.borrow_mut();
+            let now = w.now;
+            let entry = w
+                .gates
+                .entry(gate)
+                .or_insert_with(|| (Gate::default(), capacity));
+            entry.1 = capacity;
+            Ok(entry.0.acquire(key, capacity, deadline_ms, now))
+        })
+        .await
+    }
+
+    async fn release_slot(
+        &self,
+        gate: GateName,
+        key: &SlotKey,
+        capacity: u32,
+    ) -> Result<(), DepError> {
+        self.io(Op::Gate, |m| {
+            let mut w = m.w.borrow_mut();
+            let now = w.now;
+            let entry = w
+                .gates
+                .entry(gate)
+                .or_insert_with(|| (Gate::default(), capacity));
+            entry.1 = capacity;
+            let woken = entry.0.release(key, capacity, now);
+            // As the gate's Durable Object does: the entitled waiters' run messages.
+            for k in woken {
+                w.queue.push(Queued {
+                    msg: JobMessage::run(k.task_id, k.step, k.attempt),
+                    at_ms: now,
+                });
+            }
+            Ok(())
+        })
+        .await
     }
 }
 

@@ -9,6 +9,7 @@ pub mod concepts;
 pub mod consume;
 pub mod dead_letter;
 pub mod finalize;
+pub mod gate;
 pub mod model;
 pub mod ports;
 pub mod rows;

@@ -9,6 +9,7 @@
 use futures::Stream;
 use serde_json::Value;
 
+use crate::core::gate::{Acquire, GateName, SlotKey};
 use crate::core::ids::TaskId;
 use crate::core::jobs::JobMessage;
 use crate::core::openai::EditRequest;
@@ -121,6 +122,26 @@ pub trait OpenAiApi {
     ) -> Result<Self::Reply, Failure>;
 }
 
+/// The provider gates (`core::gate`), one Durable Object each.
+pub trait SlotGate {
+    /// Asks for a slot (idempotent); `capacity` and `deadline_ms` come from the configuration.
+    async fn acquire_slot(
+        &self,
+        gate: GateName,
+        key: &SlotKey,
+        capacity: u32,
+        deadline_ms: u64,
+    ) -> Result<Acquire, DepError>;
+    /// Gives a slot (or a place in line) back; the gate wakes the waiters now entitled to a slot
+    /// by sending their run messages.
+    async fn release_slot(
+        &self,
+        gate: GateName,
+        key: &SlotKey,
+        capacity: u32,
+    ) -> Result<(), DepError>;
+}
+
 /// The structured log (`crate::log`): one JSON line per event.
 pub trait Events {
     fn event(
@@ -139,11 +160,19 @@ pub trait Events {
 
 /// Everything a job or the alarm may touch.
 pub trait Ports:
-    Clock + TaskStore + JobQueue + RowStore + ObjectStore + TripoApi + OpenAiApi + Events
+    Clock + TaskStore + JobQueue + RowStore + ObjectStore + TripoApi + OpenAiApi + SlotGate + Events
 {
 }
 
 impl<T> Ports for T where
-    T: Clock + TaskStore + JobQueue + RowStore + ObjectStore + TripoApi + OpenAiApi + Events
+    T: Clock
+        + TaskStore
+        + JobQueue
+        + RowStore
+        + ObjectStore
+        + TripoApi
+        + OpenAiApi
+        + SlotGate
+        + Events
 {
 }

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::memory::{drive, Mem, Op, Queued, Stop};
-use super::{alarm, consume, dead_letter, submit, Setup};
+use super::{alarm, consume, dead_letter, gate, submit, Setup};
 use crate::core::ids::{TaskId, UserId};
 use crate::core::request::{parse, Endpoint};
 use crate::core::step::{Status, Step};
@@ -130,12 +130,16 @@ fn settle(mem: &Mem, setup: &Setup<'_>, delivery: Delivery) {
             }
             continue;
         }
+        if heal_gates(mem, now) {
+            continue;
+        }
         let next = {
             let w = mem.w.borrow();
             w.queue
                 .iter()
                 .map(|q| q.at_ms)
                 .chain(w.alarms.values().copied())
+                .chain(w.gates.values().filter_map(|(g, _)| g.next_alarm_ms()))
                 .min()
         };
         match next {
@@ -144,6 +148,24 @@ fn settle(mem: &Mem, setup: &Setup<'_>, delivery: Delivery) {
         }
     }
     panic!("the platform never became idle");
+}
+
+/// Runs each gate's alarm that is due (as its Durable Object does); whether one ran.
+fn heal_gates(mem: &Mem, now: u64) -> bool {
+    let due: Vec<_> = mem
+        .w
+        .borrow()
+        .gates
+        .iter()
+        .filter(|(_, (g, _))| g.next_alarm_ms().is_some_and(|at| at <= now))
+        .map(|(name, (g, cap))| (*name, g.clone(), *cap))
+        .collect();
+    for (name, mut gate, cap) in due.iter().cloned() {
+        let woken = drive(mem, gate::heal(mem, &mut gate, cap, now)).unwrap_or_default();
+        mem.w.borrow_mut().gates.insert(name, (gate, cap));
+        drive(mem, gate::wake(mem, woken));
+    }
+    !due.is_empty()
 }
 
 fn task() -> TaskId {
@@ -406,4 +428,101 @@ fn a_lost_create_answer_is_retried_once_as_uncertain_and_a_storage_blip_is_retri
     assert_eq!(mem.events("provider.create_uncertain"), 1);
     assert_eq!(mem.events("job.retry"), 2);
     assert_eq!(mem.w.borrow().tripo_creates, 1);
+}
+
+#[test]
+fn the_tripo_gate_never_lets_more_tasks_run_than_its_capacity_and_every_step_completes() {
+    let mut mem = Mem::new();
+    mem.cfg.tripo_max_concurrent_tasks = 2;
+    mem.w.borrow_mut().tripo_polls = 4;
+    let setup = Setup::new(&mem.cfg).unwrap();
+    let ids: Vec<String> = (0..7).map(|i| format!("t-gate-{i}")).collect();
+    for id in &ids {
+        let body = json!({ "task_id": id, "prompt": "a chair" }).to_string();
+        let valid = parse(Endpoint::TextToModel, body.as_bytes()).unwrap();
+        drive(&mem, submit::submit(&mem, &mem.cfg, valid, owner()))
+            .unwrap()
+            .unwrap();
+    }
+    // Watch the places in line while the platform runs.
+    let mut positions: Vec<(String, u32)> = Vec::new();
+    for _ in 0..5_000 {
+        step_once(&mem, &setup);
+        heal_gates(&mem, mem.now());
+        for id in &ids {
+            let t = TaskId::parse(id).unwrap();
+            if let Some(w) = mem
+                .state(&t)
+                .and_then(|s| s.steps[&Step::Model].job.slot_wait)
+            {
+                if positions.last() != Some(&(id.clone(), w.position)) {
+                    positions.push((id.clone(), w.position));
+                }
+            }
+        }
+        let idle = {
+            let w = mem.w.borrow();
+            w.queue.is_empty() && w.alarms.is_empty()
+        };
+        if idle {
+            break;
+        }
+    }
+    for id in &ids {
+        let s = mem.state(&TaskId::parse(id).unwrap()).unwrap();
+        assert_eq!(s.steps[&Step::Model].status, Status::Complete, "{id}");
+    }
+    let w = mem.w.borrow();
+    assert_eq!(w.tripo_creates, 7);
+    assert!(
+        w.tripo_peak <= 2,
+        "{} Tripo tasks ran at once",
+        w.tripo_peak
+    );
+    assert!(w.tripo_peak == 2, "the gate let two run at once");
+    let (gate, _) = &w.gates[&crate::core::gate::GateName::Tripo];
+    assert!(
+        gate.holders.is_empty() && gate.waiting.is_empty(),
+        "{gate:?}"
+    );
+    // The last in line saw its place go down, never up.
+    let mut last: Vec<u32> = positions
+        .iter()
+        .filter(|(id, _)| id == "t-gate-6")
+        .map(|(_, p)| *p)
+        .collect();
+    last.dedup();
+    assert!(
+        last.len() >= 2 && last.windows(2).all(|p| p[1] < p[0]),
+        "{last:?}"
+    );
+}
+
+#[test]
+fn a_lost_release_is_healed_by_the_gate() {
+    let mut mem = Mem::new();
+    mem.cfg.tripo_max_concurrent_tasks = 1;
+    let setup = Setup::new(&mem.cfg).unwrap();
+    // A slot held by a step whose release never came (its task is final).
+    run(&mem, SCENARIOS[2], Delivery::Lost).unwrap();
+    let key = gate::key(&task(), Step::Model, 1);
+    let now = mem.now();
+    mem.w
+        .borrow_mut()
+        .gates
+        .get_mut(&crate::core::gate::GateName::Tripo)
+        .unwrap()
+        .0
+        .acquire(&key, 1, 30 * 60_000, now);
+    // Another task must wait, and completes once the gate has checked the holder.
+    let body = json!({ "task_id": "t-next", "prompt": "a lamp" }).to_string();
+    let valid = parse(Endpoint::TextToModel, body.as_bytes()).unwrap();
+    drive(&mem, submit::submit(&mem, &mem.cfg, valid, owner()))
+        .unwrap()
+        .unwrap();
+    settle(&mem, &setup, Delivery::Lost);
+    let next = mem.state(&TaskId::parse("t-next").unwrap()).unwrap();
+    assert_eq!(next.steps[&Step::Model].status, Status::Complete);
+    assert_eq!(mem.events("gate.healed"), 1);
+    assert!(mem.events("gate.waiting") >= 1);
 }

@@ -1,0 +1,121 @@
+//! The provider gates in the job flow (SPEC §11 "Limits"): a run job asks its provider's gate
+//! for a slot before it claims its step (`Tripo` for models and refines, `OpenAI` for concepts,
+//! each only when its setting is above 0); without one, the step stays `pending` with its place
+//! in line (`Command::AwaitSlot`) and the alarm asks again. The slot is given back as soon as the
+//! provider's part is over: Tripo's task succeeded or failed, the concepts step ended, or the step
+//! failed in any way. A lost give-back is healed by the gate itself (`core::gate`).
+
+use serde_json::json;
+
+use super::ports::Ports;
+use super::Setup;
+use crate::config::Config;
+use crate::core::gate::{Gate, GateName, SlotKey};
+use crate::core::ids::TaskId;
+use crate::core::jobs::JobMessage;
+use crate::core::step::Step;
+use crate::core::task::{Phase, StepState};
+use crate::log::Level;
+
+/// The gate a step passes and its capacity, or `None` when that gate is off.
+pub fn gate_of(cfg: &Config, step: Step) -> Option<(GateName, u32)> {
+    let gate = GateName::of(step);
+    let capacity = match gate {
+        GateName::Tripo => cfg.tripo_max_concurrent_tasks,
+        GateName::OpenAi => cfg.openai_max_concurrent_requests,
+    };
+    (capacity > 0).then_some((gate, capacity))
+}
+
+pub fn key(task: &TaskId, step: Step, attempt: u32) -> SlotKey {
+    SlotKey {
+        task_id: task.clone(),
+        step,
+        attempt,
+    }
+}
+
+/// Whether a step no longer needs its provider slot: final, or Tripo's task has succeeded.
+pub fn slot_done(s: &StepState) -> bool {
+    matches!(s.phase(), Phase::Done | Phase::Finalizing)
+}
+
+/// Gives the step's slot back when it no longer needs it (best effort: logged; the gate heals).
+pub async fn release_if_done<W: Ports>(w: &W, setup: &Setup<'_>, task: &TaskId, s: &StepState) {
+    if slot_done(s) {
+        release(w, setup.cfg, task, s.step(), s.attempt).await;
+    }
+}
+
+/// Gives `attempt`'s slot of `step` back (best effort).
+pub async fn release<W: Ports>(w: &W, cfg: &Config, task: &TaskId, step: Step, attempt: u32) {
+    let Some((gate, capacity)) = gate_of(cfg, step) else {
+        return;
+    };
+    if let Err(e) = w
+        .release_slot(gate, &key(task, step, attempt), capacity)
+        .await
+    {
+        w.event(
+            Level::Warn,
+            "gate.release_failed",
+            Some(task),
+            Some(step),
+            json!({ "gate": gate.as_str(), "attempt": attempt, "error": e.to_string() }),
+        );
+    }
+}
+
+/// The gate's alarm (`gate_object`): holders past their limit and silent waiters leave; while
+/// anyone waits, holders due a check are verified against their task (a final step, a step whose
+/// provider part is over, another attempt, or a task that is gone frees the slot; an unreachable
+/// task keeps it). Returns the waiters now entitled to a slot, to be woken by [`wake`].
+pub async fn heal<W: Ports>(w: &W, gate: &mut Gate, capacity: u32, now_ms: u64) -> Vec<SlotKey> {
+    let mut changed = gate.expire(now_ms);
+    for key in gate.due_checks(now_ms) {
+        let over = match w.task_state(&key.task_id).await {
+            Ok(state) => state
+                .and_then(|t| t.steps.get(&key.step).cloned())
+                .is_none_or(|s| s.attempt != key.attempt || slot_done(&s)),
+            Err(_) => false,
+        };
+        if over {
+            w.event(
+                Level::Warn,
+                "gate.healed",
+                Some(&key.task_id),
+                Some(key.step),
+                json!({ "attempt": key.attempt, "note": "the slot's release was lost; its step is over" }),
+            );
+            gate.release(&key, capacity, now_ms);
+            changed = true;
+        } else {
+            gate.checked(&key, now_ms);
+        }
+    }
+    if changed {
+        gate.entitled(capacity)
+    } else {
+        Vec::new()
+    }
+}
+
+/// Sends the run message of each waiter entitled to a slot: it asks again and is granted. A lost
+/// message is covered by the waiter's own re-ask (`core::task::SLOT_RECHECK_MS`).
+pub async fn wake<W: Ports>(w: &W, keys: Vec<SlotKey>) -> usize {
+    let mut sent = 0;
+    for k in keys {
+        let msg = JobMessage::run(k.task_id.clone(), k.step, k.attempt);
+        match w.enqueue(&msg, 0).await {
+            Ok(()) => sent += 1,
+            Err(e) => w.event(
+                Level::Warn,
+                "gate.wake_failed",
+                Some(&k.task_id),
+                Some(k.step),
+                json!({ "attempt": k.attempt, "error": e.to_string() }),
+            ),
+        }
+    }
+    sent
+}

@@ -1,0 +1,126 @@
+//! The provider gate Durable Object: one per provider account (`idFromName("tripo")`,
+//! `"openai"`), SQLite-backed, holding a `core::gate::Gate`. It only translates: load → apply →
+//! persist → alarm, and sends the run messages of the waiters a release entitled to a slot. Its
+//! alarm heals: holders past their limit and silent waiters leave; while anyone waits, holders are
+//! verified against their task's Durable Object (a final step or another attempt frees the slot).
+//!
+//! Requests: `POST /acquire` [`AcquireRequest`] → [`AcquireReply`]; `POST /release`
+//! [`ReleaseRequest`] → `{"woken": n}`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
+
+use crate::core::gate::{Acquire, Gate, SlotKey};
+use crate::flow;
+use crate::net::now_ms;
+use crate::runtime::{Runtime, Tasks};
+
+/// Storage key of the gate's state.
+const STATE_KEY: &str = "gate";
+/// Binding name of the gate namespace (wrangler.toml).
+pub const BINDING: &str = "GATES";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Record {
+    gate: Gate,
+    /// The capacity of the last request (the alarm has no request).
+    capacity: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AcquireRequest {
+    pub key: SlotKey,
+    pub capacity: u32,
+    pub deadline_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AcquireReply {
+    pub acquire: Acquire,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReleaseRequest {
+    pub key: SlotKey,
+    pub capacity: u32,
+}
+
+#[durable_object]
+pub struct ProviderGate {
+    state: State,
+    env: Env,
+}
+
+impl ProviderGate {
+    async fn load(&self) -> Result<Record> {
+        Ok(self
+            .state
+            .storage()
+            .get::<Record>(STATE_KEY)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// The ports the gate uses: task state reads and the jobs queue (no settings needed).
+    fn runtime(&self) -> Runtime<'_> {
+        Runtime::new(&self.env, None, Tasks::Stub)
+    }
+
+    async fn save(&self, r: &Record, now: u64) -> Result<()> {
+        self.state.storage().put(STATE_KEY, r).await?;
+        if let Some(at) = r.gate.next_alarm_ms() {
+            let delay = at.saturating_sub(now).max(1);
+            self.state
+                .storage()
+                .set_alarm(Duration::from_millis(delay))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+impl DurableObject for ProviderGate {
+    fn new(state: State, env: Env) -> Self {
+        Self { state, env }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let now = now_ms();
+        match req.path().as_str() {
+            "/acquire" => {
+                let body: AcquireRequest = req.json().await?;
+                let mut r = self.load().await?;
+                r.capacity = body.capacity;
+                let acquire = r
+                    .gate
+                    .acquire(&body.key, body.capacity, body.deadline_ms, now);
+                self.save(&r, now).await?;
+                Response::from_json(&AcquireReply { acquire })
+            }
+            "/release" => {
+                let body: ReleaseRequest = req.json().await?;
+                let mut r = self.load().await?;
+                r.capacity = body.capacity;
+                let woken = r.gate.release(&body.key, body.capacity, now);
+                self.save(&r, now).await?;
+                let n = flow::gate::wake(&self.runtime(), woken).await;
+                Response::from_json(&json!({ "woken": n }))
+            }
+            _ => Response::error("unknown gate command", 404),
+        }
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let now = now_ms();
+        let mut r = self.load().await?;
+        let rt = self.runtime();
+        let capacity = r.capacity;
+        let woken = flow::gate::heal(&rt, &mut r.gate, capacity, now).await;
+        self.save(&r, now).await?;
+        flow::gate::wake(&rt, woken).await;
+        Response::empty()
+    }
+}
