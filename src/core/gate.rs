@@ -27,27 +27,38 @@ pub const WAITER_LEASE_MS: u64 = 3 * 60 * 1000;
 /// its deadline, so this only matters when every release and every check was lost).
 pub const HOLD_GRACE_MS: u64 = 5 * 60 * 1000;
 
-/// The provider accounts with a gate; one Durable Object each, named by [`GateName::as_str`].
+/// The provider concurrency buckets with a gate; one Durable Object each, named by
+/// [`GateName::as_str`]. Tripo counts refines apart from generation tasks (providers.md §1.8:
+/// 10 generation tasks, 5 refines per account).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GateName {
+    /// Tripo text/image/multiview tasks.
     Tripo,
+    /// Tripo `refine_model` tasks.
+    TripoRefine,
     OpenAi,
 }
+
+/// Tripo's own limit of `refine_model` tasks at once (providers.md §1.8).
+pub const TRIPO_REFINE_LIMIT: u32 = 5;
 
 impl GateName {
     pub fn as_str(self) -> &'static str {
         match self {
             GateName::Tripo => "tripo",
+            GateName::TripoRefine => "tripo-refine",
             GateName::OpenAi => "openai",
         }
     }
 
-    /// The gate a step's run job passes: OpenAI for concepts, Tripo for models and refines.
+    /// The gate a step's run job passes: OpenAI for concepts, Tripo's buckets for models and
+    /// refines.
     pub fn of(step: Step) -> GateName {
         match step {
             Step::Concepts => GateName::OpenAi,
-            Step::Model | Step::Refine => GateName::Tripo,
+            Step::Model => GateName::Tripo,
+            Step::Refine => GateName::TripoRefine,
         }
     }
 }

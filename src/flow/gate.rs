@@ -10,18 +10,22 @@ use serde_json::json;
 use super::ports::Ports;
 use super::Setup;
 use crate::config::Config;
-use crate::core::gate::{Gate, GateName, SlotKey};
+use crate::core::gate::{Gate, GateName, SlotKey, TRIPO_REFINE_LIMIT};
 use crate::core::ids::TaskId;
 use crate::core::jobs::JobMessage;
 use crate::core::step::Step;
 use crate::core::task::{Phase, StepState};
 use crate::log::Level;
 
-/// The gate a step passes and its capacity, or `None` when that gate is off.
+/// The gate a step passes and its capacity, or `None` when that gate is off. Refines share
+/// `TRIPO_MAX_CONCURRENT_TASKS` capped at Tripo's refine limit (5); text, image and multiview
+/// tasks of the `P1` model (whose own limit is 5) pass the generation gate, so more than 5 of
+/// them at once may still meet Tripo's 2000, which the job waits out like any concurrency answer.
 pub fn gate_of(cfg: &Config, step: Step) -> Option<(GateName, u32)> {
     let gate = GateName::of(step);
     let capacity = match gate {
         GateName::Tripo => cfg.tripo_max_concurrent_tasks,
+        GateName::TripoRefine => cfg.tripo_max_concurrent_tasks.min(TRIPO_REFINE_LIMIT),
         GateName::OpenAi => cfg.openai_max_concurrent_requests,
     };
     (capacity > 0).then_some((gate, capacity))

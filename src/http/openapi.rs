@@ -67,6 +67,10 @@ fn step_schema(include_task: bool) -> Value {
         json!({ "anyOf": [{ "type": "null" }, { "type": "object", "required": ["code", "message"],
             "properties": { "code": { "type": "string" }, "message": { "type": "string" } } }] }),
     );
+    props.insert(
+        "queue_position".into(),
+        json!({ "type": "integer", "minimum": 1, "description": "Only while the step waits for a provider slot (`pending`): its place in line, 1 = first, refreshed at least every 20 s. Absent otherwise." }),
+    );
     if include_task {
         props.insert(
             "updated_at".into(),

@@ -301,6 +301,13 @@ pub fn jobs(
         "s",
         vec![cfg.jobs.div_ceil(TRIPO_CONCURRENCY) as f64 * RUN_S],
     );
+    let floor = cfg.jobs.div_ceil(TRIPO_CONCURRENCY) as f64 * RUN_S;
+    rep.add(
+        &sc,
+        "  wall / floor (target ≤ 1.15, SPEC §11 gate)",
+        "×",
+        col(&|x| x.wall_s / floor),
+    );
     rep.add(
         &sc,
         "GET /task per job (mean)",

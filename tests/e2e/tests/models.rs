@@ -43,6 +43,10 @@ pub fn cases() -> Vec<(&'static str, Case)> {
         ),
         ("models::progress_rises_while_tripo_runs", progress_rises),
         (
+            "models::the_tripo_gate_runs_25_jobs_within_10_tasks_and_shows_their_place",
+            tripo_gate,
+        ),
+        (
             "models::duplicate_deliveries_create_one_tripo_task",
             duplicate_deliveries,
         ),
@@ -600,6 +604,88 @@ fn progress_rises(ctx: &Ctx) -> CaseResult {
         format!("expected at least three values between 0 and 100, then 100: {seen:?}")
     })?;
     eprintln!("e2e: models: progress seen {seen:?}");
+    Ok(())
+}
+
+/// SPEC §11 "Limits": 25 model jobs at once on a worker with its own Tripo key (a bucket of its
+/// own at the fake, which refuses an 11th running task with 2000) and the gate at 10: Tripo never
+/// refuses a create, every job completes, and a waiting step shows its place going down.
+fn tripo_gate(ctx: &Ctx) -> CaseResult {
+    let key = format!("tsk_gate_{}", nonce());
+    fakes(ctx)?.add_key(&key);
+    let w = own_worker(
+        ctx,
+        None,
+        None,
+        &[
+            ("TRIPO_API_KEY", key.as_str()),
+            ("TRIPO_MAX_CONCURRENT_TASKS", "10"),
+        ],
+    )?;
+    let t = Target::of(&w);
+    let n = nonce();
+    let tasks: Vec<String> = (0..25)
+        .map(|i| ctx.task_id(&format!("m-gate{i}")))
+        .collect();
+    for task in &tasks {
+        t.generate(
+            ctx,
+            &ctx.alice,
+            "text-to-model",
+            &json!({"task_id": task, "prompt": format!("a stool [[fake:run_s=6,nonce={n}]]")}),
+        )?;
+    }
+    let mut places: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let start = Instant::now();
+    loop {
+        let mut open = 0;
+        for task in &tasks {
+            let v = t.status(ctx, &ctx.alice, task, "model")?;
+            if let Some(p) = v["queue_position"].as_u64() {
+                check(v["status"] == "pending", || {
+                    format!("{task}: queue_position on a {} step", v["status"])
+                })?;
+                let seen = places.entry(task.clone()).or_default();
+                if seen.last() != Some(&p) {
+                    seen.push(p);
+                }
+            }
+            if v["status"] != "complete" && v["status"] != "failed" {
+                open += 1;
+            }
+        }
+        if open == 0 {
+            break;
+        }
+        check(start.elapsed() < Duration::from_secs(180), || {
+            format!("{open} of 25 still open after 180 s")
+        })?;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for task in &tasks {
+        let v = t.status(ctx, &ctx.alice, task, "model")?;
+        check(v["status"] == "complete", || format!("{task}: {v}"))?;
+    }
+    let all = creates(ctx, &n)?;
+    let refused = all.iter().filter(|e| e["status"] != 200).count();
+    check(all.len() == 25 && refused == 0, || {
+        let codes: Vec<&Value> = all.iter().map(|e| &e["status"]).collect();
+        format!("{} creates, {refused} refused: {codes:?}", all.len())
+    })?;
+    check(places.len() >= 10, || {
+        format!("only {} steps were seen waiting: {places:?}", places.len())
+    })?;
+    check(
+        places.values().all(|p| p.windows(2).all(|w| w[1] < w[0])),
+        || format!("a place in line went up: {places:?}"),
+    )?;
+    check(places.values().any(|p| p.len() >= 2), || {
+        format!("no waiting step was seen moving up the line: {places:?}")
+    })?;
+    eprintln!(
+        "e2e: models: gate: 25 jobs in {:.1} s, places seen {places:?}",
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
