@@ -5,7 +5,8 @@
 //! verified against their task's Durable Object (a final step or another attempt frees the slot).
 //!
 //! Requests: `POST /acquire` [`AcquireRequest`] → [`AcquireReply`]; `POST /release`
-//! [`ReleaseRequest`] → `{"woken": n}`.
+//! [`ReleaseRequest`] → `{"woken": n}`; `POST /position` [`PositionRequest`] → [`PositionReply`]
+//! (the status endpoint's live `queue_position`).
 
 use std::time::Duration;
 
@@ -40,6 +41,17 @@ pub struct AcquireRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AcquireReply {
     pub acquire: Acquire,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PositionRequest {
+    pub key: SlotKey,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PositionReply {
+    /// The place in line, `None` when the key holds a slot or is not in line.
+    pub position: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,6 +120,13 @@ impl DurableObject for ProviderGate {
                 self.save(&r, now).await?;
                 let n = flow::gate::wake(&self.runtime(), woken).await;
                 Response::from_json(&json!({ "woken": n }))
+            }
+            "/position" => {
+                let body: PositionRequest = req.json().await?;
+                let r = self.load().await?;
+                Response::from_json(&PositionReply {
+                    position: r.gate.position(&body.key),
+                })
             }
             _ => Response::error("unknown gate command", 404),
         }

@@ -1,13 +1,17 @@
 //! `GET /tasks/{task_id}/status`: the task's state as SPEC §4.2 shows it, read from its Durable
-//! Object only (never a provider, never a row). Another user's task is a plain 404.
+//! Object only (never a provider, never a row; a step waiting for a provider slot also asks the
+//! gate's Durable Object for its place in line). Another user's task is a plain 404.
 
 use worker::{Env, Request, Response};
 
 use crate::auth;
+use crate::core::gate::{GateName, SlotKey};
 use crate::core::ids::TaskId;
 use crate::core::status::{parse_query, view, StatusView};
 use crate::core::storage_path::{encode_path, encode_segment, percent_decode};
+use crate::core::task::TaskState;
 use crate::error::ApiError;
+use crate::gate_object::{PositionReply, PositionRequest, BINDING as GATES};
 use crate::http::{config, internal, json};
 use crate::log::{self, Level};
 use crate::supabase::storage;
@@ -24,6 +28,7 @@ pub async fn handle(raw_id: &str, req: Request, env: &Env) -> Result<Response, A
         .await?
         .ok_or(ApiError::NotFound)?;
     let mut v = view(&state, query, user).map_err(|_| ApiError::NotFound)?;
+    live_places(env, &state, &mut v).await;
     if !cfg.bucket_public {
         sign_private_urls(&cfg, &mut v).await;
     }
@@ -32,6 +37,40 @@ pub async fn handle(raw_id: &str, req: Request, env: &Env) -> Result<Response, A
         serde_json::to_string(&v).map_err(|_| ApiError::Internal)?,
     )
     .map_err(internal)
+}
+
+/// A step waiting for a provider slot shows its place in line as the gate has it now (the DO
+/// keeps the place of its last ask, at most 20 s old); on no answer, that stored place.
+async fn live_places(env: &Env, state: &TaskState, v: &mut StatusView) {
+    let waiting: Vec<_> = std::iter::once(&v.current)
+        .chain(&v.steps)
+        .filter(|s| s.queue_position.is_some())
+        .map(|s| s.step)
+        .collect();
+    let mut live = std::collections::BTreeMap::new();
+    for step in waiting {
+        let (Some(s), false) = (state.steps.get(&step), live.contains_key(&step)) else {
+            continue;
+        };
+        let req = PositionRequest {
+            key: SlotKey {
+                task_id: state.task_id.clone(),
+                step,
+                attempt: s.attempt,
+            },
+        };
+        let gate = GateName::of(step).as_str();
+        if let Ok(r) =
+            task_client::call_object::<_, PositionReply>(env, GATES, gate, "position", &req).await
+        {
+            live.insert(step, r.position);
+        }
+    }
+    for view in std::iter::once(&mut v.current).chain(v.steps.iter_mut()) {
+        if let Some(p) = live.get(&view.step) {
+            view.queue_position = *p;
+        }
+    }
 }
 
 /// How long the signed URLs of a private bucket stay valid.

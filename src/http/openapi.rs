@@ -69,7 +69,7 @@ fn step_schema(include_task: bool) -> Value {
     );
     props.insert(
         "queue_position".into(),
-        json!({ "type": "integer", "minimum": 1, "description": "Only while the step waits for a provider slot (`pending`): its place in line, 1 = first, refreshed at least every 20 s. Absent otherwise." }),
+        json!({ "type": "integer", "minimum": 1, "description": "Only while the step waits for a provider slot (`pending`): its place in line, 1 = first, as the gate has it now. Absent otherwise." }),
     );
     if include_task {
         props.insert(
