@@ -251,6 +251,23 @@ impl Mem {
         self.w.borrow().tasks.get(task).cloned()
     }
 
+    /// Applies `f` to gate `name` (created empty), at the clock's time.
+    fn with_gate<T>(
+        &self,
+        name: GateName,
+        capacity: u32,
+        f: impl FnOnce(&mut Gate, u64) -> T,
+    ) -> T {
+        let mut w = self.w.borrow_mut();
+        let now = w.now;
+        let entry = w
+            .gates
+            .entry(name)
+            .or_insert_with(|| (Gate::default(), capacity));
+        entry.1 = capacity;
+        f(&mut entry.0, now)
+    }
+
     pub fn model_bytes(tripo_id: &str) -> Vec<u8> {
         format!("glTF model of {tripo_id}").into_bytes()
     }
@@ -672,14 +689,9 @@ impl SlotGate for Mem {
         deadline_ms: u64,
     ) -> Result<Acquire, DepError> {
         self.io(Op::Gate, |m| {
-            let mut w = m.w.borrow_mut();
-            let now = w.now;
-            let entry = w
-                .gates
-                .entry(gate)
-                .or_insert_with(|| (Gate::default(), capacity));
-            entry.1 = capacity;
-            Ok(entry.0.acquire(key, capacity, deadline_ms, now))
+            Ok(m.with_gate(gate, capacity, |g, now| {
+                g.acquire(key, capacity, deadline_ms, now)
+            }))
         })
         .await
     }
@@ -691,15 +703,10 @@ impl SlotGate for Mem {
         capacity: u32,
     ) -> Result<(), DepError> {
         self.io(Op::Gate, |m| {
+            let woken = m.with_gate(gate, capacity, |g, now| g.release(key, capacity, now));
+            // As the gate's Durable Object does: the entitled waiters' run messages.
             let mut w = m.w.borrow_mut();
             let now = w.now;
-            let entry = w
-                .gates
-                .entry(gate)
-                .or_insert_with(|| (Gate::default(), capacity));
-            entry.1 = capacity;
-            let woken = entry.0.release(key, capacity, now);
-            // As the gate's Durable Object does: the entitled waiters' run messages.
             for k in woken {
                 w.queue.push(Queued {
                     msg: JobMessage::run(k.task_id, k.step, k.attempt),

@@ -133,21 +133,23 @@ fn settle(mem: &Mem, setup: &Setup<'_>, delivery: Delivery) {
         if heal_gates(mem, now) {
             continue;
         }
-        let next = {
-            let w = mem.w.borrow();
-            w.queue
-                .iter()
-                .map(|q| q.at_ms)
-                .chain(w.alarms.values().copied())
-                .chain(w.gates.values().filter_map(|(g, _)| g.next_alarm_ms()))
-                .min()
-        };
-        match next {
+        match next_event_at(mem) {
             Some(at) => mem.advance_to(at),
             None => return,
         }
     }
     panic!("the platform never became idle");
+}
+
+/// When the next message, task alarm or gate alarm is due.
+fn next_event_at(mem: &Mem) -> Option<u64> {
+    let w = mem.w.borrow();
+    w.queue
+        .iter()
+        .map(|q| q.at_ms)
+        .chain(w.alarms.values().copied())
+        .chain(w.gates.values().filter_map(|(g, _)| g.next_alarm_ms()))
+        .min()
 }
 
 /// Runs each gate's alarm that is due (as its Durable Object does); whether one ran.
@@ -170,6 +172,14 @@ fn heal_gates(mem: &Mem, now: u64) -> bool {
 
 fn task() -> TaskId {
     TaskId::parse("t-flow").unwrap()
+}
+
+/// Submits `body` to `endpoint`; it must be accepted.
+fn submit_ok(mem: &Mem, endpoint: Endpoint, body: Value) {
+    let valid = parse(endpoint, body.to_string().as_bytes()).unwrap();
+    drive(mem, submit::submit(mem, &mem.cfg, valid, owner()))
+        .unwrap()
+        .unwrap();
 }
 
 /// Submits `scenario` (the client does not retry if its submit is stopped) and settles.
@@ -296,11 +306,7 @@ fn rows_that_could_not_be_written_after_the_end_are_written_by_the_alarm() {
     // message that could repair the rows is lost; the DO's rows check is the way out.
     let mem = Mem::new();
     let setup = Setup::new(&mem.cfg).unwrap();
-    let body = image_model().to_string();
-    let valid = parse(Endpoint::ImageToModel, body.as_bytes()).unwrap();
-    drive(&mem, submit::submit(&mem, &mem.cfg, valid, owner()))
-        .unwrap()
-        .unwrap();
+    submit_ok(&mem, Endpoint::ImageToModel, image_model());
     // Run until the provider succeeded (the finalize message is queued).
     for _ in 0..200 {
         let finalizing = mem
@@ -348,15 +354,7 @@ fn step_once(mem: &Mem, setup: &Setup<'_>) {
         }
         return;
     }
-    let next = {
-        let w = mem.w.borrow();
-        w.queue
-            .iter()
-            .map(|q| q.at_ms)
-            .chain(w.alarms.values().copied())
-            .min()
-    };
-    if let Some(at) = next {
+    if let Some(at) = next_event_at(mem) {
         mem.advance_to(at);
     }
 }
@@ -388,11 +386,7 @@ fn a_duplicate_message_or_alarm_after_the_end_changes_nothing() {
 fn the_dead_letter_queue_fails_an_unfinished_step_and_resyncs_a_final_one() {
     let mem = Mem::new();
     let setup = Setup::new(&mem.cfg).unwrap();
-    let body = text_model().to_string();
-    let valid = parse(Endpoint::TextToModel, body.as_bytes()).unwrap();
-    drive(&mem, submit::submit(&mem, &mem.cfg, valid, owner()))
-        .unwrap()
-        .unwrap();
+    submit_ok(&mem, Endpoint::TextToModel, text_model());
     // The run message exhausted its deliveries without ever running.
     let dead = mem.w.borrow_mut().queue.remove(0).msg;
     drive(&mem, dead_letter::handle(&mem, &setup, &dead))
@@ -438,11 +432,11 @@ fn the_tripo_gate_never_lets_more_tasks_run_than_its_capacity_and_every_step_com
     let setup = Setup::new(&mem.cfg).unwrap();
     let ids: Vec<String> = (0..7).map(|i| format!("t-gate-{i}")).collect();
     for id in &ids {
-        let body = json!({ "task_id": id, "prompt": "a chair" }).to_string();
-        let valid = parse(Endpoint::TextToModel, body.as_bytes()).unwrap();
-        drive(&mem, submit::submit(&mem, &mem.cfg, valid, owner()))
-            .unwrap()
-            .unwrap();
+        submit_ok(
+            &mem,
+            Endpoint::TextToModel,
+            json!({ "task_id": id, "prompt": "a chair" }),
+        );
     }
     // Watch the places in line while the platform runs.
     let mut positions: Vec<(String, u32)> = Vec::new();
@@ -515,11 +509,11 @@ fn a_lost_release_is_healed_by_the_gate() {
         .0
         .acquire(&key, 1, 30 * 60_000, now);
     // Another task must wait, and completes once the gate has checked the holder.
-    let body = json!({ "task_id": "t-next", "prompt": "a lamp" }).to_string();
-    let valid = parse(Endpoint::TextToModel, body.as_bytes()).unwrap();
-    drive(&mem, submit::submit(&mem, &mem.cfg, valid, owner()))
-        .unwrap()
-        .unwrap();
+    submit_ok(
+        &mem,
+        Endpoint::TextToModel,
+        json!({ "task_id": "t-next", "prompt": "a lamp" }),
+    );
     settle(&mem, &setup, Delivery::Lost);
     let next = mem.state(&TaskId::parse("t-next").unwrap()).unwrap();
     assert_eq!(next.steps[&Step::Model].status, Status::Complete);
