@@ -115,8 +115,8 @@ pub use glb::{
 pub use image_formats::{concept_image, jpeg_solid, webp_solid, ImageFormat};
 pub use log::LogEntry;
 pub use png::{
-    concept_png, concept_rgb, pad_png, png_dimensions, png_texts, png_with_text, solid_png,
-    CONCEPT_SIZE,
+    concept_png, concept_rgb, encode_rgb, pad_png, png_dimensions, png_texts, png_with_text,
+    solid_png, CONCEPT_SIZE,
 };
 
 /// Largest request body accepted (OpenAI allows 16 images of < 50 MB; tests stay far below).
