@@ -11,6 +11,7 @@
 //   PLAYGROUND_FORBIDDEN    an input URL in another user's folder (the API refuses it)
 //   PLAYGROUND_PHOTO, PLAYGROUND_SKETCH   image files to upload
 //   PLAYGROUND_OUT          where the screenshots go (target/playground)
+//   PLAYGROUND_NONE_URL     optional: a worker with AUTH_MODE=none (its page must say so)
 //   CHROMIUM                the browser (default /usr/bin/chromium)
 //
 // Prints one line per check and ends with "playground: N passed, M failed"; exit status 1 on
@@ -294,6 +295,22 @@ try {
   await page.waitForTimeout(1500); // the viewer renders again at its new size
   await page.screenshot({ path: join(OUT, 'phone-width.png') });
   console.log(`        screenshot ${join(OUT, 'phone-width.png')}`);
+
+  // ---------------------------------------------------------------- a worker with AUTH_MODE=none says so
+  const none = process.env.PLAYGROUND_NONE_URL;
+  if (none) {
+    const other = await context.newPage();
+    await other.goto(`${none.replace(/\/$/, '')}/`);
+    await other.waitForSelector('body[data-ready="true"]');
+    const banner = other.locator('#mode');
+    const text = (await banner.textContent()) ?? '';
+    ok(
+      (await banner.isVisible()) && text.includes('AUTH_MODE=none') && text.includes('local development only'),
+      'a worker with AUTH_MODE=none says so in a banner',
+      text,
+    );
+    await other.close();
+  }
 
   const csps = await page.evaluate(() => window.__csp);
   ok(csps.length === 0, 'no Content-Security-Policy violation', csps.join('; '));

@@ -163,6 +163,12 @@ fn chromium_flows(ctx: &Ctx) -> CaseResult {
         "image/png",
         photo_png(),
     )?;
+    // The suite's AUTH_MODE=none worker (shared with other cases): its page must say so.
+    let mut none_base = String::new();
+    ctx.on_hooks_worker(|| {
+        none_base = ctx.current_base();
+        Ok(())
+    })?;
     let out: PathBuf = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
@@ -177,6 +183,7 @@ fn chromium_flows(ctx: &Ctx) -> CaseResult {
         .env("PLAYGROUND_PHOTO", &photo)
         .env("PLAYGROUND_SKETCH", &sketch)
         .env("PLAYGROUND_OUT", &out)
+        .env("PLAYGROUND_NONE_URL", &none_base)
         .env("CHROMIUM", &chromium)
         .output()
         .map_err(|e| format!("cannot run node: {e}"))?;
