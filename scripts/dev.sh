@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Starts the worker locally with everything it needs: the local stack (PostgreSQL + PostgREST
 # with our migrations, a Supabase-compatible gateway and Storage service, OpenAI and Tripo fakes)
-# and `wrangler dev` on http://127.0.0.1:${PORT:-8787}. Ctrl-C stops everything.
+# and `wrangler dev` on http://127.0.0.1:${PORT:-8787}, which also serves the playground page
+# at / (docs/playground.md). The local Supabase URL is http://127.0.0.1:${SUPABASE_PORT:-54321},
+# as with the Supabase CLI (a free port, with a warning, when that one is taken). Ctrl-C stops
+# everything.
 #
 # Real providers: export OPENAI_API_KEY and/or TRIPO_API_KEY before running to use the real
 # services instead of the fakes (their base URLs default to the public APIs).
@@ -12,12 +15,14 @@ real_tripo_key="${TRIPO_API_KEY:-}"
 bash scripts/setup.sh
 source scripts/env.sh
 PORT="${PORT:-8787}"
+SUPABASE_PORT="${SUPABASE_PORT:-54321}"
 state=.stack
 mkdir -p "$state"
 rm -f "$state/env"
 
 cargo build -q -p stack --release
-./target/release/stack up --dev-vars "$state/dev.vars" --env-out "$state/env" > "$state/stack.log" 2>&1 &
+./target/release/stack up --dev-vars "$state/dev.vars" --env-out "$state/env" \
+  --supabase-port "$SUPABASE_PORT" > "$state/stack.log" 2>&1 &
 stack_pid=$!
 cleanup() {
   [ -n "${wrangler_pid:-}" ] && kill -- -"$wrangler_pid" 2>/dev/null || true
@@ -47,11 +52,22 @@ if [ -n "$real_tripo_key" ]; then
   echo "using the real Tripo API"
 fi
 
+port_note=""
+if [ "$STACK_SUPABASE_URL" != "http://127.0.0.1:$SUPABASE_PORT" ]; then
+  port_note="   (port $SUPABASE_PORT is taken, another local Supabase? so a free port was used;
+                 set SUPABASE_PORT=... to choose another)"
+fi
+
 cat <<TXT
 
   makeit3d-bff is starting on http://127.0.0.1:$PORT  (stack: $(grep -o 'started in [0-9.]*s' "$state/stack.log" || true))
-  Supabase URL:  $STACK_SUPABASE_URL   (env of the stack: $state/env)
+  Playground:    http://127.0.0.1:$PORT/   (paste the token below into "Or paste an access token")
+  Supabase URL:  $STACK_SUPABASE_URL$port_note
+  Anon key:      $STACK_ANON_KEY
+                 (the page reads both from http://127.0.0.1:$PORT/playground/config.json)
+  Env file:      $state/env
   User id:       $STACK_USER_ID
+  Token:         $STACK_USER_TOKEN
 
   Try, in another shell:
     export TOKEN='$STACK_USER_TOKEN'

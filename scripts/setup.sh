@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs, idempotently, everything a fresh machine lacks to build, run and test the worker:
 # the wasm32 target, worker-build, wasm-bindgen-cli at exactly Cargo.lock's version, the npm
-# packages (wrangler, Node 22, binaryen, PostgREST) and PostgreSQL 15. Safe to run again.
+# packages (wrangler, Node 22, binaryen, PostgREST, esbuild, the playground's libraries and
+# playwright-core), PostgreSQL 15 and Chromium (the playground's browser tests), then builds the
+# playground page. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -27,13 +29,21 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
+# Debian packages: PostgreSQL 15 for the local stack, Chromium for the playground's browser tests.
+missing=()
+[ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     t apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive t apt-get install -y -qq postgresql-15 >/dev/null
+    DEBIAN_FRONTEND=noninteractive t apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "setup: PostgreSQL 15 is missing; install the postgresql-15 package" >&2
+    echo "setup: missing Debian packages: ${missing[*]}; install them (apt-get install ${missing[*]})" >&2
     exit 1
   fi
 fi
+
+# The playground page (wrangler's [build] runs this too; here so a fresh clone has the assets
+# directory that wrangler.toml names before any wrangler command).
+t bash scripts/playground-build.sh
 echo "setup: ready"

@@ -3,4 +3,5 @@
 
 pub mod generate;
 pub mod health;
+pub mod playground;
 pub mod status;

@@ -145,6 +145,8 @@ async fn dispatch(
                 .and_then(|c| crate::core::storage_path::Origin::parse(&c.supabase_url).ok());
             json_value(200, &openapi::document(origin.as_ref())).map_err(internal)
         }
+        Route::Playground => api::playground::page(req, env).await,
+        Route::PlaygroundConfig => api::playground::config_json(env),
         Route::Generate(name) => api::generate::handle(name, req, env).await,
         Route::Status(id) => api::status::handle(&id, req, env).await,
         Route::TestEnqueue => test_enqueue(req, env).await,

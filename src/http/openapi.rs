@@ -158,6 +158,15 @@ pub fn document(origin: Option<&Origin>) -> Value {
             "properties": { "status": { "type": "string", "enum": ["ok", "misconfigured"] }, "service": { "type": "string" },
                 "version": { "type": "string" }, "auth_mode": { "type": "string" }, "local_only": { "type": "boolean" },
                 "problems": { "type": "array" } } } } } } } } }));
+    paths.insert("/playground/config.json".into(), json!({ "get": { "operationId": "playground_config",
+        "summary": "The playground page's public configuration: the Supabase URL, its publishable (anon) key, the auth mode (never a secret)",
+        "responses": { "200": { "description": "OK", "content": { "application/json": { "schema": { "type": "object",
+            "required": ["supabase_url", "supabase_anon_key", "auth_mode", "local_only", "anonymous_users", "input_bucket", "max_input_bytes"],
+            "properties": { "supabase_url": { "type": "string" }, "supabase_anon_key": { "type": ["string", "null"] },
+                "auth_mode": { "type": "string", "enum": ["supabase", "none"] }, "local_only": { "type": "boolean" },
+                "anonymous_users": { "type": "boolean" }, "input_bucket": { "type": "string" },
+                "max_input_bytes": { "type": "integer" } } } } } },
+            "503": { "$ref": "#/components/responses/E503" } } } }));
     paths.insert("/openapi.json".into(), json!({ "get": { "operationId": "openapi", "summary": "This document",
         "responses": { "200": { "description": "OpenAPI 3.1", "content": { "application/json": {} } } } } }));
 
@@ -246,6 +255,7 @@ mod tests {
         for (m, p) in [
             ("get", "/health"),
             ("get", "/openapi.json"),
+            ("get", "/playground/config.json"),
             ("get", "/tasks/{task_id}/status"),
         ] {
             assert!(
@@ -255,7 +265,7 @@ mod tests {
         }
         assert_eq!(
             paths.len(),
-            GENERATE_PATHS.len() + 3,
+            GENERATE_PATHS.len() + 4,
             "documented paths: {:?}",
             paths.keys()
         );

@@ -21,6 +21,10 @@ pub enum Route {
     Generate(&'static str),
     /// `GET /tasks/{task_id}/status`; the raw (still percent-encoded) path segment.
     Status(String),
+    /// `GET /`: the playground page (a static asset, served with its Content-Security-Policy).
+    Playground,
+    /// `GET /playground/config.json`: the playground's public configuration.
+    PlaygroundConfig,
     /// `OPTIONS` on any known path (CORS preflight).
     Preflight,
     /// `POST /__test/enqueue`: sends a raw job message. Only when `TEST_HOOKS=true` (end-to-end
@@ -33,6 +37,8 @@ fn pattern(path: &str) -> Option<(Route, &'static str)> {
     match path {
         "/health" => return Some((Route::Health, "GET, HEAD, OPTIONS")),
         "/openapi.json" => return Some((Route::OpenApi, "GET, HEAD, OPTIONS")),
+        "/" => return Some((Route::Playground, "GET, HEAD")),
+        "/playground/config.json" => return Some((Route::PlaygroundConfig, "GET, HEAD, OPTIONS")),
         "/__test/enqueue" => return Some((Route::TestEnqueue, "POST")),
         _ => {}
     }
@@ -85,6 +91,12 @@ mod tests {
         assert_eq!(route("GET", "/health"), Ok(Route::Health));
         assert_eq!(route("HEAD", "/health"), Ok(Route::Health));
         assert_eq!(route("GET", "/openapi.json"), Ok(Route::OpenApi));
+        assert_eq!(route("GET", "/"), Ok(Route::Playground));
+        assert_eq!(
+            route("GET", "/playground/config.json"),
+            Ok(Route::PlaygroundConfig)
+        );
+        assert_eq!(route("POST", "/").unwrap_err().status(), 405);
         for p in GENERATE_PATHS {
             assert_eq!(
                 route("POST", &format!("/generate/{p}")),
@@ -105,7 +117,9 @@ mod tests {
     fn unknown_paths_are_404() {
         for p in [
             "/nope",
-            "/",
+            "//",
+            "/index.html",
+            "/playground/",
             "/generate/",
             "/generate/select-concept",
             "/tasks//status",

@@ -7,6 +7,7 @@ mod basics;
 mod concepts;
 mod docs;
 mod models;
+mod playground;
 mod security;
 mod support;
 
@@ -30,6 +31,7 @@ fn main() {
         .chain(concepts::cases())
         .chain(docs::cases())
         .chain(models::cases())
+        .chain(playground::cases())
         .chain(security::cases())
     {
         let ctx = ctx.clone();

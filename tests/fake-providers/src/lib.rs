@@ -78,7 +78,8 @@
 //!
 //! * OpenAI `data[i].b64_json` is [`concept_png`]`(prompt, i)` (or its WebP / JPEG twin, see
 //!   [`concept_image`], when `output_format` asks for one): 64×64, solid colour.
-//! * A Tripo model file is [`Glb::new`]`(`[`model_seed`]`(task_id, kind), glb_bytes)`; a test
+//! * A Tripo model file is [`Glb::new`]`(`[`model_seed`]`(task_id, kind), glb_bytes)`: a
+//!   textured cube that a glTF viewer shows (a triangle below [`TEXTURED_MIN_BYTES`]); a test
 //!   can check a copy with [`glb_info`] (structure, seed, size) and [`glb_sha256_hex`] without
 //!   downloading from the fake.
 
@@ -109,13 +110,13 @@ use tokio::task::JoinHandle;
 pub use directives::{scan_text, Directive, FINAL_STATUSES};
 pub use glb::{
     glb_bytes, glb_bytes_len, glb_chunk, glb_info, glb_sha256_hex, model_seed, Glb, GlbInfo,
-    DEFAULT_GLB_BYTES, MAX_GLB_BYTES, MIN_GLB_BYTES,
+    DEFAULT_GLB_BYTES, MAX_GLB_BYTES, MIN_GLB_BYTES, TEXTURED_MIN_BYTES,
 };
 pub use image_formats::{concept_image, jpeg_solid, webp_solid, ImageFormat};
 pub use log::LogEntry;
 pub use png::{
-    concept_png, concept_rgb, pad_png, png_dimensions, png_texts, png_with_text, solid_png,
-    CONCEPT_SIZE,
+    concept_png, concept_rgb, encode_rgb, pad_png, png_dimensions, png_texts, png_with_text,
+    solid_png, CONCEPT_SIZE,
 };
 
 /// Largest request body accepted (OpenAI allows 16 images of < 50 MB; tests stay far below).

@@ -6,6 +6,11 @@
 //! [`crate::rest_control`]),
 //! `/auth/v1/.well-known/jwks.json` and `/__fake/auth/*` → the signing keys ([`crate::jwks`]);
 //! anything else → Kong's 404.
+//!
+//! Like the `cors` plugin of Supabase's Kong (origins `*`), a request that carries `Origin` is
+//! answered with CORS headers, and a preflight (`OPTIONS` + `Access-Control-Request-Method`) is
+//! answered by the gateway itself, so a web page on another origin (the playground) can sign in,
+//! upload and read objects. Requests without `Origin` (servers, tests) are untouched.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,7 +19,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{Request, Response, StatusCode};
+use axum::http::{HeaderValue, Request, Response, StatusCode};
 use axum::Router;
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -220,6 +225,39 @@ impl Gateway {
 }
 
 async fn dispatch(State(state): State<Arc<AppState>>, req: Request<Body>) -> Response<Body> {
+    if !req.headers().contains_key("origin") {
+        return route(state, req).await;
+    }
+    let preflight = req.method() == axum::http::Method::OPTIONS
+        && req.headers().contains_key("access-control-request-method");
+    if preflight {
+        let allow_headers = req
+            .headers()
+            .get("access-control-request-headers")
+            .cloned()
+            .unwrap_or_else(|| HeaderValue::from_static("authorization, apikey, content-type"));
+        let mut resp = Response::new(Body::empty());
+        let h = resp.headers_mut();
+        h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+        h.insert(
+            "access-control-allow-methods",
+            HeaderValue::from_static("GET, HEAD, PUT, PATCH, POST, DELETE, OPTIONS"),
+        );
+        h.insert("access-control-allow-headers", allow_headers);
+        h.insert("access-control-max-age", HeaderValue::from_static("3600"));
+        return resp;
+    }
+    let mut resp = route(state, req).await;
+    let h = resp.headers_mut();
+    h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    h.insert(
+        "access-control-expose-headers",
+        HeaderValue::from_static("content-length, content-range, content-type, etag"),
+    );
+    resp
+}
+
+async fn route(state: Arc<AppState>, req: Request<Body>) -> Response<Body> {
     let path = req.uri().path();
     if path.starts_with("/rest/v1/") {
         crate::chaos::rest(&state, req).await

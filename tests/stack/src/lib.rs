@@ -55,6 +55,10 @@ pub struct StackOptions {
     /// Speed factor of the provider fakes' task timelines (1.0 = real time,
     /// 10.0 = ten times faster).
     pub time_scale: f64,
+    /// The gateway's (the project URL's) port, e.g. 54321 as the Supabase CLI uses, so that a
+    /// page or an app configured once keeps working. `None` (the default) or a port that is
+    /// taken: a free port ([`Stack::preferred_port_taken`] says which happened).
+    pub supabase_port: Option<u16>,
 }
 
 impl StackOptions {
@@ -64,6 +68,7 @@ impl StackOptions {
             state_dir: None,
             repo_root: repo_root.into(),
             time_scale: 1.0,
+            supabase_port: None,
         }
     }
 }
@@ -121,6 +126,9 @@ pub struct Stack {
     pub state_dir: PathBuf,
     /// How long [`Stack::start`] took.
     pub startup: Duration,
+    /// [`StackOptions::supabase_port`] was asked for but taken, so the gateway is on a free
+    /// port instead.
+    pub preferred_port_taken: bool,
     repo_root: PathBuf,
     authenticator_password: String,
     // Drop order is declaration order: in-process servers, PostgREST, then
@@ -242,8 +250,8 @@ impl Stack {
             message: e.to_string(),
         })?;
 
-        let gateway = fake_storage::Gateway::start(fake_storage::GatewayConfig {
-            listen: ports::loopback(0),
+        let gateway_config = |port: u16| fake_storage::GatewayConfig {
+            listen: ports::loopback(port),
             postgrest_url: postgrest_url.clone(),
             storage_root: state_dir.join("storage"),
             jwt_secret: jwt_secret.clone(),
@@ -252,8 +260,16 @@ impl Stack {
             upload_limit_bytes: UPLOAD_LIMIT_BYTES,
             // The owner-folder policies that migrations/0002 installs on storage.objects.
             owner_folder_buckets: vec![INPUT_BUCKET.to_string()],
-        })
-        .await;
+        };
+        let mut preferred_port_taken = false;
+        let mut gateway =
+            fake_storage::Gateway::start(gateway_config(opts.supabase_port.unwrap_or(0))).await;
+        if let (Some(_), Err(e)) = (opts.supabase_port, &gateway) {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                preferred_port_taken = true;
+                gateway = fake_storage::Gateway::start(gateway_config(0)).await;
+            }
+        }
         let gateway = match gateway {
             Ok(gateway) => gateway,
             Err(e) => {
@@ -282,6 +298,7 @@ impl Stack {
             postgrest_url,
             state_dir,
             startup: Duration::ZERO,
+            preferred_port_taken,
             repo_root,
             authenticator_password,
             fakes: Some(fakes),

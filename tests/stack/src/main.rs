@@ -13,7 +13,7 @@ const ENV_USER_EMAIL: &str = "stack-user@example.com";
 
 const USAGE: &str = "\
 usage: stack up [--state-dir DIR] [--dev-vars PATH] [--env-out PATH]
-                [--repo-root DIR] [--time-scale F]
+                [--repo-root DIR] [--time-scale F] [--supabase-port N]
 
 Starts PostgreSQL (+ migrations), PostgREST, the Supabase-style gateway with
 Storage, and the OpenAI/Tripo fakes on 127.0.0.1, then waits for Ctrl-C.
@@ -26,6 +26,8 @@ Storage, and the OpenAI/Tripo fakes on 127.0.0.1, then waits for Ctrl-C.
   --repo-root DIR   the repository (migrations/, node_modules/); default: the
                     one this binary was built from
   --time-scale F    speed of the provider fakes' simulated work (default 1.0)
+  --supabase-port N the project URL's port (e.g. 54321, as the Supabase CLI);
+                    a free port, with a warning, when N is taken; default: free
 ";
 
 #[derive(Debug, Default)]
@@ -35,6 +37,7 @@ struct UpArgs {
     env_out: Option<PathBuf>,
     repo_root: Option<PathBuf>,
     time_scale: Option<f64>,
+    supabase_port: Option<u16>,
 }
 
 fn parse_args(args: &[String]) -> Result<UpArgs, String> {
@@ -62,6 +65,13 @@ fn parse_args(args: &[String]) -> Result<UpArgs, String> {
                 out.time_scale = Some(
                     v.parse()
                         .map_err(|_| format!("--time-scale: not a number: {v}"))?,
+                );
+            }
+            "--supabase-port" => {
+                let v = value()?;
+                out.supabase_port = Some(
+                    v.parse()
+                        .map_err(|_| format!("--supabase-port: not a port: {v}"))?,
                 );
             }
             other => return Err(format!("unknown option {other:?}")),
@@ -110,6 +120,7 @@ async fn run(up: UpArgs) -> Result<(), StackError> {
         state_dir: up.state_dir,
         repo_root: up.repo_root.unwrap_or_else(stack::default_repo_root),
         time_scale: up.time_scale.unwrap_or(1.0),
+        supabase_port: up.supabase_port,
     };
 
     let stack = tokio::select! {
@@ -128,6 +139,12 @@ async fn run(up: UpArgs) -> Result<(), StackError> {
     };
 
     println!("stack: started in {:.2}s", stack.startup.as_secs_f64());
+    if let (true, Some(port)) = (stack.preferred_port_taken, up.supabase_port) {
+        println!(
+            "stack: WARNING port {port} is taken (another local Supabase?); the project URL is {} instead",
+            stack.supabase_url
+        );
+    }
     println!("  SUPABASE_URL     {}", stack.supabase_url);
     println!("  PostgREST        {}", stack.postgrest_url);
     println!("  PostgreSQL       {}", stack.database_url);
@@ -194,9 +211,10 @@ mod tests {
     #[test]
     fn parses_up_with_options() {
         let up = parse_args(&args(
-            "up --state-dir /tmp/s --dev-vars d --env-out e --time-scale 0.5",
+            "up --state-dir /tmp/s --dev-vars d --env-out e --time-scale 0.5 --supabase-port 54321",
         ))
         .unwrap();
+        assert_eq!(up.supabase_port, Some(54321));
         assert_eq!(up.state_dir, Some(PathBuf::from("/tmp/s")));
         assert_eq!(up.dev_vars, Some(PathBuf::from("d")));
         assert_eq!(up.env_out, Some(PathBuf::from("e")));
@@ -210,5 +228,6 @@ mod tests {
         assert!(parse_args(&args("up --state-dir")).is_err());
         assert!(parse_args(&args("up --nope")).is_err());
         assert!(parse_args(&args("up --time-scale x")).is_err());
+        assert!(parse_args(&args("up --supabase-port 70000")).is_err());
     }
 }

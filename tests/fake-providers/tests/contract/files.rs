@@ -50,10 +50,16 @@ async fn model_is_a_valid_glb_of_the_requested_size() {
     assert_eq!(bin_at + 8 + bin_len, bytes.len());
     assert_eq!(doc["buffers"][0]["byteLength"], bin_len);
     assert_eq!(doc["asset"]["version"], "2.0");
-    assert_eq!(doc["accessors"][0]["count"], 3);
-    let first_vertex_x =
-        f32::from_le_bytes(bytes[bin_at + 8 + 12..bin_at + 8 + 16].try_into().unwrap());
-    assert_eq!(first_vertex_x, 1.0);
+    // A textured cube: 24 vertices, the first a corner of the +X face; an embedded PNG.
+    assert_eq!(doc["accessors"][0]["count"], 24);
+    let first_vertex: Vec<f32> = bytes[bin_at + 8..bin_at + 20]
+        .chunks(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(first_vertex, [0.5, -0.5, 0.5]);
+    assert_eq!(doc["images"][0]["mimeType"], "image/png");
+    let png_at = bin_at + 8 + doc["bufferViews"][4]["byteOffset"].as_u64().unwrap() as usize;
+    assert_eq!(&bytes[png_at..png_at + 8], b"\x89PNG\r\n\x1a\n");
     // The pure functions agree byte for byte.
     let seed = model_seed(&id, "pbr_model");
     let info = glb_info(&bytes).unwrap();

@@ -844,3 +844,56 @@ pub fn md5_hex(data: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// A browser page on another origin (the playground) can use the project: a preflight is
+/// answered by the gateway, and answers to requests with `Origin` carry CORS headers, as
+/// Supabase's Kong does. Requests without `Origin` are untouched.
+#[tokio::test]
+async fn cors_for_browser_pages() {
+    let env = start().await;
+    env.create_bucket("pub", true).await;
+    let r = env
+        .http
+        .request(reqwest::Method::OPTIONS, env.url("/object/pub/a.png"))
+        .header("origin", "http://127.0.0.1:8787")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, apikey, x-upsert",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert!(r.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("POST"));
+    assert_eq!(
+        r.headers()["access-control-allow-headers"],
+        "authorization, apikey, x-upsert"
+    );
+    let r = env
+        .req(
+            reqwest::Method::POST,
+            "/object/pub/a.png",
+            Some(&env.service),
+        )
+        .header("origin", "http://127.0.0.1:8787")
+        .header("content-type", "image/png")
+        .body(vec![1u8, 2, 3])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    let r = env
+        .http
+        .get(env.url("/object/public/pub/a.png"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+}
