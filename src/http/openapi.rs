@@ -379,6 +379,13 @@ mod tests {
             deadline_ms: crate::core::task::DEFAULT_STEP_DEADLINE_MS,
         };
         let (state, _) = apply(None, Command::Submit(sub), 1_000).unwrap();
+        // Waiting for a provider slot: every optional field is present.
+        let wait = Command::AwaitSlot {
+            step: Step::Model,
+            attempt: 1,
+            position: 3,
+        };
+        let (state, _) = apply(Some(state), wait, 1_001).unwrap();
         let status =
             serde_json::to_value(view(&state, StatusQuery::Latest, owner).unwrap()).unwrap();
         let submit = serde_json::to_value(submit_response(
