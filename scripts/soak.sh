@@ -6,7 +6,9 @@
 # nothing duplicated, rows equal to the Durable Object, Tripo creates bounded. Prints one table and
 # writes target/soak/results.json (+ target/soak/worker.log). Fits in 20 minutes on 2 cores.
 # Settings: SOAK_* variables (see tests/soak/src/main.rs), e.g. a short run:
-#   SOAK_STEPS=20 SOAK_MINUTES=4 SOAK_OUTAGE_S=20 bash scripts/soak.sh
+#   SOAK_STEPS=20 SOAK_MINUTES=4 SOAK_OUTAGE_S=20 SOAK_SETTLE_S=120 bash scripts/soak.sh
+# After the chaos window (SOAK_MINUTES) the chaos stops; every step must then be final within
+# SOAK_SETTLE_S (240 s): one still open is stuck.
 # Exit status: 0 every check passed, 1 a check failed, 2 the soak broke.
 set -euo pipefail
 cd "$(dirname "$0")/.."

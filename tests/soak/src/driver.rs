@@ -695,9 +695,14 @@ pub fn run(cfg: Cfg) -> Res<bool> {
     );
 
     let submit_until = b * 0.75;
+    // After the chaos window, the chaos stops and every step must become final within the settle
+    // window: a step still open then is stuck (a late step may need its whole budget per phase
+    // under the chaos, longer than the window; without it, it must finish promptly).
+    let settle = cfg.settle.as_secs_f64();
+    let mut chaos_stats = None;
     rt.block_on(async {
         let sub = tokio::spawn(submitter(Arc::clone(&env), submit_until));
-        let pol = tokio::spawn(poller(Arc::clone(&env), b));
+        let pol = tokio::spawn(poller(Arc::clone(&env), b + settle));
         let dis = tokio::spawn(disruptions(Arc::clone(&env)));
         let mut last_note = 0.0;
         loop {
@@ -707,7 +712,11 @@ pub fn run(cfg: Cfg) -> Res<bool> {
                 eprintln!("soak: every step settled at t={t:.0}s");
                 break;
             }
-            if t >= b {
+            if t >= b && chaos_stats.is_none() {
+                chaos_stats = Some(env.stack.clear_chaos());
+                eprintln!("soak: chaos window over at t={t:.0}s; chaos off, settling for up to {settle:.0}s");
+            }
+            if t >= b + settle {
                 eprintln!("soak: stall deadline reached at t={t:.0}s");
                 break;
             }
@@ -727,7 +736,7 @@ pub fn run(cfg: Cfg) -> Res<bool> {
         dis.abort();
     });
     let run_s = env.t();
-    let chaos_stats = env.stack.clear_chaos();
+    let chaos_stats = chaos_stats.unwrap_or_else(|| env.stack.clear_chaos());
     eprintln!("soak: chaos off; checking…");
     if let Some(w) = env
         .worker

@@ -6,8 +6,9 @@
 //! repeating submits that failed with 5xx or network errors, waits (bounded) until every step is
 //! final, then checks the outcome and prints one table (also `target/soak/results.json`).
 //!
-//! Settings (environment): `SOAK_STEPS` (200), `SOAK_MINUTES` (13: the run, from the first submit
-//! to the stall deadline), `SOAK_RATE` (0.2), `SOAK_SEED`, `SOAK_OUTAGE_S` (60),
+//! Settings (environment): `SOAK_STEPS` (200), `SOAK_MINUTES` (12: the chaos window, from the
+//! first submit), `SOAK_SETTLE_S` (240: after the chaos window the chaos stops and every step must
+//! be final within this), `SOAK_RATE` (0.2), `SOAK_SEED`, `SOAK_OUTAGE_S` (60),
 //! `SOAK_RESTARTS` (3), `SOAK_USERS` (3), `SOAK_TIME_SCALE` (4: speed of the Tripo fake),
 //! `SOAK_TRIPO_DEADLINE_S` (300: the worker's `TRIPO_DEADLINE_SECONDS`, shorter than production's
 //! 1800 so that a step the chaos keeps failing reaches its deadline inside the run), `SOAK_HOLD_MS`
@@ -41,6 +42,7 @@ pub struct Cfg {
     pub time_scale: f64,
     pub tripo_deadline_s: u64,
     pub hold_ms: u64,
+    pub settle: Duration,
     pub out: PathBuf,
 }
 
@@ -56,7 +58,7 @@ fn env<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
 
 impl Cfg {
     pub fn from_env() -> Result<Cfg, String> {
-        let minutes: f64 = env("SOAK_MINUTES", 13.0)?;
+        let minutes: f64 = env("SOAK_MINUTES", 12.0)?;
         let cfg = Cfg {
             steps: env("SOAK_STEPS", 200)?,
             budget: Duration::from_secs_f64(minutes * 60.0),
@@ -68,6 +70,7 @@ impl Cfg {
             time_scale: env("SOAK_TIME_SCALE", 4.0)?,
             tripo_deadline_s: env("SOAK_TRIPO_DEADLINE_S", 300)?,
             hold_ms: env("SOAK_HOLD_MS", 310_000)?,
+            settle: Duration::from_secs_f64(env("SOAK_SETTLE_S", 240.0)?),
             out: PathBuf::from(env(
                 "SOAK_OUT",
                 stack::default_repo_root()
