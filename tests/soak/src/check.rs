@@ -324,6 +324,10 @@ pub async fn run(env: &Env) -> Outcome {
             e["method"] == "POST"
                 && e["path"] == "/v2/openapi/task"
                 && e["tripo_task_id"].is_string()
+                // The refines' drafts, made by the soak itself before the chaos (`seed_drafts`).
+                && !e["body"]["prompt"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with(crate::driver::DRAFT_PROMPT))
         })
         .collect();
     let answer_lost = creates

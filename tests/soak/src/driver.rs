@@ -490,6 +490,9 @@ async fn upload_inputs(env: &Env) -> Res<()> {
     Ok(())
 }
 
+/// The prompt of the drafts the soak makes for its refines (their creates are not the worker's).
+pub const DRAFT_PROMPT: &str = "soak draft of";
+
 /// Makes one finished draft per refine before the chaos starts: a Tripo text task (created at the
 /// fake directly, waited until `success`) and a `complete` models row of the refine's user that
 /// carries its id — what a completed draft leaves. Refines so run whatever happened to this run's
@@ -512,7 +515,7 @@ async fn seed_drafts(env: &Env) -> Res<()> {
                     .http
                     .post(format!("{base}/task"))
                     .bearer_auth(&key)
-                    .json(&json!({"type": "text_to_model", "prompt": format!("soak draft of {}", step.task_id)}))
+                    .json(&json!({"type": "text_to_model", "prompt": format!("{DRAFT_PROMPT} {}", step.task_id)}))
                     .send()
                     .await?
                     .json()
