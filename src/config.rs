@@ -5,6 +5,8 @@
 
 use serde::Serialize;
 
+use crate::core::limits::{Limits, Tier, MAX_SETTING};
+
 /// How callers are authenticated (SPEC §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -54,6 +56,8 @@ pub struct Config {
     pub job_max_attempts: u32,
     pub tripo_deadline_s: u64,
     pub cors_allow_origin: String,
+    /// Per-user limits (SPEC §11): submits per minute and unfinished steps, 0 = off.
+    pub limits: Limits,
 }
 
 /// One setting that is missing or invalid.
@@ -98,6 +102,11 @@ pub const SETTINGS: &[(&str, bool, Option<&str>)] = &[
     ("JOB_MAX_ATTEMPTS", false, Some("5")),
     ("TRIPO_DEADLINE_SECONDS", false, Some("1800")),
     ("CORS_ALLOW_ORIGIN", false, Some("*")),
+    ("RATE_LIMIT_SUBMITS_PER_MINUTE", false, Some("10")),
+    ("RATE_LIMIT_SUBMITS_PER_MINUTE_ANONYMOUS", false, Some("3")),
+    ("MAX_ACTIVE_STEPS_PER_USER", false, Some("3")),
+    ("MAX_ACTIVE_STEPS_PER_USER_ANONYMOUS", false, Some("1")),
+    ("RATE_LIMIT_USE_BINDING", false, Some("true")),
 ];
 
 struct Reader<F> {
@@ -269,7 +278,28 @@ impl Config {
             job_max_attempts: r.number("JOB_MAX_ATTEMPTS", 1, 20),
             tripo_deadline_s: r.number("TRIPO_DEADLINE_SECONDS", 60, 24 * 3600),
             cors_allow_origin: r.string("CORS_ALLOW_ORIGIN"),
+            limits: Limits {
+                user: Tier {
+                    submits_per_minute: r.number("RATE_LIMIT_SUBMITS_PER_MINUTE", 0, MAX_SETTING),
+                    active_steps: r.number("MAX_ACTIVE_STEPS_PER_USER", 0, MAX_SETTING),
+                },
+                anonymous: Tier {
+                    submits_per_minute: r.number(
+                        "RATE_LIMIT_SUBMITS_PER_MINUTE_ANONYMOUS",
+                        0,
+                        MAX_SETTING,
+                    ),
+                    active_steps: r.number("MAX_ACTIVE_STEPS_PER_USER_ANONYMOUS", 0, MAX_SETTING),
+                },
+                use_binding: r.boolean("RATE_LIMIT_USE_BINDING"),
+            },
         };
+        // Only when each value is valid on its own: one problem per setting.
+        if r.problems.is_empty() {
+            for (name, problem) in config.limits.problems() {
+                r.problems.push(Problem { name, problem });
+            }
+        }
         if r.problems.is_empty() {
             Ok(config)
         } else {
@@ -360,6 +390,67 @@ mod tests {
         pairs.push(("ANONYMOUS_USERS", "yes"));
         let problems = Config::load(env(&pairs)).unwrap_err();
         assert_eq!(problems[0].name, "ANONYMOUS_USERS");
+    }
+
+    #[test]
+    fn limits_default_on_and_zero_is_off() {
+        let c = Config::load(env(COMPLETE)).unwrap();
+        assert_eq!(
+            c.limits.user,
+            Tier {
+                submits_per_minute: 10,
+                active_steps: 3
+            }
+        );
+        assert_eq!(
+            c.limits.anonymous,
+            Tier {
+                submits_per_minute: 3,
+                active_steps: 1
+            }
+        );
+        assert!(c.limits.use_binding);
+        let mut pairs = COMPLETE.to_vec();
+        for name in [
+            "RATE_LIMIT_SUBMITS_PER_MINUTE",
+            "RATE_LIMIT_SUBMITS_PER_MINUTE_ANONYMOUS",
+            "MAX_ACTIVE_STEPS_PER_USER",
+            "MAX_ACTIVE_STEPS_PER_USER_ANONYMOUS",
+        ] {
+            pairs.push((name, "0"));
+        }
+        pairs.push(("RATE_LIMIT_USE_BINDING", "false"));
+        let c = Config::load(env(&pairs)).unwrap();
+        assert!(c.limits.user.is_off() && c.limits.anonymous.is_off());
+        assert!(!c.limits.use_binding);
+    }
+
+    #[test]
+    fn bad_limits_are_named() {
+        let mut pairs = COMPLETE.to_vec();
+        pairs.push(("MAX_ACTIVE_STEPS_PER_USER", "-1"));
+        pairs.push(("RATE_LIMIT_SUBMITS_PER_MINUTE", "many"));
+        pairs.push(("RATE_LIMIT_USE_BINDING", "maybe"));
+        let names: Vec<_> = Config::load(env(&pairs))
+            .unwrap_err()
+            .iter()
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "RATE_LIMIT_SUBMITS_PER_MINUTE",
+                "MAX_ACTIVE_STEPS_PER_USER",
+                "RATE_LIMIT_USE_BINDING"
+            ]
+        );
+        // Anonymous callers looser than signed-in ones.
+        let mut pairs = COMPLETE.to_vec();
+        pairs.push(("MAX_ACTIVE_STEPS_PER_USER_ANONYMOUS", "5"));
+        let problems = Config::load(env(&pairs)).unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].name, "MAX_ACTIVE_STEPS_PER_USER_ANONYMOUS");
+        assert!(!problems[0].problem.contains('5'));
     }
 
     #[test]

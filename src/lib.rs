@@ -17,8 +17,10 @@ pub mod api;
 pub mod jobs;
 pub mod task_client;
 pub mod task_object;
+pub mod user_limits;
 
 pub use task_object::TaskObject;
+pub use user_limits::UserLimits;
 
 use worker::{event, Context, Env, MessageBatch, Request, Response};
 

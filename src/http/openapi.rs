@@ -323,7 +323,11 @@ mod tests {
             ApiError::UnsupportedMediaType,
             ApiError::Validation(vec![]),
             ApiError::InputAssetNotFound(vec![]),
-            ApiError::RateLimited { retry_after_s: 1 },
+            ApiError::RateLimited(crate::core::limits::Refused {
+                limit: crate::core::limits::LimitKind::ActiveSteps,
+                max: Some(1),
+                retry_after_s: 1,
+            }),
             ApiError::Misconfigured(vec![]),
             ApiError::DependencyFailed {
                 dependency: String::new(),
