@@ -68,6 +68,8 @@ pub struct UserLimits {
     env: Env,
     /// The tables exist (created once per instance).
     ready: Cell<bool>,
+    /// The last reservation id given out by this instance.
+    last_id: Cell<u64>,
 }
 
 fn v_int(n: u64) -> SqlStorageValue {
@@ -116,7 +118,7 @@ impl UserLimits {
                  since_ms INTEGER NOT NULL, deadline_at_ms INTEGER NOT NULL, \
                  reservation INTEGER NOT NULL, PRIMARY KEY (task_id, step))",
                 "CREATE INDEX IF NOT EXISTS entries_since ON entries (since_ms)",
-                "CREATE TABLE IF NOT EXISTS counter (k INTEGER PRIMARY KEY, v INTEGER NOT NULL)",
+                "CREATE INDEX IF NOT EXISTS entries_deadline ON entries (deadline_at_ms)",
             ] {
                 sql.exec(stmt, None)?;
             }
@@ -125,17 +127,23 @@ impl UserLimits {
         Ok(sql)
     }
 
-    /// Drops the marks older than the window and the entries past their deadline.
-    fn prune(&self, sql: &SqlStorage, now_ms: u64) -> Result<()> {
-        sql.exec(
-            "DELETE FROM marks WHERE at_ms <= ?",
-            vec![v_int(now_ms.saturating_sub(WINDOW_MS))],
-        )?;
-        sql.exec(
-            "DELETE FROM entries WHERE deadline_at_ms <= ?",
-            vec![v_int(now_ms)],
-        )?;
-        Ok(())
+    /// Drops the marks older than the window and the entries past their deadline (no write when
+    /// there is nothing to drop: every write costs a commit).
+    fn prune(&self, sql: &SqlStorage, usage: &Usage, now_ms: u64) -> Result<bool> {
+        let cutoff = now_ms.saturating_sub(WINDOW_MS);
+        let mut pruned = false;
+        if usage.oldest_submit_ms.is_some_and(|t| t <= cutoff) {
+            sql.exec("DELETE FROM marks WHERE at_ms <= ?", vec![v_int(cutoff)])?;
+            pruned = true;
+        }
+        if usage.earliest_deadline_ms.is_some_and(|d| d <= now_ms) {
+            sql.exec(
+                "DELETE FROM entries WHERE deadline_at_ms <= ?",
+                vec![v_int(now_ms)],
+            )?;
+            pruned = true;
+        }
+        Ok(pruned)
     }
 
     fn entry(&self, sql: &SqlStorage, task_id: &str, step: Step) -> Result<Option<Entry>> {
@@ -168,19 +176,17 @@ impl UserLimits {
         })
     }
 
-    fn next_id(&self, sql: &SqlStorage) -> Result<u64> {
-        #[derive(Deserialize)]
-        struct V {
-            v: u64,
-        }
-        let row: V = sql
-            .exec(
-                "INSERT INTO counter (k, v) VALUES (1, 1) \
-                 ON CONFLICT (k) DO UPDATE SET v = v + 1 RETURNING v",
-                None,
-            )?
-            .one()?;
-        Ok(row.v)
+    /// A reservation id that no live mark or entry has: increasing within this instance, and
+    /// starting above every earlier instance's (`now_ms × 1000`, below 2^53 until the year 2255),
+    /// so no write is needed for it.
+    fn next_id(&self, now_ms: u64) -> u64 {
+        let id = self
+            .last_id
+            .get()
+            .saturating_add(1)
+            .max(now_ms.saturating_mul(1000));
+        self.last_id.set(id);
+        id
     }
 
     fn put_entry(&self, sql: &SqlStorage, e: &Entry) -> Result<()> {
@@ -203,8 +209,10 @@ impl UserLimits {
         let mut healed = false;
         loop {
             let sql = self.sql()?;
-            self.prune(&sql, now)?;
-            let usage = self.usage(&sql, &req.task_id, req.step)?;
+            let mut usage = self.usage(&sql, &req.task_id, req.step)?;
+            if self.prune(&sql, &usage, now)? {
+                usage = self.usage(&sql, &req.task_id, req.step)?;
+            }
             match decide(req.tier, &usage, now, healed) {
                 Decision::Refuse(refused) => return Ok(ReserveReply::Refused { refused }),
                 Decision::Heal => {
@@ -212,7 +220,7 @@ impl UserLimits {
                     healed = true;
                 }
                 Decision::Accept => {
-                    let id = self.next_id(&sql)?;
+                    let id = self.next_id(now);
                     let existing = self.entry(&sql, &req.task_id, req.step)?;
                     let w = plan_reserve(
                         req.tier,
@@ -328,6 +336,7 @@ impl DurableObject for UserLimits {
             state,
             env,
             ready: Cell::new(false),
+            last_id: Cell::new(0),
         }
     }
 
