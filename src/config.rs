@@ -5,6 +5,8 @@
 
 use serde::Serialize;
 
+use crate::core::limits::{Limits, Tier, MAX_SETTING};
+
 /// How callers are authenticated (SPEC §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -58,6 +60,8 @@ pub struct Config {
     pub tripo_max_concurrent_tasks: u32,
     /// Concepts jobs calling OpenAI at once; 0 = no gate (the default).
     pub openai_max_concurrent_requests: u32,
+    /// Per-user limits (SPEC §11): submits per minute and unfinished steps, 0 = off.
+    pub limits: Limits,
 }
 
 /// One setting that is missing or invalid.
@@ -104,6 +108,11 @@ pub const SETTINGS: &[(&str, bool, Option<&str>)] = &[
     ("CORS_ALLOW_ORIGIN", false, Some("*")),
     ("TRIPO_MAX_CONCURRENT_TASKS", false, Some("10")),
     ("OPENAI_MAX_CONCURRENT_REQUESTS", false, Some("0")),
+    ("RATE_LIMIT_SUBMITS_PER_MINUTE", false, Some("10")),
+    ("RATE_LIMIT_SUBMITS_PER_MINUTE_ANONYMOUS", false, Some("3")),
+    ("MAX_ACTIVE_STEPS_PER_USER", false, Some("3")),
+    ("MAX_ACTIVE_STEPS_PER_USER_ANONYMOUS", false, Some("1")),
+    ("RATE_LIMIT_USE_BINDING", false, Some("true")),
 ];
 
 struct Reader<F> {
@@ -277,7 +286,28 @@ impl Config {
             cors_allow_origin: r.string("CORS_ALLOW_ORIGIN"),
             tripo_max_concurrent_tasks: r.number("TRIPO_MAX_CONCURRENT_TASKS", 0, 1000),
             openai_max_concurrent_requests: r.number("OPENAI_MAX_CONCURRENT_REQUESTS", 0, 1000),
+            limits: Limits {
+                user: Tier {
+                    submits_per_minute: r.number("RATE_LIMIT_SUBMITS_PER_MINUTE", 0, MAX_SETTING),
+                    active_steps: r.number("MAX_ACTIVE_STEPS_PER_USER", 0, MAX_SETTING),
+                },
+                anonymous: Tier {
+                    submits_per_minute: r.number(
+                        "RATE_LIMIT_SUBMITS_PER_MINUTE_ANONYMOUS",
+                        0,
+                        MAX_SETTING,
+                    ),
+                    active_steps: r.number("MAX_ACTIVE_STEPS_PER_USER_ANONYMOUS", 0, MAX_SETTING),
+                },
+                use_binding: r.boolean("RATE_LIMIT_USE_BINDING"),
+            },
         };
+        // Only when each value is valid on its own: one problem per setting.
+        if r.problems.is_empty() {
+            for (name, problem) in config.limits.problems() {
+                r.problems.push(Problem { name, problem });
+            }
+        }
         if r.problems.is_empty() {
             Ok(config)
         } else {
@@ -368,6 +398,67 @@ mod tests {
         pairs.push(("ANONYMOUS_USERS", "yes"));
         let problems = Config::load(env(&pairs)).unwrap_err();
         assert_eq!(problems[0].name, "ANONYMOUS_USERS");
+    }
+
+    #[test]
+    fn limits_default_on_and_zero_is_off() {
+        let c = Config::load(env(COMPLETE)).unwrap();
+        assert_eq!(
+            c.limits.user,
+            Tier {
+                submits_per_minute: 10,
+                active_steps: 3
+            }
+        );
+        assert_eq!(
+            c.limits.anonymous,
+            Tier {
+                submits_per_minute: 3,
+                active_steps: 1
+            }
+        );
+        assert!(c.limits.use_binding);
+        let mut pairs = COMPLETE.to_vec();
+        for name in [
+            "RATE_LIMIT_SUBMITS_PER_MINUTE",
+            "RATE_LIMIT_SUBMITS_PER_MINUTE_ANONYMOUS",
+            "MAX_ACTIVE_STEPS_PER_USER",
+            "MAX_ACTIVE_STEPS_PER_USER_ANONYMOUS",
+        ] {
+            pairs.push((name, "0"));
+        }
+        pairs.push(("RATE_LIMIT_USE_BINDING", "false"));
+        let c = Config::load(env(&pairs)).unwrap();
+        assert!(c.limits.user.is_off() && c.limits.anonymous.is_off());
+        assert!(!c.limits.use_binding);
+    }
+
+    #[test]
+    fn bad_limits_are_named() {
+        let mut pairs = COMPLETE.to_vec();
+        pairs.push(("MAX_ACTIVE_STEPS_PER_USER", "-1"));
+        pairs.push(("RATE_LIMIT_SUBMITS_PER_MINUTE", "many"));
+        pairs.push(("RATE_LIMIT_USE_BINDING", "maybe"));
+        let names: Vec<_> = Config::load(env(&pairs))
+            .unwrap_err()
+            .iter()
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "RATE_LIMIT_SUBMITS_PER_MINUTE",
+                "MAX_ACTIVE_STEPS_PER_USER",
+                "RATE_LIMIT_USE_BINDING"
+            ]
+        );
+        // Anonymous callers looser than signed-in ones.
+        let mut pairs = COMPLETE.to_vec();
+        pairs.push(("MAX_ACTIVE_STEPS_PER_USER_ANONYMOUS", "5"));
+        let problems = Config::load(env(&pairs)).unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].name, "MAX_ACTIVE_STEPS_PER_USER_ANONYMOUS");
+        assert!(!problems[0].problem.contains('5'));
     }
 
     #[test]

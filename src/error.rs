@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use crate::core::limits::Refused;
 /// A problem with one field of a request (the `details` of a 422).
 pub use crate::core::request::FieldError;
 
@@ -35,8 +36,9 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("input asset not found")]
     InputAssetNotFound(Vec<FieldError>),
-    #[error("too many requests")]
-    RateLimited { retry_after_s: u64 },
+    /// A per-user limit (SPEC §11): nothing was created.
+    #[error("too many requests: {}", .0.message())]
+    RateLimited(Refused),
     #[error("the service is not configured: missing or invalid {}", .0.join(", "))]
     Misconfigured(Vec<String>),
     #[error("{dependency} failed: {message}")]
@@ -55,6 +57,8 @@ pub enum Dependency {
     Database,
     Queue,
     TaskObject,
+    /// The per-user limits Durable Object.
+    UserLimits,
     Auth,
     OpenAi,
     Tripo,
@@ -67,6 +71,7 @@ impl Dependency {
             Dependency::Database => "database",
             Dependency::Queue => "queue",
             Dependency::TaskObject => "task state",
+            Dependency::UserLimits => "user limits",
             Dependency::Auth => "auth",
             Dependency::OpenAi => "openai",
             Dependency::Tripo => "tripo",
@@ -133,8 +138,31 @@ struct Body<'a> {
 struct Inner<'a> {
     code: &'a str,
     message: String,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    details: &'a [FieldError],
+    #[serde(skip_serializing_if = "Details::is_empty")]
+    details: Details<'a>,
+}
+
+/// `details`: per-field problems (422), or the one limit that refused a submit (429):
+/// `[{"limit":"active_steps","max":3,"message":"…"}]` (`max` absent for the binding).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Details<'a> {
+    Fields(&'a [FieldError]),
+    Limit([LimitDetail; 1]),
+}
+
+impl Details<'_> {
+    fn is_empty(&self) -> bool {
+        matches!(self, Details::Fields(f) if f.is_empty())
+    }
+}
+
+#[derive(Serialize)]
+struct LimitDetail {
+    limit: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max: Option<u32>,
+    message: String,
 }
 
 impl ApiError {
@@ -150,7 +178,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::UnsupportedMediaType => 415,
             ApiError::Validation(_) | ApiError::InputAssetNotFound(_) => 422,
-            ApiError::RateLimited { .. } => 429,
+            ApiError::RateLimited(_) => 429,
             ApiError::Internal => 500,
             ApiError::Misconfigured(_) | ApiError::DependencyUnavailable { .. } => 503,
             ApiError::DependencyFailed { .. } => 502,
@@ -170,7 +198,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Validation(_) => "validation_error",
             ApiError::InputAssetNotFound(_) => "input_asset_not_found",
-            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::RateLimited(_) => "rate_limited",
             ApiError::Misconfigured(_) => "misconfigured",
             ApiError::DependencyFailed { .. } => "dependency_failed",
             ApiError::DependencyUnavailable { .. } => "dependency_unavailable",
@@ -189,8 +217,8 @@ impl ApiError {
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         match self {
             ApiError::MethodNotAllowed { allowed, .. } => vec![("allow", allowed.clone())],
-            ApiError::RateLimited { retry_after_s } => {
-                vec![("retry-after", retry_after_s.to_string())]
+            ApiError::RateLimited(r) => {
+                vec![("retry-after", r.retry_after_s.to_string())]
             }
             _ => vec![],
         }
@@ -202,7 +230,14 @@ impl ApiError {
             error: Inner {
                 code: self.code(),
                 message: self.to_string(),
-                details: self.details(),
+                details: match self {
+                    ApiError::RateLimited(r) => Details::Limit([LimitDetail {
+                        limit: r.limit.as_str(),
+                        max: r.max,
+                        message: r.message(),
+                    }]),
+                    _ => Details::Fields(self.details()),
+                },
             },
         };
         serde_json::to_string(&body).unwrap_or_else(|_| {
@@ -214,6 +249,7 @@ impl ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::limits::LimitKind;
     use serde_json::Value;
 
     fn parse(e: &ApiError) -> Value {
@@ -240,7 +276,11 @@ mod tests {
                 "input_image_asset_url",
                 "no such object",
             )]),
-            ApiError::RateLimited { retry_after_s: 3 },
+            ApiError::RateLimited(Refused {
+                limit: LimitKind::ActiveSteps,
+                max: Some(3),
+                retry_after_s: 3,
+            }),
             ApiError::Misconfigured(vec!["SUPABASE_URL".into()]),
             ApiError::DependencyFailed {
                 dependency: "storage".into(),
@@ -293,10 +333,32 @@ mod tests {
             allowed: "GET, HEAD".into(),
         };
         assert_eq!(e.headers(), vec![("allow", "GET, HEAD".to_string())]);
+        let limited = ApiError::RateLimited(Refused {
+            limit: LimitKind::SubmitsPerMinute,
+            max: Some(5),
+            retry_after_s: 7,
+        });
+        assert_eq!(limited.status(), 429);
+        assert_eq!(limited.headers(), vec![("retry-after", "7".to_string())]);
+        let v = parse(&limited);
+        assert_eq!(v["error"]["code"], "rate_limited");
+        assert_eq!(v["error"]["details"][0]["limit"], "submits_per_minute");
+        assert_eq!(v["error"]["details"][0]["max"], 5);
+        assert!(v["error"]["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 5 submits per minute"));
+        let binding = ApiError::RateLimited(Refused {
+            limit: LimitKind::SubmitRequestsPerMinute,
+            max: None,
+            retry_after_s: 60,
+        });
+        let v = parse(&binding);
         assert_eq!(
-            ApiError::RateLimited { retry_after_s: 7 }.headers()[0].1,
-            "7"
+            v["error"]["details"][0]["limit"],
+            "submit_requests_per_minute"
         );
+        assert!(v["error"]["details"][0].get("max").is_none());
     }
 
     #[test]

@@ -22,9 +22,11 @@ pub mod jobs;
 pub mod runtime;
 pub mod task_client;
 pub mod task_object;
+pub mod user_limits;
 
 pub use gate_object::ProviderGate;
 pub use task_object::TaskObject;
+pub use user_limits::UserLimits;
 
 use worker::{event, Context, Env, MessageBatch, Request, Response};
 

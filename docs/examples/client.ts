@@ -70,11 +70,16 @@ export type ApiErrorCode =
   | 'dependency_unavailable'
   | 'internal_error';
 
+/** One entry of `details`: a field problem (422), or the per-user limit that refused a submit (429). */
+export type ErrorDetail =
+  | { field: string; message: string }
+  | { limit: 'submits_per_minute' | 'active_steps' | 'submit_requests_per_minute'; max?: number; message: string };
+
 export interface ApiErrorBody {
   error: {
     code: ApiErrorCode;
     message: string;
-    details?: { field: string; message: string }[];
+    details?: ErrorDetail[];
   };
 }
 
@@ -144,7 +149,9 @@ export class BffError extends Error {
     readonly status: number,
     readonly code: ApiErrorCode | 'network_error',
     message: string,
-    readonly details: { field: string; message: string }[] = [],
+    readonly details: ErrorDetail[] = [],
+    /** `Retry-After` of a 429 (seconds): a per-user limit; nothing was created. */
+    readonly retryAfterS?: number,
   ) {
     super(message);
     this.name = 'BffError';
@@ -391,7 +398,8 @@ export class MakeIt3D {
         if (!(e instanceof BffError) || !e.retryable || attempt >= delays.length) {
           throw e;
         }
-        await sleep(delays[attempt]!);
+        // A per-user limit says when a submit may be accepted again.
+        await sleep(Math.max(delays[attempt]!, (e.retryAfterS ?? 0) * 1_000));
       }
     }
   }
@@ -427,6 +435,7 @@ export class MakeIt3D {
       body?.error.code ?? 'internal_error',
       body?.error.message ?? (text || res.statusText),
       body?.error.details ?? [],
+      res.status === 429 ? Number(res.headers.get('Retry-After') ?? '') || undefined : undefined,
     );
   }
 

@@ -1,20 +1,23 @@
-//! `POST /generate/{endpoint}`: the submit path of SPEC §6 — validate → authenticate → prove the
-//! caller may read every input (SPEC §4.1) and owns a refine's draft → create or look up the step in the task's Durable Object → insert the `pending`
-//! rows → enqueue the job → 202. A repeat of the same request answers 200 with the step's state
-//! and starts nothing; a dependency failure before the enqueue undoes the step (502/503) so the
-//! same request can simply be sent again.
+//! `POST /generate/{endpoint}`: the submit path of SPEC §6 — validate → authenticate → the flood
+//! guard (Rate Limiting binding) → prove the caller may read every input (SPEC §4.1) and owns a
+//! refine's draft → reserve a slot in the user's limits (SPEC §11) → create or look up the step in
+//! the task's Durable Object → insert the `pending` rows → enqueue the job → 202. A repeat of the
+//! same request answers 200 with the step's state, starts nothing and does not count; a
+//! dependency failure before the enqueue undoes the step (502/503) and gives the slot back, so
+//! the same request can simply be sent again. A limit refuses with 429 before anything exists.
 
 use serde_json::json;
 use worker::{Env, Request, Response};
 
 use crate::auth;
 use crate::config::Config;
-use crate::core::ids::UserId;
+use crate::core::ids::{TaskId, UserId};
 use crate::core::jwt::Caller;
+use crate::core::limits::{self, Refused, Reservation};
 use crate::core::request::{self, Endpoint, RequestError, StepRequest, ValidRequest};
 use crate::core::rest as rows_query;
 use crate::core::status::submit_response;
-use crate::core::step::Status;
+use crate::core::step::{Status, Step};
 use crate::core::storage_path::{InputObject, Origin, ReadRights};
 use crate::core::supabase::ProofOutcome;
 use crate::error::{ApiError, FieldError};
@@ -26,6 +29,7 @@ use crate::runtime::{Runtime, Tasks};
 use crate::supabase;
 use crate::supabase::storage::Rights;
 use crate::task_client;
+use crate::user_limits::{self, ReserveReply, ReserveRequest};
 
 /// Reads and checks the body: JSON content type and the size limit, before any token work. A
 /// declared `Content-Length` over `MAX_BODY_BYTES` is refused unread; otherwise the body is read
@@ -171,11 +175,99 @@ pub async fn handle(name: &str, mut req: Request, env: &Env) -> Result<Response,
         RequestError::Invalid(errs) => ApiError::Validation(errs),
     })?;
     let caller = auth::authenticate(req.headers(), &cfg).await?;
+    let tier = cfg.limits.tier(caller.is_anonymous);
+    // The flood guard, before any Storage or Durable Object work: every authenticated submit
+    // request counts, repeats and refused ones included (its limit is in wrangler.toml).
+    if cfg.limits.use_binding && tier.submits_per_minute > 0 {
+        if let Some(refused) =
+            user_limits::flood_guard(env, &caller.user, caller.is_anonymous).await
+        {
+            return Err(limited(
+                &valid.task_id,
+                valid.request.step(),
+                &caller,
+                refused,
+            ));
+        }
+    }
     let origin = Origin::parse(&cfg.supabase_url)
         .map_err(|_| ApiError::Misconfigured(vec!["SUPABASE_URL".into()]))?;
     check_inputs(&cfg, env, &origin, &valid, &caller).await?;
     check_draft(&cfg, &valid, &caller).await?;
-    submit(&cfg, env, valid, caller.user).await
+    submit(&cfg, env, valid, &caller).await
+}
+
+/// The 429 of a limit, logged as `limits.refused` (the user id, never a token).
+fn limited(task_id: &TaskId, step: Step, caller: &Caller, r: Refused) -> ApiError {
+    log::emit(
+        Level::Info,
+        "limits.refused",
+        Some(task_id.as_str()),
+        Some(step),
+        json!({
+            "user_id": caller.user.to_string(), "anonymous": caller.is_anonymous,
+            "limit": r.limit.as_str(), "max": r.max, "retry_after_s": r.retry_after_s,
+        }),
+    );
+    ApiError::RateLimited(r)
+}
+
+/// How the submit stands with the user's limits.
+enum Slot {
+    /// The limits are off for this caller.
+    Unlimited,
+    /// A slot was reserved: given back if the submit creates nothing.
+    Reserved(Reservation),
+    /// A limit refused, but the task already has this step (not failed): the task answers the
+    /// repeat (200, or 409 for another body). Should it create anything after all, it is undone.
+    RepeatOnly(Refused),
+}
+
+/// Reserves a slot in the user's limits before anything is created.
+async fn reserve_slot(
+    cfg: &Config,
+    env: &Env,
+    task_id: &TaskId,
+    step: Step,
+    caller: &Caller,
+) -> Result<Slot, ApiError> {
+    let tier = cfg.limits.tier(caller.is_anonymous);
+    if tier.is_off() {
+        return Ok(Slot::Unlimited);
+    }
+    let req = ReserveRequest {
+        user: caller.user,
+        tier,
+        task_id: task_id.as_str().to_owned(),
+        step,
+        budget_ms: cfg.tripo_deadline_s.saturating_mul(1000),
+        now_ms: task_client::now_ms(),
+    };
+    match user_limits::reserve(env, &req).await? {
+        ReserveReply::Accepted { reservation } => Ok(Slot::Reserved(reservation)),
+        ReserveReply::Refused { refused } => {
+            let existing = task_client::state(env, task_id).await?;
+            let repeat = existing.as_ref().is_some_and(|t| {
+                limits::is_repeat(
+                    t.owner == caller.user,
+                    t.steps.get(&step).map(|s| s.status == Status::Failed),
+                )
+            });
+            if repeat {
+                Ok(Slot::RepeatOnly(refused))
+            } else {
+                Err(limited(task_id, step, caller, refused))
+            }
+        }
+    }
+}
+
+/// Gives a slot back: the whole reservation when the submit created nothing, only its
+/// submits-per-minute mark when it resumed a step already counted.
+async fn give_back(env: &Env, user: &UserId, slot: Slot, keep_entry: bool) {
+    if let Slot::Reserved(r) = slot {
+        user_limits::release(env, user, r, keep_entry).await;
+    }
 }
 
 /// Runs the submit (`flow::submit`) and answers: 202 for an accepted step, 200 with the step's
@@ -184,13 +276,40 @@ async fn submit(
     cfg: &Config,
     env: &Env,
     valid: ValidRequest,
-    user: UserId,
+    caller: &Caller,
 ) -> Result<Response, ApiError> {
+    let user = caller.user;
     let task_id = valid.task_id.clone();
+    let step = valid.request.step();
+    let slot = reserve_slot(cfg, env, &task_id, step, caller).await?;
+    let repeat_only = matches!(slot, Slot::RepeatOnly(_));
     let rt = Runtime::new(env, Some(cfg), Tasks::Stub);
-    let (code, step, status) = match flow::submit::submit(&rt, cfg, valid, user).await? {
-        Submitted::Accepted { step, .. } => (202, step, Status::Pending),
-        Submitted::Existing { step, status } => (200, step, status),
+    let (code, status) = match flow::submit::submit(&rt, cfg, valid, user, repeat_only).await {
+        Err(e) => {
+            give_back(env, &user, slot, false).await;
+            return Err(e);
+        }
+        Ok(Submitted::Existing { status, .. }) => {
+            // An idempotent repeat does not count.
+            give_back(env, &user, slot, false).await;
+            (200, status)
+        }
+        Ok(Submitted::NotARepeat { .. }) => {
+            // The step failed or vanished between the repeat check and the command: a new submit
+            // after all, over the limit; `flow::submit` undid it before anything else existed.
+            return Err(match slot {
+                Slot::RepeatOnly(refused) => limited(&task_id, step, caller, refused),
+                _ => ApiError::Internal,
+            });
+        }
+        Ok(Submitted::Accepted { resumed, .. }) => {
+            if resumed {
+                // Resuming a step whose first submit died: its step is counted already, and a
+                // repeat is not a new submit.
+                give_back(env, &user, slot, true).await;
+            }
+            (202, Status::Pending)
+        }
     };
     let body = submit_response(&task_id, step, status);
     json(

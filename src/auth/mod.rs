@@ -47,6 +47,7 @@ pub async fn authenticate(headers: &Headers, cfg: &Config) -> Result<Caller, Api
         return Ok(Caller {
             user: UserId(id),
             token: None,
+            is_anonymous: false,
         });
     }
     let header = headers.get("authorization").ok().flatten();
@@ -95,6 +96,7 @@ pub async fn authenticate(headers: &Headers, cfg: &Config) -> Result<Caller, Api
             Ok(Caller {
                 user,
                 token: Some(AccessToken::new(token)),
+                is_anonymous: parsed.claims.is_anonymous == Some(true),
             })
         }
         Ok(false) => Err(ApiError::Unauthorized(AuthError::BadSignature.to_string())),

@@ -554,6 +554,8 @@ impl std::fmt::Debug for AccessToken {
 pub struct Caller {
     pub user: UserId,
     pub token: Option<AccessToken>,
+    /// A Supabase anonymous sign-in (`is_anonymous: true`): the anonymous limits apply.
+    pub is_anonymous: bool,
 }
 
 /// Checks the claims of a token whose signature has been verified; returns the user.

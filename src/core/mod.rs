@@ -8,6 +8,7 @@ pub mod ids;
 pub mod step;
 
 pub mod jwt;
+pub mod limits;
 pub mod playground;
 pub mod request;
 pub mod rows;

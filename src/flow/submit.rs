@@ -23,16 +23,27 @@ use crate::log::Level;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Submitted {
     /// A new step, a resumed one or a retry: its rows are written and its job is enqueued (202).
-    Accepted { step: Step, attempt: u32 },
+    /// `resumed`: the same request finished a step whose first submit died (not a new step).
+    Accepted {
+        step: Step,
+        attempt: u32,
+        resumed: bool,
+    },
     /// The same request again: nothing started (200 with the step's status).
     Existing { step: Step, status: Status },
+    /// Only a repeat was allowed (`repeat_only`: the caller is over a limit) but the submit would
+    /// have created a step or a new attempt: undone in the DO before anything else existed.
+    NotARepeat { step: Step },
 }
 
+/// Submits `valid` for `user`. With `repeat_only` (the caller is over a per-user limit), only a
+/// repeat of an existing step is answered; anything new is undone ([`Submitted::NotARepeat`]).
 pub async fn submit<W: Ports>(
     w: &W,
     cfg: &Config,
     valid: ValidRequest,
     user: UserId,
+    repeat_only: bool,
 ) -> Result<Submitted, ApiError> {
     let ValidRequest {
         task_id,
@@ -59,6 +70,10 @@ pub async fn submit<W: Ports>(
                 step,
                 status: state.status,
             })
+        }
+        Outcome::Created | Outcome::Retry if repeat_only => {
+            abort(w, &task_id, step, attempt).await;
+            return Ok(Submitted::NotARepeat { step });
         }
         Outcome::Created | Outcome::Resume | Outcome::Retry => {}
         other => {
@@ -95,7 +110,11 @@ pub async fn submit<W: Ports>(
             "attempt": attempt, "outcome": format!("{:?}", reply.outcome), "rows": row_ids.len(),
         }),
     );
-    Ok(Submitted::Accepted { step, attempt })
+    Ok(Submitted::Accepted {
+        step,
+        attempt,
+        resumed: matches!(reply.outcome, Outcome::Resume),
+    })
 }
 
 /// Rows (inserted, or reset for a retry), then the job message.
@@ -150,6 +169,12 @@ async fn undo<W: Ports>(
         Some(step),
         json!({ "attempt": attempt, "cause": cause.to_string() }),
     );
+    abort(w, task_id, step, attempt).await;
+}
+
+/// Undoes the step's submission in the DO (`AbortSubmit`); a failure is logged (the step is
+/// pending and never enqueued: the alarm resumes it, `core::task::RESUME_AFTER_MS`).
+async fn abort<W: Ports>(w: &W, task_id: &TaskId, step: Step, attempt: u32) {
     let abort = Command::AbortSubmit { step, attempt };
     if let Err(e) = w.command(task_id, abort, w.now_ms()).await {
         w.event(

@@ -177,7 +177,7 @@ fn task() -> TaskId {
 /// Submits `body` to `endpoint`; it must be accepted.
 fn submit_ok(mem: &Mem, endpoint: Endpoint, body: Value) {
     let valid = parse(endpoint, body.to_string().as_bytes()).unwrap();
-    drive(mem, submit::submit(mem, &mem.cfg, valid, owner()))
+    drive(mem, submit::submit(mem, &mem.cfg, valid, owner(), false))
         .unwrap()
         .unwrap();
 }
@@ -187,7 +187,7 @@ fn run(mem: &Mem, scenario: Scenario, delivery: Delivery) -> Option<()> {
     let setup = Setup::new(&mem.cfg).unwrap();
     let body = (scenario.body)().to_string();
     let valid = parse(scenario.endpoint, body.as_bytes()).unwrap();
-    let answer = drive(mem, submit::submit(mem, &mem.cfg, valid, owner()));
+    let answer = drive(mem, submit::submit(mem, &mem.cfg, valid, owner(), false));
     if answer.is_none() {
         mem.recover();
     }
@@ -281,7 +281,10 @@ fn a_run_stopped_at_any_await_is_finished_exactly_once_by_the_next_delivery_or_a
         let clean = Mem::new();
         run(&clean, scenario, Delivery::Lost).unwrap();
         let calls = clean.w.borrow().calls;
-        eprintln!("flow: {:?}: {calls} port calls undisturbed", scenario.endpoint);
+        eprintln!(
+            "flow: {:?}: {calls} port calls undisturbed",
+            scenario.endpoint
+        );
         for n in 1..=calls {
             for stop in [Stop::Before, Stop::After] {
                 for delivery in [Delivery::Lost, Delivery::Redelivered] {

@@ -19,10 +19,19 @@ fn error_schema() -> Value {
                     "rate_limited", "misconfigured", "dependency_failed", "dependency_unavailable", "internal_error"
                 ]},
                 "message": { "type": "string" },
-                "details": { "type": "array", "items": {
-                    "type": "object", "required": ["field", "message"],
-                    "properties": { "field": { "type": "string" }, "message": { "type": "string" } }
-                }}
+                "details": { "type": "array",
+                    "description": "422: one entry per field problem. 429: one entry naming the limit that refused the submit.",
+                    "items": { "anyOf": [
+                        { "type": "object", "required": ["field", "message"],
+                          "properties": { "field": { "type": "string" }, "message": { "type": "string" } } },
+                        { "type": "object", "required": ["limit", "message"],
+                          "properties": {
+                              "limit": { "type": "string", "enum": ["submits_per_minute", "active_steps", "submit_requests_per_minute"],
+                                  "description": "submits_per_minute: RATE_LIMIT_SUBMITS_PER_MINUTE(_ANONYMOUS), accepted submits in the last 60 s; active_steps: MAX_ACTIVE_STEPS_PER_USER(_ANONYMOUS), steps not yet complete or failed; submit_requests_per_minute: the flood guard on every submit request." },
+                              "max": { "type": "integer", "minimum": 1, "description": "The limit (absent for the flood guard)." },
+                              "message": { "type": "string" } } }
+                    ]}
+                }
             }
         }}
     })
@@ -196,11 +205,17 @@ pub fn document(origin: Option<&Origin>) -> Value {
         (403, "anonymous_not_allowed: a Supabase anonymous sign-in, while ANONYMOUS_USERS is not allow"), (404, "Unknown task, or a task of another user"),
         (409, "task_conflict: a different body for a step that is pending, processing or complete, or a task of another user"),
         (413, "Body too large"), (415, "Not JSON"), (422, "validation_error or input_asset_not_found, with per-field details"),
-        (429, "Rate limited (Retry-After)"), (500, "Internal error"), (502, "A dependency failed during submit; nothing was left half-made"),
+        (429, "rate_limited: a per-user limit refused the submit; nothing was created. Retry-After (seconds) says when to try again; details[0].limit names the limit"), (500, "Internal error"), (502, "A dependency failed during submit; nothing was left half-made"),
         (503, "A dependency is unavailable, or the service is misconfigured"),
     ] {
-        responses.insert(format!("E{code}"), json!({ "description": what,
-            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }));
+        let mut response = json!({ "description": what,
+            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
+        if code == 429 {
+            response["headers"] = json!({ "Retry-After": { "required": true,
+                "description": "Seconds until a submit may be accepted.",
+                "schema": { "type": "integer", "minimum": 1 } } });
+        }
+        responses.insert(format!("E{code}"), response);
     }
     json!({
         "openapi": "3.1.0",
@@ -337,7 +352,11 @@ mod tests {
             ApiError::UnsupportedMediaType,
             ApiError::Validation(vec![]),
             ApiError::InputAssetNotFound(vec![]),
-            ApiError::RateLimited { retry_after_s: 1 },
+            ApiError::RateLimited(crate::core::limits::Refused {
+                limit: crate::core::limits::LimitKind::ActiveSteps,
+                max: Some(1),
+                retry_after_s: 1,
+            }),
             ApiError::Misconfigured(vec![]),
             ApiError::DependencyFailed {
                 dependency: String::new(),
@@ -404,6 +423,44 @@ mod tests {
         assert_eq!(keys(&status), schema("StatusResponse"));
         assert_eq!(keys(&status["steps"][0]), schema("StepStatus"));
         assert_eq!(keys(&submit), schema("SubmitResponse"));
+    }
+
+    #[test]
+    fn the_429_is_documented_with_its_header_and_details() {
+        use crate::core::limits::{LimitKind, Refused};
+        use crate::error::ApiError;
+        let d = doc();
+        let e429 = &d["components"]["responses"]["E429"];
+        assert_eq!(e429["headers"]["Retry-After"]["required"], true);
+        let kinds = d["components"]["schemas"]["Error"]["properties"]["error"]["properties"]
+            ["details"]["items"]["anyOf"][1]["properties"]["limit"]["enum"]
+            .clone();
+        for k in [
+            LimitKind::SubmitsPerMinute,
+            LimitKind::ActiveSteps,
+            LimitKind::SubmitRequestsPerMinute,
+        ] {
+            assert!(kinds.as_array().unwrap().iter().any(|v| v == k.as_str()));
+            let body: Value = serde_json::from_str(
+                &ApiError::RateLimited(Refused {
+                    limit: k,
+                    max: Some(2),
+                    retry_after_s: 1,
+                })
+                .body(),
+            )
+            .unwrap();
+            let detail = body["error"]["details"][0].as_object().unwrap();
+            for key in detail.keys() {
+                assert!(
+                    d["components"]["schemas"]["Error"]["properties"]["error"]["properties"]
+                        ["details"]["items"]["anyOf"][1]["properties"]
+                        .get(key)
+                        .is_some(),
+                    "{key}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -22,6 +22,10 @@ pub struct Cfg {
     pub copy_mib: Vec<u64>,
     /// Longest wait for the submit loads' jobs to finish between runs (`BENCH_DRAIN_S`, 15).
     pub drain_s: u64,
+    /// Per-user limits (`BENCH_LIMITS`, `on`): `on` = the stack's generous limits (every
+    /// submit reserves in the user's UserLimits object, nothing is refused), `off` = none (read
+    /// by `env.rs`; recorded in results.json).
+    pub limits: String,
     /// Scenarios to run (`BENCH_ONLY`, all): bundle, memory, jobs, copy, concepts, status,
     /// profile, submit.
     pub only: Option<Vec<String>>,
@@ -61,6 +65,7 @@ impl Cfg {
             concept_jobs: var("BENCH_CONCEPT_JOBS", 50usize).max(1),
             copy_mib: list("BENCH_COPY_MIB", "10,100,300"),
             drain_s: var("BENCH_DRAIN_S", 15u64),
+            limits: std::env::var("BENCH_LIMITS").unwrap_or_else(|_| "on".into()),
             only: std::env::var("BENCH_ONLY")
                 .ok()
                 .filter(|s| !s.trim().is_empty())

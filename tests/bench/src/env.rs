@@ -74,6 +74,19 @@ impl Env {
             .collect();
         // The largest size of gpt-image-1/1.5 (the memory scenario's images are of that size).
         settings.push(("OPENAI_IMAGE_SIZE".into(), "1536x1024".into()));
+        // BENCH_LIMITS=off: the per-user limits off (no UserLimits call per submit); otherwise
+        // the stack's generous limits (every submit reserves a slot; nothing is refused).
+        if std::env::var("BENCH_LIMITS").is_ok_and(|v| v.trim() == "off") {
+            for name in [
+                "RATE_LIMIT_SUBMITS_PER_MINUTE",
+                "RATE_LIMIT_SUBMITS_PER_MINUTE_ANONYMOUS",
+                "MAX_ACTIVE_STEPS_PER_USER",
+                "MAX_ACTIVE_STEPS_PER_USER_ANONYMOUS",
+            ] {
+                settings.retain(|(k, _)| k != name);
+                settings.push((name.into(), "0".into()));
+            }
+        }
         let t1 = Instant::now();
         eprintln!("bench: building the release worker and starting wrangler dev…");
         let worker = WorkerProcess::start(WorkerOptions {

@@ -75,6 +75,7 @@ fn run() -> Res<bool> {
         machine: machine(),
         ..Default::default()
     };
+    rep.machine["per_user_limits"] = json!(cfg.limits);
     eprintln!("bench: machine {}", rep.machine);
     if cfg.wants("bundle") {
         match &cfg.bundle_file {

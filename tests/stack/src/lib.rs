@@ -43,6 +43,10 @@ pub const UPLOAD_LIMIT_BYTES: u64 = 1 << 30;
 /// Lifetime of the token [`Stack::create_user`] returns.
 pub const USER_TOKEN_TTL_SECS: i64 = 3600;
 
+/// The per-user limits of the stack's worker settings ([`Stack::worker_vars`]): on, and far
+/// above what any tool on the stack submits (the largest value the worker accepts).
+pub const GENEROUS_LIMIT: u32 = 100_000;
+
 /// How to start a [`Stack`].
 #[derive(Debug, Clone)]
 pub struct StackOptions {
@@ -371,6 +375,21 @@ impl Stack {
             ("TRIPO_API_KEY", self.tripo_key.clone()),
             ("TRIPO_BASE_URL", self.tripo_base_url.clone()),
             ("AUTH_MODE", "supabase".to_string()),
+            // The tools on this stack (end-to-end suite, bench, soak, fuzz, dev.sh) submit many
+            // steps for few users: the per-user limits stay on (every submit goes through the
+            // user's limits object) but far above what they submit, and the flood guard, whose
+            // limit wrangler.toml fixes, is off. The limits' own cases start workers with theirs.
+            ("RATE_LIMIT_SUBMITS_PER_MINUTE", GENEROUS_LIMIT.to_string()),
+            (
+                "RATE_LIMIT_SUBMITS_PER_MINUTE_ANONYMOUS",
+                GENEROUS_LIMIT.to_string(),
+            ),
+            ("MAX_ACTIVE_STEPS_PER_USER", GENEROUS_LIMIT.to_string()),
+            (
+                "MAX_ACTIVE_STEPS_PER_USER_ANONYMOUS",
+                GENEROUS_LIMIT.to_string(),
+            ),
+            ("RATE_LIMIT_USE_BINDING", "false".to_string()),
         ]
     }
 
