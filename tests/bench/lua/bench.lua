@@ -2,6 +2,8 @@
 --   BENCH_MODE    health | submit | repeat | invalid | status
 --   BENCH_EXPECT  the status code counted as a success (200; 202 for submit; 422 for invalid)
 --   BENCH_TOKEN   user access token (sent as Authorization: Bearer …)
+--   BENCH_TOKENS  submit only: several users' tokens, space-separated, used in turn (the
+--                 per-user limits count each user in its own Durable Object)
 --   BENCH_TAG     task id prefix for submit (ids are TAG-<thread>-<counter>, all distinct)
 --   BENCH_PROMPT  prompt of submit / repeat bodies (carries the fakes' directive)
 --   BENCH_IDS     file of existing task ids, one a line (status, repeat)
@@ -16,7 +18,7 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-local mode, expect, tag, prompt, ids, n_ids, pos, counter
+local mode, expect, tag, prompt, ids, n_ids, pos, counter, tokens
 
 function init(args)
   mode = os.getenv("BENCH_MODE") or "health"
@@ -30,6 +32,10 @@ function init(args)
   local token = os.getenv("BENCH_TOKEN")
   if token and token ~= "" then
     wrk.headers["Authorization"] = "Bearer " .. token
+  end
+  tokens = {}
+  for t in string.gmatch(os.getenv("BENCH_TOKENS") or "", "%S+") do
+    table.insert(tokens, t)
   end
   if mode == "submit" or mode == "repeat" or mode == "invalid" then
     wrk.method = "POST"
@@ -55,7 +61,13 @@ end
 function request()
   if mode == "submit" then
     counter = counter + 1
-    return wrk.format(nil, nil, nil, model_body(tag .. "-" .. tid .. "-" .. counter))
+    local body = model_body(tag .. "-" .. tid .. "-" .. counter)
+    if #tokens > 0 then
+      local h = { ["Content-Type"] = "application/json",
+                  ["Authorization"] = "Bearer " .. tokens[(counter + tid) % #tokens + 1] }
+      return wrk.format(nil, nil, h, body)
+    end
+    return wrk.format(nil, nil, nil, body)
   elseif mode == "repeat" then
     pos = pos % n_ids + 1
     return wrk.format(nil, nil, nil, model_body(ids[pos]))

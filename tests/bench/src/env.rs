@@ -12,6 +12,9 @@ use crate::now_ms;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Res<T> = Result<T, BoxError>;
 
+/// Users the submit loads spread over.
+pub const SUBMIT_USERS: usize = 16;
+
 pub struct Env {
     pub rt: tokio::runtime::Runtime,
     pub stack: Option<Stack>,
@@ -25,6 +28,8 @@ pub struct Env {
     pub http: reqwest::Client,
     pub user_id: String,
     pub token: String,
+    /// The tokens of the submit loads' users (the first is `token`'s user).
+    pub submit_tokens: Vec<String>,
     pub service_key: String,
     pub bucket: String,
     pub input_bucket: String,
@@ -67,6 +72,15 @@ impl Env {
         let (user, _) = rt.block_on(stack.create_user("bench@bench.test"))?;
         // Valid for the whole bench (the default user token lasts an hour).
         let token = stack.user_token(user, "bench@bench.test", 4 * 3600);
+        // The submit loads spread over SUBMIT_USERS users, as a service's traffic is: the
+        // per-user limits count each user in its own Durable Object (one user's submits are
+        // handled one at a time there, and a real user submits a few a minute).
+        let mut submit_tokens = vec![token.clone()];
+        for i in 1..SUBMIT_USERS {
+            let email = format!("bench{i}@bench.test");
+            let (u, _) = rt.block_on(stack.create_user(&email))?;
+            submit_tokens.push(stack.user_token(u, &email, 4 * 3600));
+        }
         let mut settings: Vec<(String, String)> = stack
             .worker_vars()
             .into_iter()
@@ -112,6 +126,7 @@ impl Env {
             http,
             user_id: user.to_string(),
             token,
+            submit_tokens,
             run,
             scratch,
             stack_startup_s,

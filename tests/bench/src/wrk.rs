@@ -18,6 +18,8 @@ pub struct Load<'a> {
     pub seconds: u32,
     pub expect: u16,
     pub token: Option<&'a str>,
+    /// Submit loads: several users' tokens used in turn (`BENCH_TOKENS`).
+    pub tokens: &'a [String],
     pub tag: Option<&'a str>,
     pub prompt: Option<&'a str>,
     pub ids_file: Option<&'a Path>,
@@ -85,6 +87,9 @@ pub fn run(script: &Path, load: &Load) -> Result<WrkResult, String> {
     .env("BENCH_EXPECT", load.expect.to_string());
     if let Some(t) = load.token {
         cmd.env("BENCH_TOKEN", t);
+    }
+    if !load.tokens.is_empty() {
+        cmd.env("BENCH_TOKENS", load.tokens.join(" "));
     }
     if let Some(t) = load.tag {
         cmd.env("BENCH_TAG", t);
