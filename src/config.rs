@@ -58,6 +58,10 @@ pub struct Config {
     pub tripo_max_concurrent_tasks: u32,
     /// Concepts jobs calling OpenAI at once; 0 = no gate (the default).
     pub openai_max_concurrent_requests: u32,
+    /// Hosts a `webhook_url` may point to (lower case); empty = webhooks refused.
+    pub webhook_allowed_hosts: Vec<String>,
+    /// The HMAC key of webhook signatures (`WEBHOOK_SECRET`, `whsec_<base64>` decoded).
+    pub webhook_key: Option<Vec<u8>>,
 }
 
 /// One setting that is missing or invalid.
@@ -104,6 +108,8 @@ pub const SETTINGS: &[(&str, bool, Option<&str>)] = &[
     ("CORS_ALLOW_ORIGIN", false, Some("*")),
     ("TRIPO_MAX_CONCURRENT_TASKS", false, Some("10")),
     ("OPENAI_MAX_CONCURRENT_REQUESTS", false, Some("0")),
+    ("WEBHOOK_ALLOWED_HOSTS", false, Some("")),
+    ("WEBHOOK_SECRET", true, Some("")),
 ];
 
 struct Reader<F> {
@@ -249,6 +255,29 @@ impl Config {
                 problem: "may be true only with AUTH_MODE=none (local test runs)".into(),
             });
         }
+        let webhook_allowed_hosts =
+            crate::core::webhook::parse_allowed_hosts(&r.string("WEBHOOK_ALLOWED_HOSTS"));
+        let webhook_secret = r.string("WEBHOOK_SECRET");
+        let webhook_key = if webhook_secret.is_empty() {
+            if !webhook_allowed_hosts.is_empty() {
+                r.problems.push(Problem {
+                    name: "WEBHOOK_SECRET",
+                    problem: "is required when WEBHOOK_ALLOWED_HOSTS is set".into(),
+                });
+            }
+            None
+        } else {
+            match crate::core::webhook::parse_secret(&webhook_secret) {
+                Ok(key) => Some(key),
+                Err(problem) => {
+                    r.problems.push(Problem {
+                        name: "WEBHOOK_SECRET",
+                        problem,
+                    });
+                    None
+                }
+            }
+        };
         let config = Config {
             supabase_url: r.url("SUPABASE_URL"),
             supabase_service_key: r.string("SUPABASE_SERVICE_KEY"),
@@ -277,6 +306,8 @@ impl Config {
             cors_allow_origin: r.string("CORS_ALLOW_ORIGIN"),
             tripo_max_concurrent_tasks: r.number("TRIPO_MAX_CONCURRENT_TASKS", 0, 1000),
             openai_max_concurrent_requests: r.number("OPENAI_MAX_CONCURRENT_REQUESTS", 0, 1000),
+            webhook_allowed_hosts,
+            webhook_key,
         };
         if r.problems.is_empty() {
             Ok(config)
