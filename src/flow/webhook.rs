@@ -87,29 +87,47 @@ pub async fn deliver<W: Ports>(w: &W, msg: &JobMessage) -> Result<(), DepError> 
         "webhook_id": id, "host": host, "http_status": status, "try": msg.try_no,
         "error": answer.as_ref().err(),
     });
-    let end = |event: &'static str, level: Level| {
-        w.event(level, event, Some(task), Some(step), fields.clone());
-        Command::WebhookDelivered {
-            step,
-            attempt: msg.attempt,
-        }
+    let delivered = Command::WebhookDelivered {
+        step,
+        attempt: msg.attempt,
     };
     let cmd = match classify(status) {
-        Delivery::Delivered => end("webhook.delivered", Level::Info),
-        Delivery::Refused => end("webhook.failed", Level::Warn),
+        Delivery::Delivered => {
+            w.event(
+                Level::Info,
+                "webhook.delivered",
+                Some(task),
+                Some(step),
+                fields,
+            );
+            delivered
+        }
+        Delivery::Refused => {
+            w.event(
+                Level::Warn,
+                "webhook.failed",
+                Some(task),
+                Some(step),
+                fields,
+            );
+            delivered
+        }
         Delivery::Retry => {
             let delay_s = retry_delay_s(msg.try_no, w.random()).min(MAX_DELAY_SECONDS);
             let retry_at = now.saturating_add(u64::from(delay_s) * 1000);
             if retry_at >= due.since_ms.saturating_add(WEBHOOK_WINDOW_MS) {
-                end("webhook.gave_up", Level::Error)
-            } else {
                 w.event(
-                    Level::Warn,
-                    "webhook.retry",
+                    Level::Error,
+                    "webhook.gave_up",
                     Some(task),
                     Some(step),
-                    json!({ "webhook_id": id, "host": host, "http_status": status, "try": msg.try_no, "error": answer.as_ref().err(), "after_s": delay_s }),
+                    fields,
                 );
+                delivered
+            } else {
+                let mut fields = fields;
+                fields["after_s"] = json!(delay_s);
+                w.event(Level::Warn, "webhook.retry", Some(task), Some(step), fields);
                 w.enqueue(&msg.next_try(), delay_s).await?;
                 Command::WebhookRetry {
                     step,

@@ -149,6 +149,9 @@ async fn dispatch(
         Route::PlaygroundConfig => api::playground::config_json(env),
         Route::Generate(name) => api::generate::handle(name, req, env).await,
         Route::Status(id) => api::status::handle(&id, req, env).await,
+        Route::Events(id) => api::live::events(&id, req, env).await,
+        Route::Ws(id) => api::live::websocket(&id, req, env).await,
+        Route::Cancel(id) => api::live::cancel(&id, req, env).await,
         Route::TestEnqueue => test_enqueue(req, env).await,
     }
 }
