@@ -6,6 +6,7 @@ mod auth;
 mod basics;
 mod concepts;
 mod docs;
+mod live;
 mod models;
 mod playground;
 mod security;
@@ -30,6 +31,7 @@ fn main() {
         .chain(auth::cases())
         .chain(concepts::cases())
         .chain(docs::cases())
+        .chain(live::cases())
         .chain(models::cases())
         .chain(playground::cases())
         .chain(security::cases())
