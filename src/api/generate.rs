@@ -170,12 +170,12 @@ pub async fn handle(name: &str, mut req: Request, env: &Env) -> Result<Response,
         RequestError::Malformed(m) => ApiError::MalformedJson(m),
         RequestError::Invalid(errs) => ApiError::Validation(errs),
     })?;
+    let caller = auth::authenticate(req.headers(), &cfg).await?;
     if let Some(url) = valid.request.webhook_url() {
         crate::core::webhook::check_allowed(url, &cfg.webhook_allowed_hosts).map_err(|e| {
             ApiError::Validation(vec![FieldError::new("webhook_url", e.to_string())])
         })?;
     }
-    let caller = auth::authenticate(req.headers(), &cfg).await?;
     let origin = Origin::parse(&cfg.supabase_url)
         .map_err(|_| ApiError::Misconfigured(vec!["SUPABASE_URL".into()]))?;
     check_inputs(&cfg, env, &origin, &valid, &caller).await?;

@@ -65,10 +65,19 @@ async fn subscription(
         StatusQuery::Service(s) => (None, Some(s)),
     };
     let header = req.headers().get("last-event-id").ok().flatten();
-    let last_event_id = live::last_event_id(
-        header.as_deref(),
-        query_param(&query, "last_event_id").as_deref(),
-    );
+    let from_query = query_param(&query, "last_event_id");
+    if from_query
+        .as_deref()
+        .is_some_and(|v| v.trim().parse::<u64>().is_err())
+    {
+        return Err(ApiError::Validation(vec![
+            crate::core::request::FieldError::new(
+                "last_event_id",
+                "must be a non-negative integer",
+            ),
+        ]));
+    }
+    let last_event_id = live::last_event_id(header.as_deref(), from_query.as_deref());
     Ok((
         task_id,
         LiveRequest {

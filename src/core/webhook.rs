@@ -118,6 +118,43 @@ pub fn check_allowed(url: &str, allowed: &[String]) -> Result<(), UrlError> {
     }
 }
 
+/// A regex (ECMA, for `/openapi.json`) that matches exactly the `webhook_url`s this deployment
+/// accepts with `allowed` hosts: `https://` (or `http://` for a loopback host) + one of them
+/// (any letter case) + an optional port + a path, query or fragment without blanks. `None` when
+/// the list is empty (no `webhook_url` is accepted).
+pub fn url_pattern(allowed: &[String]) -> Option<String> {
+    fn host_re(h: &str) -> String {
+        h.chars()
+            .map(|c| {
+                if c.is_ascii_alphabetic() {
+                    format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase())
+                } else if c.is_ascii_alphanumeric() || c == '-' {
+                    c.to_string()
+                } else {
+                    format!("\\{c}")
+                }
+            })
+            .collect()
+    }
+    if allowed.is_empty() {
+        return None;
+    }
+    let any: Vec<String> = allowed.iter().map(|h| host_re(h)).collect();
+    let loopback: Vec<String> = allowed
+        .iter()
+        .filter(|h| is_loopback(h))
+        .map(|h| host_re(h))
+        .collect();
+    let mut schemes = format!("[Hh][Tt][Tt][Pp][Ss]://(?:{})", any.join("|"));
+    if !loopback.is_empty() {
+        schemes = format!(
+            "(?:{schemes}|[Hh][Tt][Tt][Pp]://(?:{}))",
+            loopback.join("|")
+        );
+    }
+    Some(format!("^{schemes}(?::[0-9]+)?(?:[/?#]\\S*)?$"))
+}
+
 /// `WEBHOOK_SECRET` (`whsec_<base64>`, the prefix optional) → the HMAC key bytes.
 pub fn parse_secret(raw: &str) -> Result<Vec<u8>, String> {
     let b64 = raw.trim().strip_prefix("whsec_").unwrap_or(raw.trim());
@@ -245,6 +282,16 @@ pub mod tests {
         assert_eq!(
             check_allowed("https://a.com/", &[]),
             Err(UrlError::Disabled)
+        );
+    }
+
+    #[test]
+    fn the_openapi_pattern_names_the_allowed_hosts() {
+        assert_eq!(url_pattern(&[]), None);
+        let p = url_pattern(&parse_allowed_hosts("a.io,127.0.0.1")).unwrap();
+        assert_eq!(
+            p,
+            "^(?:[Hh][Tt][Tt][Pp][Ss]://(?:[aA]\\.[iI][oO]|127\\.0\\.0\\.1)|[Hh][Tt][Tt][Pp]://(?:127\\.0\\.0\\.1))(?::[0-9]+)?(?:[/?#]\\S*)?$"
         );
     }
 

@@ -81,7 +81,12 @@ fn step_schema(include_task: bool) -> Value {
             json!({ "type": "array", "items": { "$ref": "#/components/schemas/StepStatus" } }),
         );
     }
-    let keys: Vec<Value> = props.keys().map(|k| Value::from(k.as_str())).collect();
+    // `queue_position` is present only while a step waits for a provider slot.
+    let keys: Vec<Value> = props
+        .keys()
+        .filter(|k| *k != "queue_position")
+        .map(|k| Value::from(k.as_str()))
+        .collect();
     json!({ "type": "object", "required": keys, "properties": props })
 }
 
@@ -113,15 +118,33 @@ fn schema_name(e: Endpoint) -> String {
 /// The whole document. With the configured Supabase `origin`, every input URL field carries the
 /// URL policy (SPEC §4.1) as its `pattern`.
 pub fn document(origin: Option<&Origin>) -> Value {
+    document_for(origin, None)
+}
+
+/// [`document`] for a deployment whose `WEBHOOK_ALLOWED_HOSTS` is `webhook_hosts`: the
+/// `webhook_url` fields carry its rule as a pattern (an empty list: only `null` is valid, since
+/// every `webhook_url` is refused).
+pub fn document_for(origin: Option<&Origin>, webhook_hosts: Option<&[String]>) -> Value {
     let mut paths = Map::new();
     let mut schemas = Map::new();
     let url_pattern = origin.map(input_url_pattern);
     for e in Endpoint::ALL {
         let name = schema_name(e);
-        schemas.insert(
-            name.clone(),
-            body_schema_with_url_pattern(e, url_pattern.as_deref()),
-        );
+        let mut body = body_schema_with_url_pattern(e, url_pattern.as_deref());
+        if let (Some(hosts), Some(prop)) =
+            (webhook_hosts, body["properties"].get_mut("webhook_url"))
+        {
+            let description = prop["description"].clone();
+            *prop = match crate::core::webhook::url_pattern(hosts) {
+                Some(p) => json!({ "anyOf": [
+                    { "type": "string", "maxLength": crate::core::webhook::MAX_WEBHOOK_URL_LEN, "pattern": p },
+                    { "type": "null" }], "description": description }),
+                None => {
+                    json!({ "type": "null", "description": format!("{} This deployment accepts no webhooks (WEBHOOK_ALLOWED_HOSTS is empty).", description.as_str().unwrap_or_default()) })
+                }
+            };
+        }
+        schemas.insert(name.clone(), body);
         let mut responses = errors(&[400, 401, 403, 409, 413, 415, 422, 429, 500, 502, 503]);
         responses.insert("202".into(), json!({ "description": "Accepted: the step was created and its job enqueued.",
             "content": { "application/json": { "schema": { "$ref": "#/components/schemas/SubmitResponse" } } } }));
@@ -161,7 +184,9 @@ pub fn document(origin: Option<&Origin>) -> Value {
         "schema": { "type": "string" } });
     let mut events_responses = errors(&[401, 403, 404, 422, 500, 503]);
     events_responses.insert("200".into(), json!({ "description": "`text/event-stream`: a `status` event now (unless `Last-Event-ID` is current) and on every change, `id` = the task's change counter, `data` = the status view (StatusResponse); a `: heartbeat` comment every 15 s; the stream ends when every step is final.",
-        "content": { "text/event-stream": { "schema": { "type": "string" } } } }));
+        "content": { "text/event-stream": { "schema": { "type": "object",
+            "properties": { "id": { "type": "string", "pattern": "^[0-9]+$" }, "event": { "type": "string", "enum": ["status"] },
+                "data": { "type": "string", "contentMediaType": "application/json", "description": "A StatusResponse as JSON." } } } } } }));
     events_responses.insert("204".into(), json!({ "description": "`Last-Event-ID` is current and every step is final: nothing more will come (EventSource stops reconnecting)." }));
     paths.insert("/tasks/{task_id}/events".into(), json!({ "get": {
         "operationId": "task_events",
@@ -169,7 +194,7 @@ pub fn document(origin: Option<&Origin>) -> Value {
         "security": [{ "bearerAuth": [] }],
         "parameters": [task_param.clone(), step_param.clone(), token_param.clone(),
             { "name": "Last-Event-ID", "in": "header", "description": "The last event id received: a current id skips the first event.", "schema": { "type": "string" } },
-            { "name": "last_event_id", "in": "query", "description": "As `Last-Event-ID`, for clients that cannot set headers.", "schema": { "type": "integer", "minimum": 0 } }],
+            { "name": "last_event_id", "in": "query", "description": "As `Last-Event-ID`, for clients that cannot set headers.", "schema": { "type": "integer", "minimum": 0, "maximum": 9007199254740991u64 } }],
         "responses": events_responses,
     }}));
     let mut ws_responses = errors(&[401, 403, 404, 422, 426, 500, 503]);
