@@ -68,12 +68,12 @@ async fn subscription(
     let from_query = query_param(&query, "last_event_id");
     if from_query
         .as_deref()
-        .is_some_and(|v| v.trim().parse::<u64>().is_err())
+        .is_some_and(|v| live::parse_event_id(v).is_none())
     {
         return Err(ApiError::Validation(vec![
             crate::core::request::FieldError::new(
                 "last_event_id",
-                "must be a non-negative integer",
+                "must be an integer from 0 to 9007199254740991",
             ),
         ]));
     }

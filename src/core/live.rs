@@ -14,6 +14,14 @@ use super::task::TaskState;
 pub const HEARTBEAT_MS: u64 = 15_000;
 /// The SSE comment sent as heartbeat.
 pub const HEARTBEAT: &str = ": heartbeat\n\n";
+/// The largest event id a client may send back (JavaScript's largest exact integer).
+pub const MAX_EVENT_ID: u64 = 9_007_199_254_740_991;
+
+/// An event id as a client sends it: a decimal integer up to [`MAX_EVENT_ID`].
+pub fn parse_event_id(v: &str) -> Option<u64> {
+    v.trim().parse::<u64>().ok().filter(|n| *n <= MAX_EVENT_ID)
+}
+
 /// How long an `EventSource` waits before reconnecting (the `retry:` field of the first frame).
 pub const RECONNECT_MS: u64 = 2_000;
 
@@ -44,7 +52,7 @@ pub fn all_final(state: &TaskState) -> bool {
 /// The id a reconnecting client last received: the `Last-Event-ID` header, else the
 /// `last_event_id` query parameter (for clients that cannot set headers). Unparsable → `None`.
 pub fn last_event_id(header: Option<&str>, query: Option<&str>) -> Option<u64> {
-    header.or(query).and_then(|v| v.trim().parse::<u64>().ok())
+    header.or(query).and_then(parse_event_id)
 }
 
 /// What a new subscription starts with.
@@ -116,6 +124,7 @@ mod tests {
         assert_eq!(last_event_id(Some(" 12 "), Some("3")), Some(12));
         assert_eq!(last_event_id(None, Some("3")), Some(3));
         assert_eq!(last_event_id(Some("x"), None), None);
+        assert_eq!(last_event_id(Some("9007199254740992"), None), None);
         assert_eq!(start(None, 5, false), Start::SendCurrent);
         assert_eq!(start(Some(4), 5, true), Start::SendCurrent);
         assert_eq!(start(Some(5), 5, false), Start::Wait);

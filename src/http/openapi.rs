@@ -194,7 +194,7 @@ pub fn document_for(origin: Option<&Origin>, webhook_hosts: Option<&[String]>) -
         "security": [{ "bearerAuth": [] }],
         "parameters": [task_param.clone(), step_param.clone(), token_param.clone(),
             { "name": "Last-Event-ID", "in": "header", "description": "The last event id received: a current id skips the first event.", "schema": { "type": "string" } },
-            { "name": "last_event_id", "in": "query", "description": "As `Last-Event-ID`, for clients that cannot set headers.", "schema": { "type": "integer", "minimum": 0, "maximum": 9007199254740991u64 } }],
+            { "name": "last_event_id", "in": "query", "description": "As `Last-Event-ID`, for clients that cannot set headers.", "schema": { "type": "integer", "minimum": 0, "maximum": crate::core::live::MAX_EVENT_ID } }],
         "responses": events_responses,
     }}));
     let mut ws_responses = errors(&[401, 403, 404, 422, 426, 500, 503]);
