@@ -62,6 +62,10 @@ pub struct Config {
     pub openai_max_concurrent_requests: u32,
     /// Per-user limits (SPEC §11): submits per minute and unfinished steps, 0 = off.
     pub limits: Limits,
+    /// Hosts a `webhook_url` may point to (lower case); empty = webhooks refused.
+    pub webhook_allowed_hosts: Vec<String>,
+    /// The HMAC key of webhook signatures (`WEBHOOK_SECRET`, `whsec_<base64>` decoded).
+    pub webhook_key: Option<Vec<u8>>,
 }
 
 /// One setting that is missing or invalid.
@@ -113,6 +117,8 @@ pub const SETTINGS: &[(&str, bool, Option<&str>)] = &[
     ("MAX_ACTIVE_STEPS_PER_USER", false, Some("3")),
     ("MAX_ACTIVE_STEPS_PER_USER_ANONYMOUS", false, Some("1")),
     ("RATE_LIMIT_USE_BINDING", false, Some("true")),
+    ("WEBHOOK_ALLOWED_HOSTS", false, Some("")),
+    ("WEBHOOK_SECRET", true, Some("")),
 ];
 
 struct Reader<F> {
@@ -258,6 +264,29 @@ impl Config {
                 problem: "may be true only with AUTH_MODE=none (local test runs)".into(),
             });
         }
+        let webhook_allowed_hosts =
+            crate::core::webhook::parse_allowed_hosts(&r.string("WEBHOOK_ALLOWED_HOSTS"));
+        let webhook_secret = r.string("WEBHOOK_SECRET");
+        let webhook_key = if webhook_secret.is_empty() {
+            if !webhook_allowed_hosts.is_empty() {
+                r.problems.push(Problem {
+                    name: "WEBHOOK_SECRET",
+                    problem: "is required when WEBHOOK_ALLOWED_HOSTS is set".into(),
+                });
+            }
+            None
+        } else {
+            match crate::core::webhook::parse_secret(&webhook_secret) {
+                Ok(key) => Some(key),
+                Err(problem) => {
+                    r.problems.push(Problem {
+                        name: "WEBHOOK_SECRET",
+                        problem,
+                    });
+                    None
+                }
+            }
+        };
         let config = Config {
             supabase_url: r.url("SUPABASE_URL"),
             supabase_service_key: r.string("SUPABASE_SERVICE_KEY"),
@@ -301,6 +330,8 @@ impl Config {
                 },
                 use_binding: r.boolean("RATE_LIMIT_USE_BINDING"),
             },
+            webhook_allowed_hosts,
+            webhook_key,
         };
         // Only when each value is valid on its own: one problem per setting.
         if r.problems.is_empty() {

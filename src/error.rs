@@ -47,6 +47,9 @@ pub enum ApiError {
     DependencyUnavailable { dependency: String, message: String },
     #[error("internal error")]
     Internal,
+    /// `GET /tasks/{id}/ws` without `Upgrade: websocket`.
+    #[error("this endpoint needs a WebSocket upgrade (Upgrade: websocket)")]
+    UpgradeRequired,
 }
 
 /// A service the worker depends on.
@@ -180,6 +183,7 @@ impl ApiError {
             ApiError::Validation(_) | ApiError::InputAssetNotFound(_) => 422,
             ApiError::RateLimited(_) => 429,
             ApiError::Internal => 500,
+            ApiError::UpgradeRequired => 426,
             ApiError::Misconfigured(_) | ApiError::DependencyUnavailable { .. } => 503,
             ApiError::DependencyFailed { .. } => 502,
         }
@@ -192,6 +196,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::AnonymousNotAllowed => "anonymous_not_allowed",
             ApiError::NotFound | ApiError::RouteNotFound(_) => "not_found",
+            ApiError::UpgradeRequired => "upgrade_required",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::TaskConflict(_) => "task_conflict",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",

@@ -23,6 +23,7 @@ use crate::error::{DepError, Dependency};
 use crate::flow::finalize::host_of;
 use crate::flow::ports::{
     Clock, Events, JobQueue, ObjectStore, OpenAiApi, RowStore, SlotGate, TaskStore, TripoApi,
+    WebhookSender,
 };
 use crate::gate_object::{AcquireReply, AcquireRequest, ReleaseRequest, BINDING as GATES};
 use crate::log::{self, Level};
@@ -190,6 +191,47 @@ impl ObjectStore for Runtime<'_> {
             .await
             .map_err(|e| crate::flow::consume::failure_of(&e))?;
         Ok(length)
+    }
+
+    async fn delete_outputs(&self, paths: &[String]) -> Result<(), DepError> {
+        supabase::storage::delete_outputs(self.cfg(Dependency::Storage)?, paths).await
+    }
+}
+
+impl WebhookSender for Runtime<'_> {
+    async fn send_webhook(
+        &self,
+        url: &str,
+        id: &str,
+        timestamp_s: u64,
+        body: &str,
+    ) -> Result<u16, String> {
+        use crate::core::webhook::{signature_header, signed_content, DELIVERY_TIMEOUT_MS};
+        let key = self
+            .cfg
+            .and_then(|c| c.webhook_key.as_deref())
+            .ok_or("WEBHOOK_SECRET is not configured")?;
+        let content = signed_content(id, timestamp_s, body);
+        let mac = crate::auth::webcrypto::hmac_sha256(key, content.as_bytes()).await?;
+        let signature = signature_header(&mac);
+        let timestamp = timestamp_s.to_string();
+        let headers = [
+            ("content-type", "application/json"),
+            ("user-agent", "makeit3d-bff-webhooks"),
+            ("webhook-id", id),
+            ("webhook-timestamp", timestamp.as_str()),
+            ("webhook-signature", signature.as_str()),
+        ];
+        let resp = net::send_streaming(
+            Method::Post,
+            url,
+            &headers,
+            Body::Text(body.to_owned()),
+            DELIVERY_TIMEOUT_MS,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok(resp.status_code())
     }
 }
 

@@ -100,3 +100,11 @@ pub async fn state(env: &Env, task: &TaskId) -> Result<Option<TaskState>, DepErr
             .state,
     )
 }
+
+/// Sends `req` to the task's DO as it is and returns its raw answer (a stream or a WebSocket
+/// upgrade is passed through, never read).
+pub async fn forward(env: &Env, task: &TaskId, req: Request) -> Result<worker::Response, DepError> {
+    let ns = env.durable_object(BINDING).map_err(dep)?;
+    let stub = ns.get_by_name(task.as_str()).map_err(dep)?;
+    stub.fetch_with_request(req).await.map_err(dep)
+}

@@ -8,13 +8,22 @@
 //! Requests: `POST /cmd` `{"command": Command, "now_ms": …}` → `{"outcome", "state"}` or 409
 //! `{"refusal"}`; `POST /state` → `{"state": TaskState | null}`.
 
+use std::cell::RefCell;
 use std::time::Duration;
 
-use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
+use futures::channel::mpsc::{unbounded, UnboundedSender};
+use futures::future::{select, Either};
+use futures::StreamExt;
+use worker::{
+    durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket,
+    WebSocketIncomingMessage, WebSocketPair,
+};
 
 use crate::config::Config;
+use crate::core::live::{self, Start};
+use crate::core::status::{view, StatusQuery};
 use crate::core::task::{apply, effects, Command, Refusal, TaskState};
-use crate::core::task_wire::{CmdReply, CmdRequest, RefusalReply, StateReply};
+use crate::core::task_wire::{CmdReply, CmdRequest, LiveRequest, RefusalReply, StateReply};
 use crate::flow::{self, Setup};
 use crate::http::lookup;
 use crate::log::{self, Level};
@@ -27,7 +36,25 @@ pub const STATE_KEY: &str = "task";
 pub struct TaskObject {
     state: State,
     env: Env,
+    /// Open event streams (SSE) of this object, in memory only: after an eviction their
+    /// clients reconnect with `Last-Event-ID`. WebSockets are kept by the runtime (hibernation).
+    streams: RefCell<Vec<Subscriber>>,
 }
+
+/// One open event stream: which view it follows, and where its frames go.
+struct Subscriber {
+    query: StatusQuery,
+    tx: UnboundedSender<String>,
+}
+
+/// A WebSocket's subscription, kept as its attachment (it survives hibernation).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WsAttachment {
+    live: LiveRequest,
+}
+
+/// Header carrying the [`LiveRequest`] of a WebSocket upgrade from the worker.
+pub const LIVE_HEADER: &str = "x-live";
 
 impl TaskObject {
     pub async fn load(&self) -> Result<Option<TaskState>> {
@@ -41,6 +68,7 @@ impl TaskObject {
         now_ms: u64,
     ) -> Result<std::result::Result<CmdReply, Refusal>> {
         let current = self.load().await?;
+        let before = current.as_ref().map(|s| s.version);
         let (state, outcome) = match apply(current, cmd, now_ms) {
             Ok(ok) => ok,
             Err(refusal) => return Ok(Err(refusal)),
@@ -50,13 +78,137 @@ impl TaskObject {
             self.state.storage().delete_all().await?;
             self.state.storage().delete_alarm().await?;
         }
+        let changed = effects.persist && before != Some(state.version);
         if effects.persist {
             self.state.storage().put(STATE_KEY, &state).await?;
         }
         if effects.arm {
             self.arm(&state, now_ms).await?;
         }
+        if changed {
+            self.push(&state).await;
+        }
         Ok(Ok(CmdReply { outcome, state }))
+    }
+
+    /// Sends the new view to every open stream and WebSocket; when every step is final, ends
+    /// them. Pushed by the command that changed the task: nothing polls.
+    async fn push(&self, state: &TaskState) {
+        let finished = live::all_final(state);
+        let streams: Vec<(StatusQuery, UnboundedSender<String>)> = self
+            .streams
+            .borrow()
+            .iter()
+            .map(|s| (s.query, s.tx.clone()))
+            .collect();
+        for (query, tx) in streams {
+            if let Some(json) = self.view_json(state, query).await {
+                let _ = tx.unbounded_send(live::sse_event(state.version, &json));
+            }
+        }
+        {
+            let mut streams = self.streams.borrow_mut();
+            streams.retain(|s| !s.tx.is_closed());
+            if finished {
+                // Dropping the senders ends the streams.
+                streams.clear();
+            }
+        }
+        for ws in self.state.get_websockets() {
+            let Ok(Some(att)) = ws.deserialize_attachment::<WsAttachment>() else {
+                continue;
+            };
+            if let Some(json) = self.view_json(state, att.live.query()).await {
+                let _ = ws.send_with_str(&json);
+            }
+            if finished {
+                let _ = ws.close(Some(1000), Some("every step is final"));
+            }
+        }
+    }
+
+    /// The status view (SPEC §4.2) a subscriber follows, as the status endpoint shows it (fresh
+    /// signed URLs for a private bucket); `None` when it has nothing to show.
+    async fn view_json(&self, state: &TaskState, query: StatusQuery) -> Option<String> {
+        let mut v = view(state, query, state.owner).ok()?;
+        if let Ok(cfg) = Config::load(|n| lookup(&self.env, n)) {
+            if !cfg.bucket_public {
+                crate::api::status::sign_private_urls(&cfg, &mut v).await;
+            }
+        }
+        serde_json::to_string(&v).ok()
+    }
+
+    /// `POST /events`: an SSE stream of the task's status (see `core::live`). 404 for another
+    /// owner or nothing to show; 204 when the client is up to date and nothing more will come.
+    async fn events(&self, live_req: LiveRequest) -> Result<Response> {
+        let Some(state) = self.load().await? else {
+            return Response::error("unknown task", 404);
+        };
+        let query = live_req.query();
+        if view(&state, query, live_req.owner).is_err() {
+            return Response::error("not found", 404);
+        }
+        let finished = live::all_final(&state);
+        let mut first = live::sse_preamble();
+        match live::start(live_req.last_event_id, state.version, finished) {
+            Start::NothingMore => return Ok(Response::empty()?.with_status(204)),
+            Start::Wait => {}
+            Start::SendCurrent => {
+                if let Some(json) = self.view_json(&state, query).await {
+                    first.push_str(&live::sse_event(state.version, &json));
+                }
+            }
+        }
+        let (tx, rx) = unbounded::<String>();
+        let _ = tx.unbounded_send(first);
+        if !finished {
+            self.streams.borrow_mut().push(Subscriber { query, tx });
+        }
+        // Frames as they come; a heartbeat comment whenever none came for HEARTBEAT_MS.
+        let stream = futures::stream::unfold(Some(rx), |rx| async move {
+            let mut rx = rx?;
+            let next = rx.next();
+            let beat = crate::net::sleep(live::HEARTBEAT_MS);
+            futures::pin_mut!(next, beat);
+            match select(next, beat).await {
+                Either::Left((Some(frame), _)) => {
+                    Some((Ok::<Vec<u8>, worker::Error>(frame.into_bytes()), Some(rx)))
+                }
+                Either::Left((None, _)) => None,
+                Either::Right(((), _)) => Some((Ok(live::HEARTBEAT.as_bytes().to_vec()), Some(rx))),
+            }
+        });
+        let resp = Response::from_stream(stream)?;
+        let h = resp.headers();
+        h.set("content-type", "text/event-stream; charset=utf-8")?;
+        h.set("cache-control", "no-store")?;
+        h.set("x-accel-buffering", "no")?;
+        Ok(resp)
+    }
+
+    /// `GET /ws` (an upgrade): a WebSocket accepted with the hibernation API, sent the current
+    /// view now and on every change (the same JSON as the events stream), closed (1000) when
+    /// every step is final.
+    async fn websocket(&self, live_req: LiveRequest) -> Result<Response> {
+        let Some(state) = self.load().await? else {
+            return Response::error("unknown task", 404);
+        };
+        let query = live_req.query();
+        if view(&state, query, live_req.owner).is_err() {
+            return Response::error("not found", 404);
+        }
+        let pair = WebSocketPair::new()?;
+        let server: WebSocket = pair.server;
+        self.state.accept_web_socket(&server);
+        server.serialize_attachment(WsAttachment { live: live_req })?;
+        if let Some(json) = self.view_json(&state, query).await {
+            server.send_with_str(&json)?;
+        }
+        if live::all_final(&state) {
+            server.close(Some(1000), Some("every step is final"))?;
+        }
+        Response::from_websocket(pair.client)
     }
 
     /// Sets the alarm to the task's next poll, watchdog or deadline (`TaskState::next_alarm_ms`).
@@ -76,7 +228,11 @@ impl TaskObject {
 
 impl DurableObject for TaskObject {
     fn new(state: State, env: Env) -> Self {
-        Self { state, env }
+        Self {
+            state,
+            env,
+            streams: RefCell::new(Vec::new()),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -93,6 +249,17 @@ impl DurableObject for TaskObject {
             "/state" => Response::from_json(&StateReply {
                 state: self.load().await?,
             }),
+            "/events" => {
+                let body: LiveRequest = req.json().await?;
+                self.events(body).await
+            }
+            "/ws" => {
+                let raw = req.headers().get(LIVE_HEADER)?.unwrap_or_default();
+                match serde_json::from_str::<LiveRequest>(&raw) {
+                    Ok(body) => self.websocket(body).await,
+                    Err(_) => Response::error("bad live request", 400),
+                }
+            }
             _ => Response::error("unknown task object command", 404),
         }
     }
@@ -127,5 +294,41 @@ impl DurableObject for TaskObject {
             self.arm(&latest, crate::net::now_ms()).await?;
         }
         Response::empty()
+    }
+
+    async fn websocket_message(
+        &self,
+        ws: WebSocket,
+        message: WebSocketIncomingMessage,
+    ) -> Result<()> {
+        // Clients only listen; a "ping" gets the current view (handy after a wake-up).
+        if let WebSocketIncomingMessage::String(text) = message {
+            if text.trim() == "ping" {
+                if let (Some(state), Ok(Some(att))) = (
+                    self.load().await?,
+                    ws.deserialize_attachment::<WsAttachment>(),
+                ) {
+                    if let Some(json) = self.view_json(&state, att.live.query()).await {
+                        ws.send_with_str(&json)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        _code: usize,
+        _reason: String,
+        _was_clean: bool,
+    ) -> Result<()> {
+        let _ = ws.close(Some(1000), Some("closed"));
+        Ok(())
+    }
+
+    async fn websocket_error(&self, _ws: WebSocket, _error: worker::Error) -> Result<()> {
+        Ok(())
     }
 }

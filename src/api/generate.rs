@@ -175,6 +175,11 @@ pub async fn handle(name: &str, mut req: Request, env: &Env) -> Result<Response,
         RequestError::Invalid(errs) => ApiError::Validation(errs),
     })?;
     let caller = auth::authenticate(req.headers(), &cfg).await?;
+    if let Some(url) = valid.request.webhook_url() {
+        crate::core::webhook::check_allowed(url, &cfg.webhook_allowed_hosts).map_err(|e| {
+            ApiError::Validation(vec![FieldError::new("webhook_url", e.to_string())])
+        })?;
+    }
     let tier = cfg.limits.tier(caller.is_anonymous);
     // The flood guard, before any Storage or Durable Object work: every authenticated submit
     // request counts, repeats and refused ones included (its limit is in wrangler.toml).

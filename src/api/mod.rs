@@ -3,5 +3,6 @@
 
 pub mod generate;
 pub mod health;
+pub mod live;
 pub mod playground;
 pub mod status;

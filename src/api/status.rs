@@ -79,7 +79,7 @@ const SIGNED_URL_TTL_S: u64 = 3600;
 /// A private bucket's outputs are stored as authenticated URLs (they do not expire but need a
 /// key); the status answer gives the client fresh signed URLs instead (SPEC §7). If Storage
 /// cannot sign, the stored URLs are returned as they are.
-async fn sign_private_urls(cfg: &crate::config::Config, v: &mut StatusView) {
+pub async fn sign_private_urls(cfg: &crate::config::Config, v: &mut StatusView) {
     let prefix = format!(
         "{}/storage/v1/object/authenticated/{}/",
         cfg.supabase_url,

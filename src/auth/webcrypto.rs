@@ -36,6 +36,30 @@ fn s(v: &str) -> JsValue {
     JsValue::from_str(v)
 }
 
+/// HMAC-SHA256 of `data` with `key` (webhook signatures).
+pub async fn hmac_sha256(key: &[u8], data: &[u8]) -> Result<Vec<u8>, String> {
+    hmac_js(key, data).await.map_err(|e| format!("{e:?}"))
+}
+
+async fn hmac_js(key: &[u8], data: &[u8]) -> Result<Vec<u8>, JsValue> {
+    let subtle = subtle()?;
+    let alg = obj(&[
+        ("name", s("HMAC")),
+        ("hash", obj(&[("name", s("SHA-256"))])?.into()),
+    ])?;
+    let crypto_key: web_sys::CryptoKey = JsFuture::from(subtle.import_key_with_object(
+        "raw",
+        &Uint8Array::from(key),
+        &alg,
+        false,
+        &Array::of1(&s("sign")),
+    )?)
+    .await?
+    .unchecked_into();
+    let mac = JsFuture::from(subtle.sign_with_str_and_u8_array("HMAC", &crypto_key, data)?).await?;
+    Ok(Uint8Array::new(&mac).to_vec())
+}
+
 /// Checks `signature` over `signing_input` with `key`. `Ok(false)` = a wrong signature;
 /// `Err` = the key could not be used (malformed JWK and the like).
 pub async fn verify(key: Key<'_>, signing_input: &[u8], signature: &[u8]) -> Result<bool, String> {

@@ -106,6 +106,18 @@ impl JobMessage {
         Ok(m)
     }
 
+    /// The first delivery try of a final step's webhook.
+    pub fn webhook(task_id: TaskId, step: Step, attempt: u32) -> JobMessage {
+        JobMessage {
+            kind: JobKind::Webhook,
+            task_id,
+            step,
+            attempt,
+            try_no: 1,
+            waits: 0,
+        }
+    }
+
     /// The same job after a wait on a concurrency limit (the try is not counted).
     pub fn next_wait(&self) -> JobMessage {
         JobMessage {
@@ -218,6 +230,12 @@ pub fn dead_letter_action(
             reason: "unknown task or step",
         };
     };
+    if m.kind == JobKind::Webhook {
+        // The task's alarm sends an undelivered webhook again by itself.
+        return DeadLetterAction::Ignore {
+            reason: "webhook message",
+        };
+    }
     if m.is_stale(cur.attempt) {
         return DeadLetterAction::Ignore {
             reason: "stale attempt",
@@ -229,6 +247,7 @@ pub fn dead_letter_action(
     let what = match m.kind {
         JobKind::Run => "the job could not be started",
         JobKind::Finalize => "the finished model could not be copied to storage",
+        JobKind::Webhook => "the webhook could not be delivered",
     };
     DeadLetterAction::MarkFailed {
         code: ErrorCode::Internal,

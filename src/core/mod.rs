@@ -21,7 +21,9 @@ pub mod task_wire;
 pub mod gate;
 
 pub mod jobs;
+pub mod live;
 pub mod openai;
 pub mod rest;
 pub mod retry;
 pub mod tripo;
+pub mod webhook;

@@ -218,6 +218,9 @@ pub struct ConceptsRequest {
     /// `None`: not sent (OpenAI's default, `auto`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub background: Option<Background>,
+    /// Where the final status is POSTed (SPEC §11 "Webhooks"); part of the fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
 }
 
 /// `text-to-model`, `image-to-model` or `sketch-to-model`: a Tripo model.
@@ -227,6 +230,9 @@ pub struct ModelRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub style: Option<String>,
     pub options: ModelOptions,
+    /// Where the final status is POSTed (SPEC §11 "Webhooks"); part of the fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
 }
 
 /// What the model is made from.
@@ -301,6 +307,9 @@ pub struct RefineRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_model_asset_url: Option<String>,
     pub options: ModelOptions,
+    /// Where the final status is POSTed (SPEC §11 "Webhooks"); part of the fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
 }
 
 /// The Tripo task type a model request runs.
@@ -377,6 +386,15 @@ impl StepRequest {
             StepRequest::Concepts(_) => Step::Concepts,
             StepRequest::Model(_) => Step::Model,
             StepRequest::Refine(_) => Step::Refine,
+        }
+    }
+
+    /// The step's `webhook_url`, if any.
+    pub fn webhook_url(&self) -> Option<&str> {
+        match self {
+            StepRequest::Concepts(r) => r.webhook_url.as_deref(),
+            StepRequest::Model(r) => r.webhook_url.as_deref(),
+            StepRequest::Refine(r) => r.webhook_url.as_deref(),
         }
     }
 
@@ -572,6 +590,9 @@ pub enum FieldType {
     },
     /// A provider (Tripo) task id: 1–128 of `A-Z a-z 0-9 - _`.
     ProviderTaskId,
+    /// A webhook URL: https, or http for a loopback host (`core::webhook::check_url`; the
+    /// `WEBHOOK_ALLOWED_HOSTS` list is checked after parsing).
+    WebhookUrl,
 }
 
 /// A default applied when a field is absent or null.
@@ -695,6 +716,10 @@ impl FieldType {
             FieldType::ProviderTaskId => json!({
                 "type": "string", "minLength": 1, "maxLength": MAX_PROVIDER_ID_LEN,
                 "pattern": "^[A-Za-z0-9_-]+$"
+            }),
+            FieldType::WebhookUrl => json!({
+                "type": "string", "format": "uri", "maxLength": super::webhook::MAX_WEBHOOK_URL_LEN,
+                "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"
             }),
         }
     }
@@ -886,13 +911,18 @@ const SOURCE_CONCEPT_IMAGE_ID: FieldSpec = FieldSpec::optional(
     FieldType::Uuid,
     "The concept_images row the input came from (flow B), stored in the row.",
 );
+const WEBHOOK_URL: FieldSpec = FieldSpec::optional(
+    "webhook_url",
+    FieldType::WebhookUrl,
+    "Called with the step's final status view, signed the Standard Webhooks way (https; plain http only for a loopback host; the host must be in WEBHOOK_ALLOWED_HOSTS, else 422).",
+);
 const SOURCE_INPUT_ASSET_ID: FieldSpec = FieldSpec::optional(
     "source_input_asset_id",
     FieldType::Uuid,
     "The input_assets row of the input, stored in the row.",
 );
 
-static IMAGE_TO_IMAGE_FIELDS: [FieldSpec; 6] = [
+static IMAGE_TO_IMAGE_FIELDS: [FieldSpec; 7] = [
     TASK_ID,
     FieldSpec::required(
         "input_image_asset_url",
@@ -921,9 +951,10 @@ static IMAGE_TO_IMAGE_FIELDS: [FieldSpec; 6] = [
         FieldType::Enum(Background::NAMES),
         "OpenAI `background`. OpenAI's default (auto) when absent.",
     ),
+    WEBHOOK_URL,
 ];
 
-static TEXT_TO_MODEL_FIELDS: [FieldSpec; 9] = [
+static TEXT_TO_MODEL_FIELDS: [FieldSpec; 10] = [
     TASK_ID,
     FieldSpec::required(
         "prompt",
@@ -937,9 +968,10 @@ static TEXT_TO_MODEL_FIELDS: [FieldSpec; 9] = [
     FACE_LIMIT,
     AUTO_SIZE,
     TEXTURE_QUALITY,
+    WEBHOOK_URL,
 ];
 
-static IMAGE_TO_MODEL_FIELDS: [FieldSpec; 13] = [
+static IMAGE_TO_MODEL_FIELDS: [FieldSpec; 14] = [
     TASK_ID,
     FieldSpec::required(
         "input_image_asset_urls",
@@ -960,9 +992,10 @@ static IMAGE_TO_MODEL_FIELDS: [FieldSpec; 13] = [
     ORIENTATION,
     SOURCE_CONCEPT_IMAGE_ID,
     SOURCE_INPUT_ASSET_ID,
+    WEBHOOK_URL,
 ];
 
-static SKETCH_TO_MODEL_FIELDS: [FieldSpec; 13] = [
+static SKETCH_TO_MODEL_FIELDS: [FieldSpec; 14] = [
     TASK_ID,
     FieldSpec::required(
         "input_sketch_asset_url",
@@ -980,9 +1013,10 @@ static SKETCH_TO_MODEL_FIELDS: [FieldSpec; 13] = [
     ORIENTATION,
     SOURCE_CONCEPT_IMAGE_ID,
     SOURCE_INPUT_ASSET_ID,
+    WEBHOOK_URL,
 ];
 
-static REFINE_MODEL_FIELDS: [FieldSpec; 12] = [
+static REFINE_MODEL_FIELDS: [FieldSpec; 13] = [
     TASK_ID,
     FieldSpec::required(
         "tripo_draft_task_id",
@@ -1004,6 +1038,7 @@ static REFINE_MODEL_FIELDS: [FieldSpec; 12] = [
     FACE_LIMIT,
     AUTO_SIZE,
     TEXTURE_QUALITY,
+    WEBHOOK_URL,
 ];
 
 /// The accepted fields of an endpoint, in documentation order.
@@ -1280,6 +1315,12 @@ fn check_value(spec: &FieldSpec, value: &Value) -> Result<Option<Parsed>, Vec<Fi
                 .map(|()| Some(Parsed::Text(s.to_owned())))
                 .map_err(one)
         }
+        FieldType::WebhookUrl => {
+            let s = value.as_str().ok_or_else(|| one(must_be_string()))?;
+            super::webhook::check_url(s)
+                .map(|_| Some(Parsed::Url(s.to_owned())))
+                .map_err(|e| one(e.to_string()))
+        }
     }
 }
 
@@ -1445,6 +1486,7 @@ fn build(endpoint: Endpoint, v: &Values) -> Result<ValidRequest, FieldError> {
                 .and_then(|n| u8::try_from(n).ok())
                 .ok_or_else(|| missing("n"))?,
             background: v.enum_str("background").and_then(Background::parse),
+            webhook_url: v.text("webhook_url"),
         }),
         Endpoint::TextToModel => StepRequest::Model(ModelRequest {
             source: ModelSource::Text {
@@ -1452,6 +1494,7 @@ fn build(endpoint: Endpoint, v: &Values) -> Result<ValidRequest, FieldError> {
             },
             style: v.text("style"),
             options: model_options(v)?,
+            webhook_url: v.text("webhook_url"),
         }),
         Endpoint::ImageToModel => StepRequest::Model(ModelRequest {
             source: ModelSource::Image {
@@ -1462,6 +1505,7 @@ fn build(endpoint: Endpoint, v: &Values) -> Result<ValidRequest, FieldError> {
             },
             style: v.text("style"),
             options: model_options(v)?,
+            webhook_url: v.text("webhook_url"),
         }),
         Endpoint::SketchToModel => StepRequest::Model(ModelRequest {
             source: ModelSource::Sketch {
@@ -1472,6 +1516,7 @@ fn build(endpoint: Endpoint, v: &Values) -> Result<ValidRequest, FieldError> {
             },
             style: v.text("style"),
             options: model_options(v)?,
+            webhook_url: v.text("webhook_url"),
         }),
         Endpoint::RefineModel => StepRequest::Refine(RefineRequest {
             tripo_draft_task_id: v
@@ -1481,6 +1526,7 @@ fn build(endpoint: Endpoint, v: &Values) -> Result<ValidRequest, FieldError> {
             style: v.text("style"),
             input_model_asset_url: v.text("input_model_asset_url"),
             options: model_options(v)?,
+            webhook_url: v.text("webhook_url"),
         }),
     };
     Ok(ValidRequest { task_id, request })
@@ -1597,6 +1643,7 @@ mod tests {
                 style: None,
                 n: 1,
                 background: None,
+                webhook_url: None,
             })
         );
         assert_eq!(v.request.output_count(), 1);
@@ -1633,6 +1680,7 @@ mod tests {
                 },
                 style: None,
                 options: ModelOptions::default(),
+                webhook_url: None,
             })
         );
         let full = ok(
@@ -2561,6 +2609,7 @@ mod tests {
             FieldType::StorageUrl => json!(URL),
             FieldType::StorageUrls { .. } => json!([URL]),
             FieldType::ProviderTaskId => json!("draft-1"),
+            FieldType::WebhookUrl => json!("https://hooks.example.com/h"),
         }
     }
 

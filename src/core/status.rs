@@ -183,7 +183,7 @@ fn select_step(state: &TaskState, query: StatusQuery) -> Result<Step, NotFound> 
     }
 }
 
-fn step_view(step: Step, s: &StepState) -> StepView {
+pub(crate) fn step_view(step: Step, s: &StepState) -> StepView {
     StepView {
         step,
         service: step.service(),

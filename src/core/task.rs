@@ -95,6 +95,10 @@ pub struct TaskState {
     pub submissions: u64,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
+    /// Changes clients can see so far (`core::live::changed`): the id of live status events.
+    /// It only grows.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// One step of a task.
@@ -130,7 +134,27 @@ pub struct StepState {
     /// Whether the rows are known to show this final step (see [`RowsCheck`]).
     #[serde(default, skip_serializing_if = "RowsCheck::is_settled")]
     pub rows: RowsCheck,
+    /// A webhook event of this final step not yet acknowledged (see [`WebhookDue`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookDue>,
 }
+
+/// The webhook of a final step (SPEC §11 "Webhooks"): recorded with the final state, so it is
+/// not lost if the process dies right after. The job that made the step final sends the
+/// delivery message; until a delivery ends (`Command::WebhookDelivered`), the alarm sends it
+/// again whenever `check_at_ms` passes without news, for [`WEBHOOK_WINDOW_MS`] after `since_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDue {
+    /// When the step became final.
+    pub since_ms: u64,
+    /// When the alarm sends the delivery message again.
+    pub check_at_ms: u64,
+}
+
+pub use super::webhook::{WEBHOOK_CHECK_MS, WEBHOOK_WINDOW_MS};
+
+/// The error code of a step cancelled by its owner.
+pub const CANCELLED_CODE: &str = "cancelled";
 
 /// The rows of a final step: the Durable Object is written first and the rows follow, so until
 /// a row write of the final state is confirmed (`Command::RowsSynced`) the alarm keeps a check
@@ -299,6 +323,8 @@ pub enum JobKind {
     Run,
     /// Copy a finished Tripo model to Storage.
     Finalize,
+    /// Deliver the webhook of a final step (never claimed: deliveries are at least once).
+    Webhook,
 }
 
 impl JobKind {
@@ -306,6 +332,7 @@ impl JobKind {
         match self {
             JobKind::Run => "run",
             JobKind::Finalize => "finalize",
+            JobKind::Webhook => "webhook",
         }
     }
 }
@@ -371,7 +398,7 @@ impl StepState {
     /// gets its whole budget to be copied).
     pub fn job_clock_start_ms(&self, kind: JobKind) -> u64 {
         match kind {
-            JobKind::Run => self.submitted_at_ms,
+            JobKind::Run | JobKind::Webhook => self.submitted_at_ms,
             JobKind::Finalize => self
                 .poll
                 .as_ref()
@@ -460,11 +487,11 @@ impl TaskState {
                     Phase::AwaitingProvider => s.poll.as_ref().and_then(|p| p.next_poll_at_ms),
                     _ => None,
                 };
-                let rows = match s.phase() {
-                    Phase::Done => s.rows.check_at_ms,
-                    _ => None,
+                let (rows, webhook) = match s.phase() {
+                    Phase::Done => (s.rows.check_at_ms, s.webhook.map(|w| w.check_at_ms)),
+                    _ => (None, None),
                 };
-                [poll, s.watchdog_at_ms(), s.deadline_at_ms(), rows]
+                [poll, s.watchdog_at_ms(), s.deadline_at_ms(), rows, webhook]
             })
             .flatten()
             .min()
@@ -589,6 +616,22 @@ pub enum Command {
     /// The rows of this final step were written as the Durable Object has it: the alarm's
     /// rows check ([`RowsCheck`]) is settled.
     RowsSynced { step: Step, attempt: u32 },
+    /// The owner cancels `step` (or every unfinished step): each becomes `failed` with code
+    /// [`CANCELLED_CODE`]. Another owner is refused ([`Refusal::OtherOwner`], a 404 for clients).
+    Cancel {
+        owner: UserId,
+        #[serde(default)]
+        step: Option<Step>,
+    },
+    /// The webhook job will try again at `retry_at_ms`: the alarm waits that long (plus
+    /// [`WEBHOOK_CHECK_MS`]) before sending the message again itself.
+    WebhookRetry {
+        step: Step,
+        attempt: u32,
+        retry_at_ms: u64,
+    },
+    /// The webhook's delivery ended (delivered, refused by the receiver, or given up).
+    WebhookDelivered { step: Step, attempt: u32 },
 }
 
 /// What the caller should do after a successful [`apply`].
@@ -636,11 +679,21 @@ pub enum Outcome {
         failed: Vec<Step>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         resync: Vec<Step>,
+        /// Final steps whose webhook delivery went silent: send the webhook message again.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        webhooks: Vec<Step>,
     },
     /// `RowsSynced` applied: the rows check is settled.
     RowsConfirmed,
     /// `AwaitSlot` applied: acknowledge the message; the alarm asks again.
     AwaitingSlot,
+    /// `Cancel` applied: these steps became `failed` (`cancelled`); write their rows, give their
+    /// provider slots back, send their webhooks.
+    Cancelled {
+        steps: Vec<Step>,
+    },
+    /// `WebhookRetry` / `WebhookDelivered` applied.
+    WebhookNoted,
     /// Nothing changed; acknowledge the message and do nothing.
     Skip(SkipReason),
 }
@@ -683,6 +736,8 @@ pub enum SkipReason {
     NotDue,
     /// The rows of the step are already confirmed (or the step is not final).
     RowsSettled,
+    /// No webhook delivery is pending for the step.
+    NoWebhook,
 }
 
 /// Why a command was refused; nothing is persisted.
@@ -717,6 +772,22 @@ impl Refusal {
 /// Applies one command. On `Ok`, persist the state unless the outcome is `Skip` (then it is
 /// unchanged); on `Err`, persist nothing.
 pub fn apply(
+    state: Option<TaskState>,
+    cmd: Command,
+    now_ms: u64,
+) -> Result<(TaskState, Outcome), Refusal> {
+    let before = state.clone();
+    let (mut after, outcome) = apply_command(state, cmd, now_ms)?;
+    if !matches!(outcome, Outcome::Skip(_)) && super::live::changed(before.as_ref(), &after) {
+        after.version = before
+            .as_ref()
+            .map_or(0, |b| b.version.max(after.version))
+            .saturating_add(1);
+    }
+    Ok((after, outcome))
+}
+
+fn apply_command(
     state: Option<TaskState>,
     cmd: Command,
     now_ms: u64,
@@ -785,6 +856,13 @@ pub fn apply(
             error,
         } => on_step(state, step, attempt, now_ms, |s, now| fail(s, error, now)),
         Command::RowsSynced { step, attempt } => rows_synced(state, step, attempt),
+        Command::Cancel { owner, step } => cancel(state, owner, step, now_ms),
+        Command::WebhookRetry {
+            step,
+            attempt,
+            retry_at_ms,
+        } => webhook_noted(state, step, attempt, Some(retry_at_ms)),
+        Command::WebhookDelivered { step, attempt } => webhook_noted(state, step, attempt, None),
         Command::AwaitSlot {
             step,
             attempt,
@@ -793,6 +871,69 @@ pub fn apply(
             await_slot(s, position, now)
         }),
     }
+}
+
+/// Cancels the owner's unfinished steps (all, or `only`). Nothing unfinished: `Skip`.
+fn cancel(
+    state: Option<TaskState>,
+    owner: UserId,
+    only: Option<Step>,
+    now: u64,
+) -> Result<(TaskState, Outcome), Refusal> {
+    let mut state = state.ok_or(Refusal::UnknownTask)?;
+    if state.owner != owner {
+        return Err(Refusal::OtherOwner);
+    }
+    if let Some(step) = only {
+        if !state.steps.contains_key(&step) {
+            return Err(Refusal::UnknownStep(step));
+        }
+    }
+    let mut steps = Vec::new();
+    for (step, s) in state.steps.iter_mut() {
+        if only.is_some_and(|o| o != *step) || s.status.is_terminal() {
+            continue;
+        }
+        let error = StepError::new(CANCELLED_CODE, "cancelled by the user");
+        if fail(s, error, now).is_ok() {
+            s.updated_at_ms = now;
+            steps.push(*step);
+        }
+    }
+    if steps.is_empty() {
+        let status = only
+            .and_then(|o| state.steps.get(&o))
+            .map_or(Status::Failed, |s| s.status);
+        return Ok((state, Outcome::Skip(SkipReason::Terminal(status))));
+    }
+    state.updated_at_ms = now;
+    Ok((state, Outcome::Cancelled { steps }))
+}
+
+/// The webhook job reports: a retry is scheduled (`retry_at`), or the delivery ended (`None`).
+/// Nothing the client sees changes.
+fn webhook_noted(
+    state: Option<TaskState>,
+    step: Step,
+    attempt: u32,
+    retry_at: Option<u64>,
+) -> Result<(TaskState, Outcome), Refusal> {
+    let mut state = state.ok_or(Refusal::UnknownTask)?;
+    let s = state
+        .steps
+        .get_mut(&step)
+        .ok_or(Refusal::UnknownStep(step))?;
+    if s.attempt != attempt {
+        return Ok((state, Outcome::Skip(SkipReason::StaleAttempt)));
+    }
+    let Some(due) = s.webhook.as_mut() else {
+        return Ok((state, Outcome::Skip(SkipReason::NoWebhook)));
+    };
+    match retry_at {
+        Some(at) => due.check_at_ms = at.saturating_add(WEBHOOK_CHECK_MS),
+        None => s.webhook = None,
+    }
+    Ok((state, Outcome::WebhookNoted))
 }
 
 /// Settles the rows check of a final step. The step's `updated_at_ms` does not move: nothing
@@ -864,6 +1005,7 @@ fn submit(
             submissions: 0,
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
+            version: 0,
         },
     };
     let outcome = match state.steps.get(&step) {
@@ -929,6 +1071,7 @@ fn new_step(
         previous: None,
         deadline_ms: DEFAULT_STEP_DEADLINE_MS,
         rows: RowsCheck::default(),
+        webhook: None,
     }
 }
 
@@ -1244,12 +1387,24 @@ fn sweep(state: Option<TaskState>, now: u64) -> Result<(TaskState, Outcome), Ref
     let mut requeue = Vec::new();
     let mut failed = Vec::new();
     let mut resync = Vec::new();
+    let mut webhooks = Vec::new();
+    let mut webhooks_given_up = false;
     for (step, s) in state.steps.iter_mut() {
         let phase = s.phase();
         if phase == Phase::Done {
             if s.rows.check_at_ms.is_some_and(|at| now >= at) {
                 s.rows = s.rows.after_resync(now);
                 resync.push(*step);
+            }
+            if let Some(due) = s.webhook.as_mut().filter(|d| now >= d.check_at_ms) {
+                if now >= due.since_ms.saturating_add(WEBHOOK_WINDOW_MS) {
+                    // Given up: the job logs each failed try; the window is over.
+                    s.webhook = None;
+                    webhooks_given_up = true;
+                } else {
+                    due.check_at_ms = now.saturating_add(WEBHOOK_CHECK_MS);
+                    webhooks.push(*step);
+                }
             }
             continue;
         }
@@ -1297,8 +1452,11 @@ fn sweep(state: Option<TaskState>, now: u64) -> Result<(TaskState, Outcome), Ref
             try_no: s.job.job_attempts.saturating_add(1),
         });
     }
-    if requeue.is_empty() && failed.is_empty() && resync.is_empty() {
-        return Ok((state, Outcome::Skip(SkipReason::NotDue)));
+    if requeue.is_empty() && failed.is_empty() && resync.is_empty() && webhooks.is_empty() {
+        // A webhook given up changed the state: persist it (nothing else to do).
+        if !webhooks_given_up {
+            return Ok((state, Outcome::Skip(SkipReason::NotDue)));
+        }
     }
     if !requeue.is_empty() || !failed.is_empty() {
         state.updated_at_ms = now;
@@ -1309,6 +1467,7 @@ fn sweep(state: Option<TaskState>, now: u64) -> Result<(TaskState, Outcome), Ref
             requeue,
             failed,
             resync,
+            webhooks,
         },
     ))
 }
@@ -1330,6 +1489,7 @@ fn complete(s: &mut StepState, asset_urls: Vec<String>, now: u64) -> Result<Outc
     }
     s.status = Status::Complete;
     s.rows = RowsCheck::due_after_final(now);
+    s.webhook = webhook_due(s, now);
     s.progress = 100;
     s.asset_urls = asset_urls;
     s.error = None;
@@ -1340,12 +1500,21 @@ fn complete(s: &mut StepState, asset_urls: Vec<String>, now: u64) -> Result<Outc
     Ok(Outcome::Completed)
 }
 
+/// The webhook of a step that becomes final at `now`, if it has a `webhook_url`.
+fn webhook_due(s: &StepState, now: u64) -> Option<WebhookDue> {
+    s.request.webhook_url().map(|_| WebhookDue {
+        since_ms: now,
+        check_at_ms: now.saturating_add(WEBHOOK_CHECK_MS),
+    })
+}
+
 fn fail(s: &mut StepState, error: StepError, now: u64) -> Result<Outcome, SkipReason> {
     if s.status.is_terminal() {
         return Err(SkipReason::Terminal(s.status));
     }
     s.status = Status::Failed;
     s.rows = RowsCheck::due_after_final(now);
+    s.webhook = webhook_due(s, now);
     s.error = Some(StepError::new(error.code, error.message));
     s.job.claimed_at_ms = None;
     if let Some(p) = s.poll.as_mut() {
@@ -2412,6 +2581,7 @@ mod tests {
                 requeue: vec![],
                 failed: vec![Step::Model],
                 resync: vec![],
+                webhooks: vec![],
             }
         );
         let st = step_of(&s, Step::Model);
@@ -2680,7 +2850,8 @@ mod tests {
             Outcome::Swept {
                 requeue: vec![],
                 failed: vec![],
-                resync: vec![Step::Model]
+                resync: vec![Step::Model],
+                webhooks: vec![],
             }
         );
         let check = &step_of(&s, Step::Model).rows;

@@ -27,3 +27,28 @@ pub struct RefusalReply {
 pub struct StateReply {
     pub state: Option<TaskState>,
 }
+
+/// A live-status subscription (`POST /events`, or `/ws` with this JSON in the `x-live` header):
+/// who asks, which step's view (as the status endpoint's `step`/`service`, else the latest), and
+/// the last event id the client saw.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LiveRequest {
+    pub owner: super::ids::UserId,
+    #[serde(default)]
+    pub step: Option<super::step::Step>,
+    #[serde(default)]
+    pub service: Option<super::step::Service>,
+    #[serde(default)]
+    pub last_event_id: Option<u64>,
+}
+
+impl LiveRequest {
+    pub fn query(&self) -> super::status::StatusQuery {
+        use super::status::StatusQuery;
+        match (self.step, self.service) {
+            (Some(step), _) => StatusQuery::Step(step),
+            (None, Some(service)) => StatusQuery::Service(service),
+            (None, None) => StatusQuery::Latest,
+        }
+    }
+}

@@ -86,6 +86,7 @@ async fn sweep<W: Ports>(
         requeue,
         failed,
         resync,
+        webhooks,
     } = &reply.outcome
     {
         for r in requeue {
@@ -136,6 +137,21 @@ async fn sweep<W: Ports>(
                 );
             }
             sync_final_rows(w, setup, task, after).await;
+            if failed.contains(step) {
+                super::webhook::kick(w, task, after).await;
+            }
+        }
+        for step in webhooks {
+            if let Some(after) = reply.state.steps.get(step) {
+                w.event(
+                    Level::Warn,
+                    "webhook.resent",
+                    Some(task),
+                    Some(*step),
+                    json!({ "attempt": after.attempt }),
+                );
+                super::webhook::kick(w, task, after).await;
+            }
         }
     }
     reply.state
@@ -328,7 +344,10 @@ async fn poll_step<W: Ports>(
     }
     match (&reply.outcome, after) {
         (Outcome::Finalize, _) => enqueue_finalize(w, task, step, s.attempt).await,
-        (Outcome::Failed, Some(after)) => sync_final_rows(w, setup, task, after).await,
+        (Outcome::Failed, Some(after)) => {
+            sync_final_rows(w, setup, task, after).await;
+            super::webhook::kick(w, task, after).await;
+        }
         _ => {}
     }
 }

@@ -90,13 +90,19 @@ pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
     let mut scanner = ReplyScanner::new();
     let mut reply_bytes = 0usize;
     let mut urls = Vec::new();
+    let mut paths = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
         reply_bytes += chunk.len();
         for png in scanner.feed(&chunk).map_err(|e| e.to_failure())? {
+            // A cancelled step stores nothing more (SPEC §11 "Cancel"); what was stored goes.
+            if !still_running(job).await? {
+                return cancelled(job, &paths).await;
+            }
             // Handed to the runtime (a JS buffer) and dropped here before its upload.
             let blob = w.hold(png);
             let path = output_path(job.task(), Step::Concepts, urls.len() as u32);
+            paths.push(path.clone());
             upload_with_retries(job, &path, &blob).await?;
             urls.push(asset_url(origin, &cfg.bucket, &path, cfg.bucket_public));
         }
@@ -134,7 +140,48 @@ pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
             "concepts.complete",
             json!({ "images": step.asset_urls.len() }),
         );
+        super::webhook::kick(w, job.task(), step).await;
+    } else if cancelled_in(&reply.state, job) {
+        // Cancelled while the last upload was in flight: it landed; remove it again.
+        return cancelled(job, &paths).await;
     }
+    Ok(())
+}
+
+/// Whether the job's step is still this attempt and unfinished (a DO that cannot be read is a
+/// transient failure: the job is retried, and its claim then finds the step final).
+pub(super) async fn still_running<W: Ports>(job: &Job<'_, W>) -> Result<bool, Failure> {
+    super::cancel::still_running(job.w, job.task(), job.msg.step, job.msg.attempt)
+        .await
+        .map_err(|e| Failure::network(Dependency::Database, &e.to_string()))
+}
+
+/// Whether `state` shows the job's attempt cancelled.
+pub(super) fn cancelled_in<W: Ports>(
+    state: &crate::core::task::TaskState,
+    job: &Job<'_, W>,
+) -> bool {
+    state.steps.get(&job.msg.step).is_some_and(|s| {
+        s.attempt == job.msg.attempt
+            && s.error
+                .as_ref()
+                .is_some_and(|e| e.code == crate::core::task::CANCELLED_CODE)
+    })
+}
+
+/// The step was cancelled while the job ran: the outputs it wrote are deleted (best effort:
+/// an upload in flight at the cancel may have landed) and the job ends without writing more.
+pub(super) async fn cancelled<W: Ports>(job: &Job<'_, W>, paths: &[String]) -> Result<(), Failure> {
+    let deleted = if paths.is_empty() {
+        Ok(())
+    } else {
+        job.w.delete_outputs(paths).await
+    };
+    job.log(
+        Level::Info,
+        "job.cancelled",
+        json!({ "deleted": paths.len(), "error": deleted.err().map(|e| e.to_string()) }),
+    );
     Ok(())
 }
 

@@ -22,6 +22,9 @@ use crate::log::Level;
 /// Claims the job in the task's DO and runs it; failures are classified and retried or final.
 /// `Err`: infrastructure trouble (the DO, the queue, the rows) — the message is redelivered.
 pub async fn process<W: Ports>(w: &W, setup: &Setup<'_>, msg: &JobMessage) -> Result<(), DepError> {
+    if msg.kind == JobKind::Webhook {
+        return super::webhook::deliver(w, msg).await;
+    }
     // A run job passes its provider's gate first: without a slot the step stays pending.
     let gated = match (msg.kind, gate::gate_of(setup.cfg, msg.step)) {
         (JobKind::Run, Some(g)) => Some(g),
@@ -113,6 +116,7 @@ pub async fn process<W: Ports>(w: &W, setup: &Setup<'_>, msg: &JobMessage) -> Re
             (JobKind::Run, Step::Concepts) => concepts::run(&job).await,
             (JobKind::Run, _) => model::run(&job).await,
             (JobKind::Finalize, _) => finalize::run(&job).await,
+            (JobKind::Webhook, _) => Ok(()), // delivered above, never claimed
         }
     };
     let beat = heartbeat(w, msg);
@@ -212,6 +216,7 @@ pub async fn fail_step<W: Ports>(
             if step.status.is_terminal() && step.attempt == job.msg.attempt {
                 gate::release_if_done(job.w, job.setup, job.task(), step).await;
                 rows::sync(job.w, job.cfg(), job.task(), step).await?;
+                super::webhook::kick(job.w, job.task(), step).await;
             }
         }
     }

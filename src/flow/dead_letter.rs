@@ -63,6 +63,7 @@ pub async fn handle<W: Ports>(w: &W, setup: &Setup<'_>, msg: &JobMessage) -> Res
                 if let Some(step) = reply.state.steps.get(&msg.step) {
                     super::gate::release_if_done(w, setup, task, step).await;
                     rows::sync(w, setup.cfg, task, step).await?;
+                    super::webhook::kick(w, task, step).await;
                 }
             }
             Ok(())

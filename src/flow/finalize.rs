@@ -57,6 +57,10 @@ pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
         ));
     };
 
+    // A cancelled step gets no model (SPEC §11 "Cancel"): checked right before the copy.
+    if !super::concepts::still_running(job).await? {
+        return super::concepts::cancelled(job, &[]).await;
+    }
     let started = w.now_ms();
     let path = output_path(job.task(), step, 0);
     let length = w
@@ -82,10 +86,19 @@ pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
     let Some(after) = reply.state.steps.get(&step) else {
         return Ok(());
     };
+    if !matches!(reply.outcome, Outcome::Completed)
+        && super::concepts::cancelled_in(&reply.state, job)
+    {
+        // Cancelled during the copy: the model landed; remove it again.
+        return super::concepts::cancelled(job, &[path]).await;
+    }
     if matches!(reply.outcome, Outcome::Completed) || after.status.is_terminal() {
         rows::sync(w, cfg, job.task(), after)
             .await
             .map_err(|e| failure_of(&e))?;
+    }
+    if matches!(reply.outcome, Outcome::Completed) {
+        super::webhook::kick(w, job.task(), after).await;
     }
     job.log(
         Level::Info,

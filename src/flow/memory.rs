@@ -19,6 +19,7 @@ use serde_json::{json, Map, Value};
 
 use super::ports::{
     Clock, Events, JobQueue, ObjectStore, OpenAiApi, RowStore, SlotGate, TaskStore, TripoApi,
+    WebhookSender,
 };
 use crate::config::Config;
 use crate::core::gate::{Acquire, Gate, GateName, SlotKey};
@@ -63,6 +64,18 @@ pub enum Op {
     TripoTask,
     OpenAi,
     Gate,
+    Delete,
+    Webhook,
+}
+
+/// One webhook delivery the in-memory receiver got.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub url: String,
+    pub id: String,
+    pub timestamp_s: u64,
+    pub body: String,
+    pub signature: String,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +118,13 @@ pub struct World {
     pub gates: BTreeMap<GateName, (Gate, u32)>,
     /// Most Tripo tasks running at once (created, success or failure not yet seen).
     pub tripo_peak: usize,
+    /// Webhook deliveries received, in order.
+    pub webhooks: Vec<Delivered>,
+    /// The receiver's next answers (`Err`: no answer); 204 when empty.
+    pub webhook_answers: VecDeque<Result<u16, String>>,
+    /// At this port call (before it acts), every task's owner cancels every unfinished step
+    /// (`Command::Cancel`), as a concurrent `POST /tasks/{id}/cancel` would.
+    pub cancel_at: Option<usize>,
 }
 
 pub struct Mem {
@@ -112,12 +132,17 @@ pub struct Mem {
     pub cfg: Config,
 }
 
+/// The webhook secret of the test configuration.
+pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
 pub fn config() -> Config {
     let pairs = [
         ("SUPABASE_URL", "https://abc.supabase.co"),
         ("SUPABASE_SERVICE_KEY", "sb_secret_x"),
         ("OPENAI_API_KEY", "sk-x"),
         ("TRIPO_API_KEY", "tsk_x"),
+        ("WEBHOOK_ALLOWED_HOSTS", "hooks.example.com"),
+        ("WEBHOOK_SECRET", WEBHOOK_SECRET),
     ];
     Config::load(|n| {
         pairs
@@ -202,6 +227,21 @@ impl Mem {
         op: Op,
         f: impl FnOnce(&Mem) -> Result<T, DepError>,
     ) -> Result<T, DepError> {
+        let cancel = {
+            let w = self.w.borrow();
+            w.cancel_at == Some(w.calls + 1)
+        };
+        if cancel {
+            let tasks: Vec<_> = self.w.borrow().tasks.clone().into_iter().collect();
+            for (task, state) in tasks {
+                let cmd = Command::Cancel {
+                    owner: state.owner,
+                    step: None,
+                };
+                let now = self.now();
+                let _ = self.apply(&task, cmd, now);
+            }
+        }
         let stop = {
             let mut w = self.w.borrow_mut();
             w.calls += 1;
@@ -580,6 +620,45 @@ impl ObjectStore for Mem {
         })
         .await
         .map_err(|e| super::consume::failure_of(&e))
+    }
+
+    async fn delete_outputs(&self, paths: &[String]) -> Result<(), DepError> {
+        self.io(Op::Delete, |m| {
+            let mut w = m.w.borrow_mut();
+            for p in paths {
+                w.objects.remove(p);
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl WebhookSender for Mem {
+    async fn send_webhook(
+        &self,
+        url: &str,
+        id: &str,
+        timestamp_s: u64,
+        body: &str,
+    ) -> Result<u16, String> {
+        use crate::core::webhook::{signature_header, signed_content, tests::hmac_sha256};
+        let key = self.cfg.webhook_key.clone().ok_or("no secret")?;
+        let signature =
+            signature_header(&hmac_sha256(&key, &signed_content(id, timestamp_s, body)));
+        self.io(Op::Webhook, |m| {
+            let mut w = m.w.borrow_mut();
+            w.webhooks.push(Delivered {
+                url: url.to_owned(),
+                id: id.to_owned(),
+                timestamp_s,
+                body: body.to_owned(),
+                signature,
+            });
+            Ok(w.webhook_answers.pop_front().unwrap_or(Ok(204)))
+        })
+        .await
+        .map_err(|e| e.to_string())?
     }
 }
 

@@ -5,6 +5,7 @@
 //! these at any await and check that the next delivery or alarm finishes the step exactly once.
 
 pub mod alarm;
+pub mod cancel;
 pub mod concepts;
 pub mod consume;
 pub mod dead_letter;
@@ -14,6 +15,7 @@ pub mod model;
 pub mod ports;
 pub mod rows;
 pub mod submit;
+pub mod webhook;
 
 #[cfg(test)]
 mod memory;

@@ -86,6 +86,22 @@ pub trait ObjectStore {
         path: &str,
         content_type: &str,
     ) -> Result<Option<u64>, Failure>;
+    /// Deletes outputs (the clean-up after a cancel); a missing object is not an error.
+    async fn delete_outputs(&self, paths: &[String]) -> Result<(), DepError>;
+}
+
+/// Outbound webhooks (`core::webhook`).
+pub trait WebhookSender {
+    /// POSTs `body` to `url` with the Standard Webhooks headers for event `id` at
+    /// `timestamp_s`, signed with `WEBHOOK_SECRET`: the receiver's HTTP status, or `Err` with
+    /// the reason when no answer came (network error, timeout, no secret configured).
+    async fn send_webhook(
+        &self,
+        url: &str,
+        id: &str,
+        timestamp_s: u64,
+        body: &str,
+    ) -> Result<u16, String>;
 }
 
 /// Tripo's v2 API (`core::tripo` builds and parses the wire format).
@@ -160,7 +176,16 @@ pub trait Events {
 
 /// Everything a job or the alarm may touch.
 pub trait Ports:
-    Clock + TaskStore + JobQueue + RowStore + ObjectStore + TripoApi + OpenAiApi + SlotGate + Events
+    Clock
+    + TaskStore
+    + JobQueue
+    + RowStore
+    + ObjectStore
+    + TripoApi
+    + OpenAiApi
+    + SlotGate
+    + WebhookSender
+    + Events
 {
 }
 
@@ -173,6 +198,7 @@ impl<T> Ports for T where
         + TripoApi
         + OpenAiApi
         + SlotGate
+        + WebhookSender
         + Events
 {
 }

@@ -525,3 +525,221 @@ fn a_lost_release_is_healed_by_the_gate() {
     assert_eq!(mem.events("gate.healed"), 1);
     assert!(mem.events("gate.waiting") >= 1);
 }
+
+fn with_webhook(mut body: Value) -> Value {
+    body["webhook_url"] = json!("https://hooks.example.com/h");
+    body
+}
+
+/// Checks the deliveries the receiver got: at least one, all of one event (one id), each
+/// signed as Standard Webhooks verifies it, each body the step's final status view.
+fn check_webhooks(mem: &Mem, label: &str, status: &str) {
+    use crate::core::webhook::{
+        parse_secret, signature_header, signed_content, tests::hmac_sha256,
+    };
+    let key = parse_secret(super::memory::WEBHOOK_SECRET).unwrap();
+    let w = mem.w.borrow();
+    assert!(!w.webhooks.is_empty(), "{label}: no webhook");
+    let id = &w.webhooks[0].id;
+    for d in &w.webhooks {
+        assert_eq!(&d.id, id, "{label}: one event, one id");
+        assert_eq!(d.url, "https://hooks.example.com/h");
+        let expected = signature_header(&hmac_sha256(
+            &key,
+            &signed_content(&d.id, d.timestamp_s, &d.body),
+        ));
+        assert_eq!(d.signature, expected, "{label}: signature");
+        let body: Value = serde_json::from_str(&d.body).unwrap();
+        assert_eq!(body["status"], json!(status), "{label}: {body}");
+        assert_eq!(body["task_id"], json!("t-flow"));
+    }
+    let state = w.tasks.get(&task()).unwrap();
+    assert!(
+        state.steps.values().all(|s| s.webhook.is_none()),
+        "{label}: a webhook is still due"
+    );
+}
+
+#[test]
+fn a_webhook_is_sent_once_per_final_step_and_survives_a_stop_at_any_await() {
+    let mut runs = 0;
+    for scenario in SCENARIOS {
+        let body = with_webhook((scenario.body)());
+        let clean = Mem::new();
+        let setup = Setup::new(&clean.cfg).unwrap();
+        submit_ok(&clean, scenario.endpoint, body.clone());
+        settle(&clean, &setup, Delivery::Lost);
+        check(&clean, "webhook, undisturbed");
+        check_webhooks(&clean, "undisturbed", "complete");
+        assert_eq!(clean.w.borrow().webhooks.len(), 1, "exactly one delivery");
+        let calls = clean.w.borrow().calls;
+        for n in 2..=calls {
+            for stop in [Stop::Before, Stop::After] {
+                let mem = Mem::new();
+                submit_ok(&mem, scenario.endpoint, body.clone());
+                mem.crash_at(n, stop);
+                settle(&mem, &setup, Delivery::Lost);
+                let label = format!("{:?} stopped at {n}/{calls} {stop:?}", scenario.endpoint);
+                if mem.state(&task()).is_some() {
+                    check(&mem, &label);
+                    check_webhooks(&mem, &label, "complete");
+                }
+                runs += 1;
+            }
+        }
+    }
+    assert!(runs > 50, "{runs}");
+}
+
+#[test]
+fn a_webhook_is_retried_after_a_500_and_a_timeout_with_the_same_id() {
+    let mem = Mem::new();
+    let setup = Setup::new(&mem.cfg).unwrap();
+    mem.w.borrow_mut().webhook_answers = [
+        Ok(500),
+        Err("timed out after 10000 ms".to_owned()),
+        Ok(429),
+        Ok(200),
+    ]
+    .into();
+    submit_ok(&mem, Endpoint::TextToModel, with_webhook(text_model()));
+    settle(&mem, &setup, Delivery::Lost);
+    check(&mem, "retried");
+    check_webhooks(&mem, "retried", "complete");
+    assert_eq!(mem.w.borrow().webhooks.len(), 4);
+    assert_eq!(mem.events("webhook.retry"), 3);
+    assert_eq!(mem.events("webhook.delivered"), 1);
+    // A refusal (4xx) ends it at once.
+    let mem = Mem::new();
+    mem.w.borrow_mut().webhook_answers = [Ok(410)].into();
+    submit_ok(&mem, Endpoint::TextToModel, with_webhook(text_model()));
+    settle(&mem, &setup, Delivery::Lost);
+    assert_eq!(mem.w.borrow().webhooks.len(), 1);
+    assert_eq!(mem.events("webhook.failed"), 1);
+    check_webhooks(&mem, "refused", "complete");
+}
+
+#[test]
+fn a_receiver_that_never_answers_is_given_up_after_a_day() {
+    let mem = Mem::new();
+    let setup = Setup::new(&mem.cfg).unwrap();
+    mem.w.borrow_mut().webhook_answers = (0..200).map(|_| Ok(503)).collect();
+    submit_ok(&mem, Endpoint::TextToModel, with_webhook(text_model()));
+    settle(&mem, &setup, Delivery::Lost);
+    let sent = mem.w.borrow().webhooks.len();
+    assert!((10..60).contains(&sent), "{sent} tries");
+    assert_eq!(mem.events("webhook.gave_up"), 1);
+    assert!(mem.w.borrow().alarms.is_empty());
+    check_webhooks(&mem, "gave up", "complete");
+}
+
+/// A cancel at any await: the step ends `failed`/`cancelled` with nothing stored and its rows
+/// failed — or, when the cancel came after the step completed, `complete` as usual.
+#[test]
+fn a_cancel_at_any_await_stores_nothing_and_ends_failed_cancelled() {
+    let mut cancelled_runs = 0;
+    for scenario in SCENARIOS {
+        let body = with_webhook((scenario.body)());
+        let clean = Mem::new();
+        let setup = Setup::new(&clean.cfg).unwrap();
+        submit_ok(&clean, scenario.endpoint, body.clone());
+        settle(&clean, &setup, Delivery::Lost);
+        let calls = clean.w.borrow().calls;
+        for n in 2..=calls {
+            let mem = Mem::new();
+            submit_ok(&mem, scenario.endpoint, body.clone());
+            let base = mem.w.borrow().calls;
+            mem.w.borrow_mut().cancel_at = Some(n.max(base + 1));
+            settle(&mem, &setup, Delivery::Redelivered);
+            let label = format!("{:?} cancelled at call {n}/{calls}", scenario.endpoint);
+            let state = mem.state(&task()).unwrap();
+            let s = state.steps.values().next().unwrap();
+            if s.status == Status::Complete {
+                check(&mem, &label);
+                continue;
+            }
+            cancelled_runs += 1;
+            assert_eq!(s.status, Status::Failed, "{label}");
+            assert_eq!(s.error.as_ref().unwrap().code, "cancelled", "{label}");
+            let w = mem.w.borrow();
+            assert!(w.objects.is_empty(), "{label}: {:?}", w.objects.keys());
+            let completes = w
+                .applied
+                .iter()
+                .filter(|(c, o)| matches!(c, Command::Complete { .. }) && *o == Outcome::Completed)
+                .count();
+            assert_eq!(completes, 0, "{label}");
+            assert!(w.alarms.is_empty(), "{label}: alarm left");
+            drop(w);
+            let tables = mem.cfg.tables();
+            for row in mem.rows_of(tables.of(s.step()), &task()) {
+                assert_eq!(row["status"], json!("failed"), "{label}: {row:?}");
+                assert_eq!(
+                    row["metadata"]["error"]["code"],
+                    json!("cancelled"),
+                    "{label}"
+                );
+            }
+            check_webhooks(&mem, &label, "failed");
+            // Polling stopped: no poll applied after the cancel (one already in flight at the
+            // cancel is skipped by the state machine).
+            let polls_after = {
+                let w = mem.w.borrow();
+                let at = w
+                    .applied
+                    .iter()
+                    .position(|(c, _)| matches!(c, Command::Cancel { .. }))
+                    .unwrap();
+                w.applied[at..]
+                    .iter()
+                    .filter(|(c, o)| {
+                        matches!(c, Command::PollResult { .. }) && !matches!(o, Outcome::Skip(_))
+                    })
+                    .count()
+            };
+            assert_eq!(polls_after, 0, "{label}");
+        }
+    }
+    assert!(cancelled_runs > 20, "{cancelled_runs}");
+}
+
+#[test]
+fn cancel_through_the_flow_is_owner_only_and_repeatable() {
+    let mem = Mem::new();
+    let setup = Setup::new(&mem.cfg).unwrap();
+    submit_ok(&mem, Endpoint::TextToModel, text_model());
+    let other = UserId(Uuid::from_u128(8));
+    let refused = drive(
+        &mem,
+        super::cancel::cancel(&mem, &setup, &task(), other, None),
+    )
+    .unwrap()
+    .unwrap();
+    assert!(refused.is_err());
+    let missing = drive(
+        &mem,
+        super::cancel::cancel(&mem, &setup, &task(), owner(), Some(Step::Refine)),
+    )
+    .unwrap()
+    .unwrap();
+    assert!(missing.is_err());
+    for _ in 0..2 {
+        let state = drive(
+            &mem,
+            super::cancel::cancel(&mem, &setup, &task(), owner(), None),
+        )
+        .unwrap()
+        .unwrap()
+        .unwrap();
+        let s = &state.steps[&Step::Model];
+        assert_eq!(s.status, Status::Failed);
+        assert_eq!(s.error.as_ref().unwrap().code, "cancelled");
+    }
+    assert_eq!(mem.events("task.cancelled"), 1);
+    settle(&mem, &setup, Delivery::Lost);
+    let s = &mem.state(&task()).unwrap().steps[&Step::Model];
+    assert_eq!(s.error.as_ref().unwrap().code, "cancelled");
+    assert_eq!(mem.w.borrow().tripo_creates, 0);
+    let rows = mem.rows_of(mem.cfg.tables().of(Step::Model), &task());
+    assert_eq!(rows[0]["status"], json!("failed"));
+}

@@ -140,15 +140,20 @@ async fn dispatch(
         Route::Health => api::health::handle(env),
         Route::OpenApi => {
             // With a usable SUPABASE_URL the input URL fields carry the origin rule as a pattern.
-            let origin = config(env)
-                .ok()
+            let cfg = config(env).ok();
+            let origin = cfg
+                .as_ref()
                 .and_then(|c| crate::core::storage_path::Origin::parse(&c.supabase_url).ok());
-            json_value(200, &openapi::document(origin.as_ref())).map_err(internal)
+            let hosts = cfg.as_ref().map(|c| c.webhook_allowed_hosts.as_slice());
+            json_value(200, &openapi::document_for(origin.as_ref(), hosts)).map_err(internal)
         }
         Route::Playground => api::playground::page(req, env).await,
         Route::PlaygroundConfig => api::playground::config_json(env),
         Route::Generate(name) => api::generate::handle(name, req, env).await,
         Route::Status(id) => api::status::handle(&id, req, env).await,
+        Route::Events(id) => api::live::events(&id, req, env).await,
+        Route::Ws(id) => api::live::websocket(&id, req, env).await,
+        Route::Cancel(id) => api::live::cancel(&id, req, env).await,
         Route::TestEnqueue => test_enqueue(req, env).await,
     }
 }

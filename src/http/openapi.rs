@@ -14,7 +14,7 @@ fn error_schema() -> Value {
             "type": "object", "required": ["code", "message"], "additionalProperties": false,
             "properties": {
                 "code": { "type": "string", "enum": [
-                    "malformed_json", "unauthorized", "anonymous_not_allowed", "not_found", "method_not_allowed", "task_conflict",
+                    "malformed_json", "unauthorized", "anonymous_not_allowed", "not_found", "method_not_allowed", "task_conflict", "upgrade_required",
                     "payload_too_large", "unsupported_media_type", "validation_error", "input_asset_not_found",
                     "rate_limited", "misconfigured", "dependency_failed", "dependency_unavailable", "internal_error"
                 ]},
@@ -90,7 +90,12 @@ fn step_schema(include_task: bool) -> Value {
             json!({ "type": "array", "items": { "$ref": "#/components/schemas/StepStatus" } }),
         );
     }
-    let keys: Vec<Value> = props.keys().map(|k| Value::from(k.as_str())).collect();
+    // `queue_position` is present only while a step waits for a provider slot.
+    let keys: Vec<Value> = props
+        .keys()
+        .filter(|k| *k != "queue_position")
+        .map(|k| Value::from(k.as_str()))
+        .collect();
     json!({ "type": "object", "required": keys, "properties": props })
 }
 
@@ -122,15 +127,33 @@ fn schema_name(e: Endpoint) -> String {
 /// The whole document. With the configured Supabase `origin`, every input URL field carries the
 /// URL policy (SPEC §4.1) as its `pattern`.
 pub fn document(origin: Option<&Origin>) -> Value {
+    document_for(origin, None)
+}
+
+/// [`document`] for a deployment whose `WEBHOOK_ALLOWED_HOSTS` is `webhook_hosts`: the
+/// `webhook_url` fields carry its rule as a pattern (an empty list: only `null` is valid, since
+/// every `webhook_url` is refused).
+pub fn document_for(origin: Option<&Origin>, webhook_hosts: Option<&[String]>) -> Value {
     let mut paths = Map::new();
     let mut schemas = Map::new();
     let url_pattern = origin.map(input_url_pattern);
     for e in Endpoint::ALL {
         let name = schema_name(e);
-        schemas.insert(
-            name.clone(),
-            body_schema_with_url_pattern(e, url_pattern.as_deref()),
-        );
+        let mut body = body_schema_with_url_pattern(e, url_pattern.as_deref());
+        if let (Some(hosts), Some(prop)) =
+            (webhook_hosts, body["properties"].get_mut("webhook_url"))
+        {
+            let description = prop["description"].clone();
+            *prop = match crate::core::webhook::url_pattern(hosts) {
+                Some(p) => json!({ "anyOf": [
+                    { "type": "string", "maxLength": crate::core::webhook::MAX_WEBHOOK_URL_LEN, "pattern": p },
+                    { "type": "null" }], "description": description }),
+                None => {
+                    json!({ "type": "null", "description": format!("{} This deployment accepts no webhooks (WEBHOOK_ALLOWED_HOSTS is empty).", description.as_str().unwrap_or_default()) })
+                }
+            };
+        }
+        schemas.insert(name.clone(), body);
         let mut responses = errors(&[400, 401, 403, 409, 413, 415, 422, 429, 500, 502, 503]);
         responses.insert("202".into(), json!({ "description": "Accepted: the step was created and its job enqueued.",
             "content": { "application/json": { "schema": { "$ref": "#/components/schemas/SubmitResponse" } } } }));
@@ -161,6 +184,50 @@ pub fn document(origin: Option<&Origin>) -> Value {
               "schema": { "type": "string", "enum": ["openai", "tripoai", "tripo"] } }
         ],
         "responses": status_responses,
+    }}));
+    let task_param =
+        json!({ "name": "task_id", "in": "path", "required": true, "schema": task_id_schema() });
+    let step_param = json!({ "name": "step", "in": "query", "description": "The step whose view is sent (as for the status endpoint). Absent: the most recently submitted step.",
+        "schema": { "type": "string", "enum": ["concepts", "model", "refine"] } });
+    let token_param = json!({ "name": "access_token", "in": "query", "description": "The Supabase access token, for clients that cannot set `Authorization` (EventSource, WebSocket). Never logged.",
+        "schema": { "type": "string" } });
+    let mut events_responses = errors(&[401, 403, 404, 422, 500, 503]);
+    events_responses.insert("200".into(), json!({ "description": "`text/event-stream`: a `status` event now (unless `Last-Event-ID` is current) and on every change, `id` = the task's change counter, `data` = the status view (StatusResponse); a `: heartbeat` comment every 15 s; the stream ends when every step is final.",
+        "content": { "text/event-stream": { "schema": { "type": "object",
+            "properties": { "id": { "type": "string", "pattern": "^[0-9]+$" }, "event": { "type": "string", "enum": ["status"] },
+                "data": { "type": "string", "contentMediaType": "application/json", "description": "A StatusResponse as JSON." } } } } } }));
+    events_responses.insert("204".into(), json!({ "description": "`Last-Event-ID` is current and every step is final: nothing more will come (EventSource stops reconnecting)." }));
+    paths.insert("/tasks/{task_id}/events".into(), json!({ "get": {
+        "operationId": "task_events",
+        "summary": "Live status as Server-Sent Events, pushed by the task's Durable Object",
+        "security": [{ "bearerAuth": [] }],
+        "parameters": [task_param.clone(), step_param.clone(), token_param.clone(),
+            { "name": "Last-Event-ID", "in": "header", "description": "The last event id received: a current id skips the first event.", "schema": { "type": "string" } },
+            { "name": "last_event_id", "in": "query", "description": "As `Last-Event-ID`, for clients that cannot set headers.", "schema": { "type": "integer", "minimum": 0, "maximum": crate::core::live::MAX_EVENT_ID } }],
+        "responses": events_responses,
+    }}));
+    let mut ws_responses = errors(&[401, 403, 404, 422, 426, 500, 503]);
+    ws_responses.insert("101".into(), json!({ "description": "A WebSocket that receives the status view (StatusResponse JSON) now and on every change, closed with 1000 when every step is final. Send `ping` to get the current view again." }));
+    paths.insert(
+        "/tasks/{task_id}/ws".into(),
+        json!({ "get": {
+            "operationId": "task_ws",
+            "summary": "Live status over a WebSocket (hibernating Durable Object)",
+            "security": [{ "bearerAuth": [] }],
+            "parameters": [task_param.clone(), step_param.clone(), token_param],
+            "responses": ws_responses,
+        }}),
+    );
+    let mut cancel_responses = errors(&[401, 403, 404, 422, 500, 502, 503]);
+    cancel_responses.insert("200".into(), json!({ "description": "The status view after the cancel. Unfinished steps are `failed` with error code `cancelled`; a final step is unchanged (a repeat is harmless). The provider task may still run.",
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/StatusResponse" } } } }));
+    paths.insert("/tasks/{task_id}/cancel".into(), json!({ "post": {
+        "operationId": "task_cancel",
+        "summary": "Cancel the task's unfinished steps (or one step)",
+        "security": [{ "bearerAuth": [] }],
+        "parameters": [task_param, { "name": "step", "in": "query", "description": "Cancel only this step (404 if the task has none). Absent: every unfinished step.",
+            "schema": { "type": "string", "enum": ["concepts", "model", "refine"] } }],
+        "responses": cancel_responses,
     }}));
     paths.insert("/health".into(), json!({ "get": { "operationId": "health", "summary": "Liveness and configuration report (names, never values)",
         "responses": { "200": { "description": "OK", "content": { "application/json": { "schema": { "type": "object",
@@ -204,7 +271,7 @@ pub fn document(origin: Option<&Origin>) -> Value {
         (400, "Malformed JSON"), (401, "Missing or invalid token"),
         (403, "anonymous_not_allowed: a Supabase anonymous sign-in, while ANONYMOUS_USERS is not allow"), (404, "Unknown task, or a task of another user"),
         (409, "task_conflict: a different body for a step that is pending, processing or complete, or a task of another user"),
-        (413, "Body too large"), (415, "Not JSON"), (422, "validation_error or input_asset_not_found, with per-field details"),
+        (413, "Body too large"), (415, "Not JSON"), (426, "upgrade_required: the WebSocket route without `Upgrade: websocket`"), (422, "validation_error or input_asset_not_found, with per-field details"),
         (429, "rate_limited: a per-user limit refused the submit; nothing was created. Retry-After (seconds) says when to try again; details[0].limit names the limit"), (500, "Internal error"), (502, "A dependency failed during submit; nothing was left half-made"),
         (503, "A dependency is unavailable, or the service is misconfigured"),
     ] {
@@ -272,6 +339,9 @@ mod tests {
             ("get", "/openapi.json"),
             ("get", "/playground/config.json"),
             ("get", "/tasks/{task_id}/status"),
+            ("get", "/tasks/{task_id}/events"),
+            ("get", "/tasks/{task_id}/ws"),
+            ("post", "/tasks/{task_id}/cancel"),
         ] {
             assert!(
                 paths.get(p).and_then(|o| o.get(m)).is_some(),
@@ -280,7 +350,7 @@ mod tests {
         }
         assert_eq!(
             paths.len(),
-            GENERATE_PATHS.len() + 4,
+            GENERATE_PATHS.len() + 7,
             "documented paths: {:?}",
             paths.keys()
         );
@@ -367,6 +437,7 @@ mod tests {
                 message: String::new(),
             },
             ApiError::Internal,
+            ApiError::UpgradeRequired,
         ] {
             assert!(
                 codes.iter().any(|c| c == e.code()),
@@ -374,7 +445,7 @@ mod tests {
                 e.code()
             );
         }
-        assert_eq!(codes.len(), 15);
+        assert_eq!(codes.len(), 16);
     }
 
     /// Every key the code answers with is documented, and every documented key is answered.

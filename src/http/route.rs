@@ -21,6 +21,12 @@ pub enum Route {
     Generate(&'static str),
     /// `GET /tasks/{task_id}/status`; the raw (still percent-encoded) path segment.
     Status(String),
+    /// `GET /tasks/{task_id}/events`: the live status as Server-Sent Events.
+    Events(String),
+    /// `GET /tasks/{task_id}/ws`: the live status over a WebSocket.
+    Ws(String),
+    /// `POST /tasks/{task_id}/cancel`.
+    Cancel(String),
     /// `GET /`: the playground page (a static asset, served with its Content-Security-Policy).
     Playground,
     /// `GET /playground/config.json`: the playground's public configuration.
@@ -47,11 +53,18 @@ fn pattern(path: &str) -> Option<(Route, &'static str)> {
         return Some((Route::Generate(known), "POST, OPTIONS"));
     }
     if let Some(rest) = path.strip_prefix("/tasks/") {
-        let id = rest.strip_suffix("/status")?;
+        let (id, action) = rest.rsplit_once('/')?;
         if id.is_empty() || id.contains('/') {
             return None;
         }
-        return Some((Route::Status(id.to_owned()), "GET, HEAD, OPTIONS"));
+        let id = id.to_owned();
+        return match action {
+            "status" => Some((Route::Status(id), "GET, HEAD, OPTIONS")),
+            "events" => Some((Route::Events(id), "GET, OPTIONS")),
+            "ws" => Some((Route::Ws(id), "GET, OPTIONS")),
+            "cancel" => Some((Route::Cancel(id), "POST, OPTIONS")),
+            _ => None,
+        };
     }
     None
 }
@@ -111,6 +124,17 @@ mod tests {
             route("OPTIONS", "/generate/text-to-model"),
             Ok(Route::Preflight)
         );
+        assert_eq!(
+            route("GET", "/tasks/t-1/events"),
+            Ok(Route::Events("t-1".into()))
+        );
+        assert_eq!(route("GET", "/tasks/t-1/ws"), Ok(Route::Ws("t-1".into())));
+        assert_eq!(
+            route("POST", "/tasks/t-1/cancel"),
+            Ok(Route::Cancel("t-1".into()))
+        );
+        assert_eq!(route("GET", "/tasks/t-1/cancel").unwrap_err().status(), 405);
+        assert_eq!(route("GET", "/tasks/t-1/other").unwrap_err().status(), 404);
     }
 
     #[test]

@@ -294,3 +294,27 @@ pub async fn sign_outputs(
         })
         .collect())
 }
+
+/// Deletes objects of the generated-assets bucket (decoded paths); missing ones are fine.
+pub async fn delete_outputs(cfg: &Config, paths: &[String]) -> Result<(), DepError> {
+    let url = format!(
+        "{}/storage/v1/object/{}",
+        cfg.supabase_url,
+        crate::core::storage_path::encode_segment(&cfg.bucket)
+    );
+    let body = serde_json::json!({ "prefixes": paths }).to_string();
+    let h = headers(cfg, &[("content-type", "application/json")]);
+    let reply = net::send(
+        Method::Delete,
+        &url,
+        &as_refs(&h),
+        Body::Text(body),
+        TIMEOUT_MS,
+    )
+    .await
+    .map_err(dep)?;
+    if !reply.is_success() {
+        return Err(reply_error(&reply));
+    }
+    Ok(())
+}

@@ -88,3 +88,20 @@ class responses_counted:
                     {"requests": self.total, "by_status": self.by_status, "by_operation": self.by_operation},
                     f,
                 )
+
+
+def _warm_lambda_sources():
+    """Parses schemathesis' coverage module for Hypothesis' lambda descriptions once, here, before
+    the workers start. Left to the workers, two threads may build that AST at once, and CPython
+    3.11's AST conversion is not safe for it ("SystemError: AST constructor recursion depth
+    mismatch", a runtime error of the fuzz run, not a finding)."""
+    try:
+        import schemathesis.specs.openapi.coverage._schema as coverage
+        from hypothesis.internal.reflection import get_pretty_function_description
+
+        get_pretty_function_description(eval(compile("lambda x: x", coverage.__file__, "eval")))
+    except Exception:  # best effort: the run works without it
+        pass
+
+
+_warm_lambda_sources()

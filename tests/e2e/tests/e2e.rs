@@ -7,6 +7,7 @@ mod basics;
 mod concepts;
 mod docs;
 mod limits;
+mod live;
 mod models;
 mod playground;
 mod security;
@@ -32,6 +33,7 @@ fn main() {
         .chain(concepts::cases())
         .chain(docs::cases())
         .chain(limits::cases())
+        .chain(live::cases())
         .chain(models::cases())
         .chain(playground::cases())
         .chain(security::cases())

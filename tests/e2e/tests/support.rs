@@ -89,6 +89,9 @@ impl Ctx {
             .collect();
         // Key-rotation cases should not wait the production 30 s between JWKS fetches.
         settings.push(("JWKS_REFETCH_SECONDS".into(), "2".into()));
+        // Webhooks to the fake receiver (tests/fake-providers `/__fake/webhooks/…`).
+        settings.push(("WEBHOOK_ALLOWED_HOSTS".into(), "127.0.0.1".into()));
+        settings.push(("WEBHOOK_SECRET".into(), crate::live::WEBHOOK_SECRET.into()));
         let worker = match WorkerProcess::start(WorkerOptions {
             settings,
             ..Default::default()

@@ -94,6 +94,7 @@ mod openai;
 mod png;
 mod tripo;
 mod util;
+pub mod webhooks;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -227,6 +228,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/__fake/files/{task_id}/{file}", get(files::serve))
         .route("/__fake/openai-files/{file}", get(openai::hosted_image))
         .merge(control::routes())
+        .merge(webhooks::routes())
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // Inside the log's edge, so the log records what chaos answered (and marks it).
