@@ -80,10 +80,30 @@ fn v_str(s: &str) -> SqlStorageValue {
     SqlStorageValue::String(s.to_owned())
 }
 
+/// [`UserLimits::usage`]'s row: the counts, and the submitted step's entry when it has one.
 #[derive(Deserialize)]
-struct Count {
-    n: u64,
-    first: Option<u64>,
+struct UsageRow {
+    marks: u64,
+    oldest: Option<u64>,
+    active: u64,
+    earliest: Option<u64>,
+    task_id: Option<String>,
+    step: Option<String>,
+    since_ms: Option<u64>,
+    deadline_at_ms: Option<u64>,
+    reservation: Option<u64>,
+}
+
+impl UsageRow {
+    fn entry(&self) -> Option<Entry> {
+        Some(Entry {
+            task_id: self.task_id.clone()?,
+            step: Step::parse(self.step.as_deref()?)?,
+            since_ms: self.since_ms?,
+            deadline_at_ms: self.deadline_at_ms?,
+            reservation: self.reservation?,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -157,23 +177,28 @@ impl UserLimits {
         Ok(rows.into_iter().next().and_then(EntryRow::entry))
     }
 
-    fn usage(&self, sql: &SqlStorage, task_id: &str, step: Step) -> Result<Usage> {
-        let marks: Count = sql
-            .exec("SELECT COUNT(*) AS n, MIN(at_ms) AS first FROM marks", None)?
-            .one()?;
-        let entries: Count = sql
+    /// The counts and the submitted step's entry, in one statement (every `exec` crosses into
+    /// the runtime and back; the submit path pays for each).
+    fn usage(&self, sql: &SqlStorage, task_id: &str, step: Step) -> Result<(Usage, Option<Entry>)> {
+        let row: UsageRow = sql
             .exec(
-                "SELECT COUNT(*) AS n, MIN(deadline_at_ms) AS first FROM entries",
-                None,
+                "SELECT m.n AS marks, m.first AS oldest, e.n AS active, e.first AS earliest, \
+                 x.task_id, x.step, x.since_ms, x.deadline_at_ms, x.reservation \
+                 FROM (SELECT COUNT(*) AS n, MIN(at_ms) AS first FROM marks) AS m \
+                 CROSS JOIN (SELECT COUNT(*) AS n, MIN(deadline_at_ms) AS first FROM entries) AS e \
+                 LEFT JOIN entries AS x ON x.task_id = ? AND x.step = ?",
+                vec![v_str(task_id), v_str(step.as_str())],
             )?
             .one()?;
-        Ok(Usage {
-            submits_in_window: u32::try_from(marks.n).unwrap_or(u32::MAX),
-            oldest_submit_ms: marks.first,
-            active: u32::try_from(entries.n).unwrap_or(u32::MAX),
-            has_entry: self.entry(sql, task_id, step)?.is_some(),
-            earliest_deadline_ms: entries.first,
-        })
+        let entry = row.entry();
+        let usage = Usage {
+            submits_in_window: u32::try_from(row.marks).unwrap_or(u32::MAX),
+            oldest_submit_ms: row.oldest,
+            active: u32::try_from(row.active).unwrap_or(u32::MAX),
+            has_entry: entry.is_some(),
+            earliest_deadline_ms: row.earliest,
+        };
+        Ok((usage, entry))
     }
 
     /// A reservation id that no live mark or entry has: increasing within this instance, and
@@ -209,9 +234,9 @@ impl UserLimits {
         let mut healed = false;
         loop {
             let sql = self.sql()?;
-            let mut usage = self.usage(&sql, &req.task_id, req.step)?;
+            let (mut usage, mut existing) = self.usage(&sql, &req.task_id, req.step)?;
             if self.prune(&sql, &usage, now)? {
-                usage = self.usage(&sql, &req.task_id, req.step)?;
+                (usage, existing) = self.usage(&sql, &req.task_id, req.step)?;
             }
             match decide(req.tier, &usage, now, healed) {
                 Decision::Refuse(refused) => return Ok(ReserveReply::Refused { refused }),
@@ -221,7 +246,6 @@ impl UserLimits {
                 }
                 Decision::Accept => {
                     let id = self.next_id(now);
-                    let existing = self.entry(&sql, &req.task_id, req.step)?;
                     let w = plan_reserve(
                         req.tier,
                         id,
