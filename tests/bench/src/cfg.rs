@@ -27,7 +27,7 @@ pub struct Cfg {
     /// by `env.rs`; recorded in results.json).
     pub limits: String,
     /// Scenarios to run (`BENCH_ONLY`, all): bundle, memory, jobs, copy, concepts, status,
-    /// profile, submit.
+    /// profile, submit, limits.
     pub only: Option<Vec<String>>,
     /// Seconds this process may take (`BENCH_BUDGET_S`, 1020); extra runs of the slow
     /// scenarios are skipped when they would not fit.
@@ -103,6 +103,10 @@ impl Cfg {
         }
         if self.wants("profile") {
             s += runs * (2.0 * (secs + 1.0) + 6.0);
+        }
+        if self.wants("limits") {
+            // Two workers to start, then a warm-up and `runs` loads on each side, each drained.
+            s += 60.0 + 2.0 * (runs + 1.0) * (secs + 1.0 + (self.drain_s as f64).min(6.0));
         }
         s + 10.0
     }

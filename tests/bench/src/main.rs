@@ -3,12 +3,13 @@
 //! One local stack and one release build of the worker under `wrangler dev` serve every
 //! scenario, in this order (the slow, timing-sensitive ones first, the floods last):
 //! 6 bundle (read from `scripts/bundle-size.sh`), 3 Tripo jobs, 5 model copies, 4 concept jobs,
-//! 2 status, the submit profile, 1 submit vs health. Each figure is the median of its runs with
+//! 2 status, the submit profile, 1 submit vs health, then the limits on vs off (two more workers). Each figure is the median of its runs with
 //! min and max; the table is printed and written to `target/bench/results.json`.
 
 mod cfg;
 mod cpu;
 mod env;
+mod limits;
 mod quick;
 mod report;
 mod rss;
@@ -229,6 +230,11 @@ fn scenarios(env: &Env, rep: &mut Report, cfg: &Cfg, script: &std::path::Path) -
             ));
         }
         phase(rep, "1 submit", t);
+    }
+    if cfg.wants("limits") {
+        let t = std::time::Instant::now();
+        limits::run(env, rep, cfg, script);
+        phase(rep, "limits on vs off", t);
     }
     Ok(())
 }
