@@ -105,8 +105,8 @@ impl Cfg {
             s += runs * (2.0 * (secs + 1.0) + 6.0);
         }
         if self.wants("limits") {
-            // Two workers to start, then a warm-up and `runs` loads on each side, each drained.
-            s += 60.0 + 2.0 * (runs + 1.0) * (secs + 1.0 + (self.drain_s as f64).min(6.0));
+            // Three workers to start, then a warm-up and `runs` loads on each side, each drained.
+            s += 90.0 + 3.0 * (runs + 1.0) * (secs + 1.0 + (self.drain_s as f64).min(6.0));
         }
         s + 10.0
     }
