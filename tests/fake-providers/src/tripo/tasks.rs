@@ -84,6 +84,11 @@ pub(crate) struct Task {
     pub glb_bytes: u64,
     pub no_left_time: bool,
     pub url_ttl_s: f64,
+    /// `progress=a/b/c`: the task ignores the clock; poll `k` (1-based) answers `running` with
+    /// the `k`-th value and `running_left_time` 1, every poll after the last one the final status.
+    pub plan: Option<Vec<i64>>,
+    /// Polls (`GET /task/{id}`) answered so far (plan tasks).
+    pub polls: std::sync::atomic::AtomicUsize,
 }
 
 impl Task {
@@ -151,6 +156,8 @@ impl Task {
             url_ttl_s: d
                 .and_then(|d| d.secs("url_ttl_s"))
                 .unwrap_or(DEFAULT_URL_TTL_S),
+            plan: d.and_then(|d| d.plan("progress")),
+            polls: std::sync::atomic::AtomicUsize::new(0),
             directive,
         }
     }
@@ -160,8 +167,27 @@ impl Task {
         self.created + self.queue + self.run
     }
 
+    /// Counts one poll of the task (a plan task moves on by one value).
+    pub fn polled(&self) {
+        self.polls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// The timeline at `now`.
     pub fn phase(&self, now: Instant) -> Phase {
+        if let Some(plan) = &self.plan {
+            let k = self.polls.load(std::sync::atomic::Ordering::SeqCst);
+            return match plan.get(k.saturating_sub(1)) {
+                Some(p) if k <= plan.len() => Phase::Running {
+                    progress: *p,
+                    left_s: 1,
+                },
+                _ if k == 0 => Phase::Running {
+                    progress: 0,
+                    left_s: 1,
+                },
+                _ => Phase::Done,
+            };
+        }
         let elapsed = now.saturating_duration_since(self.created);
         if elapsed < self.queue {
             let left_fake = (self.queue - elapsed).as_secs_f64() * self.time_scale;
