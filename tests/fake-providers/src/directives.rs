@@ -60,6 +60,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("no_left_time", Kind::Flag),
     ("url_ttl_s", Kind::Secs),
     ("progress", Kind::Plan),
+    ("no_limit", Kind::Flag),
 ];
 
 /// The Tripo final statuses a task can be scripted to end in.

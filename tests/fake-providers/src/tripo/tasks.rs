@@ -89,6 +89,9 @@ pub(crate) struct Task {
     pub plan: Option<Vec<i64>>,
     /// Polls (`GET /task/{id}`) answered so far (plan tasks).
     pub polls: std::sync::atomic::AtomicUsize,
+    /// `no_limit`: the task neither counts against nor is refused by the concurrency limit (a
+    /// benchmark's hundred tasks at once).
+    pub unlimited: bool,
 }
 
 impl Task {
@@ -157,6 +160,7 @@ impl Task {
                 .and_then(|d| d.secs("url_ttl_s"))
                 .unwrap_or(DEFAULT_URL_TTL_S),
             plan: d.and_then(|d| d.plan("progress")),
+            unlimited: d.is_some_and(|d| d.has("no_limit")),
             polls: std::sync::atomic::AtomicUsize::new(0),
             directive,
         }
@@ -374,9 +378,11 @@ impl TripoState {
         let active: Vec<&Task> = store
             .tasks
             .values()
-            .filter(|t| t.owner == task.owner && t.bucket == task.bucket && t.is_active(now))
+            .filter(|t| {
+                t.owner == task.owner && t.bucket == task.bucket && !t.unlimited && t.is_active(now)
+            })
             .collect();
-        if active.len() >= task.bucket.limit() {
+        if !task.unlimited && active.len() >= task.bucket.limit() {
             let wait = active
                 .iter()
                 .map(|t| t.ends_at().saturating_duration_since(now))
