@@ -163,12 +163,18 @@ async function resumed() {
 }
 
 async function fiveImages() {
+  let taskId: string | null = null;
+  // A flow runs synchronously up to its first await: no other flow's request can come between.
   const before = requests.length;
+  const flow = flowA(newApp(), { kind: 'image', images: [png(), png(), png(), png(), png()] }, {
+    onTaskId: (id) => (taskId = id),
+  });
+  const made = requests.length - before;
   try {
-    await flowA(newApp(), { kind: 'image', images: [png(), png(), png(), png(), png()] });
+    await flow;
     return { error: null };
   } catch (e) {
-    return { error: String(e), name: (e as Error).name, requests: requests.length - before };
+    return { error: String(e), name: (e as Error).name, requests: made, taskId };
   }
 }
 

@@ -176,6 +176,7 @@ fn client_runs(ctx: &Ctx) -> CaseResult {
     check(
         five["name"] == "RangeError"
             && five["requests"] == 0
+            && five["taskId"].is_null()
             && five["error"]
                 .as_str()
                 .unwrap_or_default()
