@@ -6,7 +6,9 @@ use futures::future::{select, Either};
 use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use worker::{AbortController, Fetch, Headers, Method, Request, RequestInit, Response};
+use worker::{
+    AbortController, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response,
+};
 
 /// A timer on the runtime's `setTimeout`, cleared when dropped. (`worker::Delay` unwraps the
 /// timer id as a number, which this runtime's `setTimeout` does not always return.)
@@ -121,6 +123,7 @@ fn build(
     url: &str,
     headers: &[(&str, &str)],
     body: Body,
+    redirect: RequestRedirect,
 ) -> Result<Request, NetError> {
     let h = Headers::new();
     for (k, v) in headers {
@@ -128,7 +131,9 @@ fn build(
             .map_err(|e| NetError::Invalid(format!("header {k}: {e}")))?;
     }
     let mut init = RequestInit::new();
-    init.with_method(method).with_headers(h);
+    init.with_method(method)
+        .with_headers(h)
+        .with_redirect(redirect);
     match body {
         Body::Empty => {}
         Body::Bytes(b) => {
@@ -161,6 +166,7 @@ fn build(
 }
 
 /// Sends a request; the reply's body is not read (use for downloads that are streamed on).
+/// Redirects are followed (Storage and the providers' download URLs may redirect).
 pub async fn send_streaming(
     method: Method,
     url: &str,
@@ -168,7 +174,47 @@ pub async fn send_streaming(
     body: Body,
     timeout_ms: u64,
 ) -> Result<Response, NetError> {
-    let req = build(method, url, headers, body)?;
+    send_with_redirect(
+        method,
+        url,
+        headers,
+        body,
+        timeout_ms,
+        RequestRedirect::Follow,
+    )
+    .await
+}
+
+/// Sends a request and returns a redirect as it is (`3xx`, not followed): for URLs a client
+/// chose (webhooks), where following a `Location` would let the receiver point the worker at
+/// any other host (request forgery past `WEBHOOK_ALLOWED_HOSTS`).
+pub async fn send_no_redirect(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Body,
+    timeout_ms: u64,
+) -> Result<Response, NetError> {
+    send_with_redirect(
+        method,
+        url,
+        headers,
+        body,
+        timeout_ms,
+        RequestRedirect::Manual,
+    )
+    .await
+}
+
+async fn send_with_redirect(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Body,
+    timeout_ms: u64,
+    redirect: RequestRedirect,
+) -> Result<Response, NetError> {
+    let req = build(method, url, headers, body, redirect)?;
     let controller = AbortController::default();
     let signal = controller.signal();
     let fetcher = Fetch::Request(req);

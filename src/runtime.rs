@@ -222,7 +222,8 @@ impl WebhookSender for Runtime<'_> {
             ("webhook-timestamp", timestamp.as_str()),
             ("webhook-signature", signature.as_str()),
         ];
-        let resp = net::send_streaming(
+        // Never follow a redirect: a 3xx is the answer (see `core::webhook::classify`).
+        let resp = net::send_no_redirect(
             Method::Post,
             url,
             &headers,
@@ -232,6 +233,15 @@ impl WebhookSender for Runtime<'_> {
         .await
         .map_err(|e| e.to_string())?;
         Ok(resp.status_code())
+    }
+
+    async fn present_view(
+        &self,
+        state: &TaskState,
+        view: &mut crate::core::status::StatusView,
+    ) -> Result<(), String> {
+        let cfg = self.cfg.ok_or("the worker's configuration is invalid")?;
+        crate::api::status::present(self.env, cfg, state, view).await
     }
 }
 

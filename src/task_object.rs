@@ -8,7 +8,8 @@
 //! Requests: `POST /cmd` `{"command": Command, "now_ms": …}` → `{"outcome", "state"}` or 409
 //! `{"refusal"}`; `POST /state` → `{"state": TaskState | null}`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::time::Duration;
 
 use futures::channel::mpsc::{unbounded, UnboundedSender};
@@ -41,16 +42,33 @@ pub struct TaskObject {
     streams: RefCell<Vec<Subscriber>>,
 }
 
-/// One open event stream: which view it follows, and where its frames go.
+/// One open event stream: which view it follows, where its frames go, and the version of the
+/// last view it was sent (views are made with awaits — a gate or Storage call — so two pushes
+/// may overlap; a subscriber is never sent an older view after a newer one).
 struct Subscriber {
     query: StatusQuery,
     tx: UnboundedSender<String>,
+    sent: Rc<Cell<u64>>,
 }
 
-/// A WebSocket's subscription, kept as its attachment (it survives hibernation).
+/// A WebSocket's subscription, kept as its attachment (it survives hibernation), with the
+/// version of the last view it was sent.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct WsAttachment {
     live: LiveRequest,
+    #[serde(default)]
+    sent: u64,
+}
+
+/// Sends `json` (the view at `version`) to a WebSocket unless it was sent that version or a newer
+/// one already; records it in the attachment.
+fn ws_send(ws: &WebSocket, att: &mut WsAttachment, version: u64, json: &str) {
+    if version <= att.sent {
+        return;
+    }
+    att.sent = version;
+    let _ = ws.serialize_attachment(&*att);
+    let _ = ws.send_with_str(json);
 }
 
 /// Header carrying the [`LiveRequest`] of a WebSocket upgrade from the worker.
@@ -92,18 +110,45 @@ impl TaskObject {
     }
 
     /// Sends the new view to every open stream and WebSocket; when every step is final, ends
-    /// them. Pushed by the command that changed the task: nothing polls.
+    /// them. Pushed by the command that changed the task: nothing polls. The views (one per
+    /// query followed) are made first; a subscriber that meanwhile got a newer view (another
+    /// command's push overtook this one) is skipped — every event is the whole view, so it
+    /// loses nothing.
     async fn push(&self, state: &TaskState) {
         let finished = live::all_final(state);
-        let streams: Vec<(StatusQuery, UnboundedSender<String>)> = self
-            .streams
-            .borrow()
-            .iter()
-            .map(|s| (s.query, s.tx.clone()))
-            .collect();
-        for (query, tx) in streams {
-            if let Some(json) = self.view_json(state, query).await {
-                let _ = tx.unbounded_send(live::sse_event(state.version, &json));
+        let sockets = self.state.get_websockets();
+        let mut queries: Vec<StatusQuery> = self.streams.borrow().iter().map(|s| s.query).collect();
+        let mut attachments: Vec<Option<WsAttachment>> = Vec::with_capacity(sockets.len());
+        for ws in &sockets {
+            let att = ws.deserialize_attachment::<WsAttachment>().ok().flatten();
+            if let Some(a) = &att {
+                queries.push(a.live.query());
+            }
+            attachments.push(att);
+        }
+        let mut views: Vec<(StatusQuery, Option<String>)> = Vec::new();
+        for q in queries {
+            if !views.iter().any(|(v, _)| *v == q) {
+                let json = self.view_json(state, q).await;
+                views.push((q, json));
+            }
+        }
+        let json_of = |q: StatusQuery| {
+            views
+                .iter()
+                .find(|(v, _)| *v == q)
+                .and_then(|(_, j)| j.as_deref())
+        };
+        {
+            let streams = self.streams.borrow();
+            for sub in streams.iter() {
+                if sub.sent.get() >= state.version {
+                    continue;
+                }
+                if let Some(json) = json_of(sub.query) {
+                    sub.sent.set(state.version);
+                    let _ = sub.tx.unbounded_send(live::sse_event(state.version, json));
+                }
             }
         }
         {
@@ -114,12 +159,12 @@ impl TaskObject {
                 streams.clear();
             }
         }
-        for ws in self.state.get_websockets() {
-            let Ok(Some(att)) = ws.deserialize_attachment::<WsAttachment>() else {
+        for (ws, att) in sockets.iter().zip(attachments) {
+            let Some(mut att) = att else {
                 continue;
             };
-            if let Some(json) = self.view_json(state, att.live.query()).await {
-                let _ = ws.send_with_str(&json);
+            if let Some(json) = json_of(att.live.query()) {
+                ws_send(ws, &mut att, state.version, json);
             }
             if finished {
                 let _ = ws.close(Some(1000), Some("every step is final"));
@@ -127,14 +172,13 @@ impl TaskObject {
         }
     }
 
-    /// The status view (SPEC §4.2) a subscriber follows, as the status endpoint shows it (fresh
-    /// signed URLs for a private bucket); `None` when it has nothing to show.
+    /// The status view (SPEC §4.2) a subscriber follows, exactly as the status endpoint shows it
+    /// (`api::status::present`: the live place in line of a step waiting for a provider slot,
+    /// fresh signed URLs for a private bucket); `None` when it has nothing to show.
     async fn view_json(&self, state: &TaskState, query: StatusQuery) -> Option<String> {
         let mut v = view(state, query, state.owner).ok()?;
         if let Ok(cfg) = Config::load(|n| lookup(&self.env, n)) {
-            if !cfg.bucket_public {
-                crate::api::status::sign_private_urls(&cfg, &mut v).await;
-            }
+            crate::api::status::present_or_stored(&self.env, &cfg, state, &mut v).await;
         }
         serde_json::to_string(&v).ok()
     }
@@ -150,21 +194,32 @@ impl TaskObject {
             return Response::error("not found", 404);
         }
         let finished = live::all_final(&state);
-        let mut first = live::sse_preamble();
-        match live::start(live_req.last_event_id, state.version, finished) {
-            Start::NothingMore => return Ok(Response::empty()?.with_status(204)),
-            Start::Wait => {}
-            Start::SendCurrent => {
-                if let Some(json) = self.view_json(&state, query).await {
-                    first.push_str(&live::sse_event(state.version, &json));
+        let start = live::start(live_req.last_event_id, state.version, finished);
+        if start == Start::NothingMore {
+            return Ok(Response::empty()?.with_status(204));
+        }
+        let (tx, rx) = unbounded::<String>();
+        let _ = tx.unbounded_send(live::sse_preamble());
+        // Subscribed before the first view is made (that may await a gate or Storage call): a
+        // change applied meanwhile is pushed to this stream, and then the older first view is
+        // not sent after it.
+        let sent = Rc::new(Cell::new(0u64));
+        if !finished {
+            self.streams.borrow_mut().push(Subscriber {
+                query,
+                tx: tx.clone(),
+                sent: Rc::clone(&sent),
+            });
+        }
+        if start == Start::SendCurrent {
+            if let Some(json) = self.view_json(&state, query).await {
+                if sent.get() < state.version {
+                    sent.set(state.version);
+                    let _ = tx.unbounded_send(live::sse_event(state.version, &json));
                 }
             }
         }
-        let (tx, rx) = unbounded::<String>();
-        let _ = tx.unbounded_send(first);
-        if !finished {
-            self.streams.borrow_mut().push(Subscriber { query, tx });
-        }
+        drop(tx);
         // Frames as they come; a heartbeat comment whenever none came for HEARTBEAT_MS.
         let stream = futures::stream::unfold(Some(rx), |rx| async move {
             let mut rx = rx?;
@@ -201,9 +256,15 @@ impl TaskObject {
         let pair = WebSocketPair::new()?;
         let server: WebSocket = pair.server;
         self.state.accept_web_socket(&server);
-        server.serialize_attachment(WsAttachment { live: live_req })?;
+        server.serialize_attachment(WsAttachment {
+            live: live_req,
+            sent: 0,
+        })?;
         if let Some(json) = self.view_json(&state, query).await {
-            server.send_with_str(&json)?;
+            // A push while the view was made may have sent a newer one already.
+            if let Ok(Some(mut att)) = server.deserialize_attachment::<WsAttachment>() {
+                ws_send(&server, &mut att, state.version, &json);
+            }
         }
         if live::all_final(&state) {
             server.close(Some(1000), Some("every step is final"))?;
@@ -309,6 +370,7 @@ impl DurableObject for TaskObject {
                     ws.deserialize_attachment::<WsAttachment>(),
                 ) {
                     if let Some(json) = self.view_json(&state, att.live.query()).await {
+                        // The current view again, even if this version was sent before.
                         ws.send_with_str(&json)?;
                     }
                 }

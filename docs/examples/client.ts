@@ -1,13 +1,19 @@
 /**
  * A complete MakeIt3D client of makeit3d-bff, written for the browser (or any runtime with
- * `fetch`): `@supabase/supabase-js` for sign-in, Storage uploads and the tables, `fetch` for the
- * worker's API. It is type-checked by `scripts/test.sh` (`tsc -p docs/examples`, strict), so it
- * follows the API as documented in docs/api.md and docs/client-guide.md.
+ * `fetch` and streams: Node 22 runs it as it is): `@supabase/supabase-js` for sign-in, Storage
+ * uploads and the tables, `fetch` for the worker's API. It never polls: it follows a step on the
+ * task's events stream (Server-Sent Events read with `fetch`, so the token goes in a header),
+ * reconnects with back-off and `Last-Event-ID`, and reads the status endpoint only when a
+ * reconnect fails. It is type-checked by `scripts/test.sh` (`tsc -p docs/examples`, strict,
+ * erasable syntax only) and run against the local stack by the end-to-end suite
+ * (`tests/e2e/tests/client.rs`), so it follows the API as documented in docs/api.md and
+ * docs/client-guide.md.
  *
  *   const app = new MakeIt3D({ bffUrl, supabaseUrl, supabaseAnonKey, inputBucket });
  *   await app.supabase.auth.signInWithPassword({ email, password });
- *   const model = await flowA(app, { kind: 'image', images: [file] }, (s) => render(s));
- *   const { concepts } = await flowB(app, file, 'a cute vinyl toy', async (c) => c[0]!, render);
+ *   const a = await flowA(app, { kind: 'image', images: [file] }, { onProgress: render, onTaskId: remember });
+ *   const b = await flowB(app, file, 'a cute vinyl toy', async (c) => c[0]!, { concepts: { n: 3 } });
+ *   const again = await resume(app, rememberedTaskId, { onProgress: render });   // after a reload
  */
 import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 
@@ -45,11 +51,14 @@ export interface StepStatus {
   asset_url: string | null;
   asset_urls: string[];
   error: StepError | null;
+  /** Only while the step waits for a provider slot (`pending`): its place in line, 1 = first. */
+  queue_position?: number;
 }
 
 /** Answer of `GET /tasks/{task_id}/status`. */
 export interface StatusResponse extends StepStatus {
   task_id: string;
+  /** RFC 3339 UTC with milliseconds: when the selected step last changed. */
   updated_at: string;
   steps: StepStatus[];
 }
@@ -57,7 +66,9 @@ export interface StatusResponse extends StepStatus {
 export type ApiErrorCode =
   | 'malformed_json'
   | 'unauthorized'
+  | 'anonymous_not_allowed'
   | 'not_found'
+  | 'upgrade_required'
   | 'method_not_allowed'
   | 'task_conflict'
   | 'payload_too_large'
@@ -104,25 +115,40 @@ export interface ModelOptions {
   texture_quality?: 'standard' | 'detailed';
 }
 
-export interface ImageToImageRequest {
-  task_id: string;
-  input_image_asset_url: string;
-  prompt: string;
+/** The options of `image-to-image` (absent: the API's defaults — `n` 1, OpenAI's background). */
+export interface ConceptOptions {
   style?: string;
+  /** 1–10 images (default 1). */
   n?: number;
   background?: 'transparent' | 'opaque' | 'auto';
 }
 
-export interface TextToModelRequest extends ModelOptions {
+/** Fields every generation endpoint accepts. */
+interface Common {
   task_id: string;
+  /** Where the worker POSTs the step's final status view, signed (docs/api.md § Webhooks). */
+  webhook_url?: string;
+}
+
+export interface ImageToImageRequest extends Common, ConceptOptions {
+  input_image_asset_url: string;
   prompt: string;
 }
 
-interface ImageModelFields extends ModelOptions {
-  task_id: string;
-  prompt?: string;
+/** Text has no input image: `text-to-model` takes no `source_input_asset_id` (422 if sent). */
+export interface TextToModelRequest extends Common, ModelOptions {
+  prompt: string;
+}
+
+/** The options of the image and sketch endpoints. */
+export interface ImageModelOptions extends ModelOptions {
   orientation?: 'default' | 'align_image';
+}
+
+interface ImageModelFields extends Common, ImageModelOptions {
+  prompt?: string;
   source_concept_image_id?: string;
+  /** The `input_assets` row of the uploaded input (image and sketch endpoints only). */
   source_input_asset_id?: string;
 }
 
@@ -135,8 +161,7 @@ export interface SketchToModelRequest extends ImageModelFields {
   input_sketch_asset_url: string;
 }
 
-export interface RefineModelRequest extends ModelOptions {
-  task_id: string;
+export interface RefineModelRequest extends Common, ModelOptions {
   /** The Tripo task id of the draft: `models.ai_service_task_id` of the draft's row. */
   tripo_draft_task_id: string;
   prompt?: string;
@@ -145,16 +170,25 @@ export interface RefineModelRequest extends ModelOptions {
 
 /** A non-2xx answer of the worker. */
 export class BffError extends Error {
+  readonly status: number;
+  readonly code: ApiErrorCode | 'network_error';
+  readonly details: ErrorDetail[];
+  /** `Retry-After` of a 429 (seconds): a per-user limit; nothing was created. */
+  readonly retryAfterS: number | undefined;
+
   constructor(
-    readonly status: number,
-    readonly code: ApiErrorCode | 'network_error',
+    status: number,
+    code: ApiErrorCode | 'network_error',
     message: string,
-    readonly details: ErrorDetail[] = [],
-    /** `Retry-After` of a 429 (seconds): a per-user limit; nothing was created. */
-    readonly retryAfterS?: number,
+    details: ErrorDetail[] = [],
+    retryAfterS?: number,
   ) {
     super(message);
     this.name = 'BffError';
+    this.status = status;
+    this.code = code;
+    this.details = details;
+    this.retryAfterS = retryAfterS;
   }
 
   /** Worth sending the same request again later (nothing was left half-made). */
@@ -163,14 +197,19 @@ export class BffError extends Error {
   }
 }
 
-/** A step that ended `failed`. */
+/** A step that ended `failed` (`error.code === 'cancelled'` after a cancel). */
 export class StepFailedError extends Error {
-  constructor(
-    readonly step: Step,
-    readonly error: StepError,
-  ) {
+  readonly step: Step;
+  readonly error: StepError;
+  /** The final view. */
+  readonly status: StatusResponse | undefined;
+
+  constructor(step: Step, error: StepError, status?: StatusResponse) {
     super(`${step} failed: ${error.code}: ${error.message}`);
     this.name = 'StepFailedError';
+    this.step = step;
+    this.error = error;
+    this.status = status;
   }
 }
 
@@ -273,17 +312,37 @@ export interface ClientConfig {
   supabaseAnonKey: string;
   /** A private bucket with the owner-folder policy (`{user_id}/…`), e.g. `user_input_files_bucket`. */
   inputBucket: string;
+  /**
+   * Where the user's access token comes from. Default: the supabase-js session
+   * (`auth.getSession()`, refreshed by supabase-js). Give a function when the app holds the token
+   * itself (e.g. a supabase-js client made with the `accessToken` option, whose `auth` is off).
+   */
+  accessToken?: () => Promise<string | null>;
 }
 
-/** What the UI shows while a step runs. */
-export type ProgressListener = (status: StepStatus) => void;
+/** What the UI shows while a step runs: every view, as the worker pushes it. */
+export type ProgressListener = (status: StatusResponse) => void;
 
-export interface WaitOptions {
-  /** Give up after this long (default 35 min: the worker's deadline is 30 min). */
+/** A submit's answer, and whether it started something: `created` is `true` for `202` (a new
+ * step or a new attempt of a failed one), `false` for `200` (the same request again: nothing new
+ * started — also what a retry after a lost answer gets when the first try got through). */
+export interface Submitted extends SubmitResponse {
+  created: boolean;
+}
+
+export interface FollowOptions {
+  /** Every view of the step, as pushed (also the first one, at once). */
+  onProgress?: ProgressListener;
+  /** The last event id seen (e.g. kept across a reload): the stream resumes after it. */
+  lastEventId?: number;
+  /** Give up after this long (default 35 min: the worker fails a step after 30 min). */
   timeoutMs?: number;
-  /** Stop waiting (e.g. the user left the page). */
+  /** Stop following (the user left the page). */
   signal?: AbortSignal;
 }
+
+/** The most inputs `image-to-model` takes: front, left, back, right. */
+export const MAX_VIEWS = 4;
 
 /** A task id for a new workflow: `task-<ms>-<random>` (any 1–128 of `A-Za-z0-9_.:-` works). */
 export function newTaskId(): string {
@@ -291,34 +350,113 @@ export function newTaskId(): string {
   return `task-${Date.now()}-${random[0]!.toString(36)}${random[1]!.toString(36)}`;
 }
 
+function abortError(): Error {
+  const e = new Error('aborted');
+  e.name = 'AbortError';
+  return e;
+}
+
 const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
   new Promise((resolve, reject) => {
     if (signal?.aborted) {
-      reject(new Error('aborted'));
+      reject(abortError());
       return;
     }
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
+    const onAbort = () => {
       clearTimeout(timer);
-      reject(new Error('aborted'));
-    });
+      reject(abortError());
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 
 /** Percent-encodes each segment of a storage path. */
 const encodePath = (path: string): string => path.split('/').map(encodeURIComponent).join('/');
 
+/** The `sub` of a JWT (unverified: the worker and Supabase verify it). */
+function subOf(token: string): string | null {
+  const part = token.split('.')[1];
+  if (!part) return null;
+  try {
+    const b64 = part.replace(/-/g, '+').replace(/_/g, '/');
+    const claims: unknown = JSON.parse(atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4)));
+    const sub = typeof claims === 'object' && claims !== null ? (claims as { sub?: unknown }).sub : undefined;
+    return typeof sub === 'string' ? sub : null;
+  } catch {
+    return null;
+  }
+}
+
+const isFinal = (s: StepStatus): boolean => s.status === 'complete' || s.status === 'failed';
+
+/** One Server-Sent Event. */
+interface SseEvent {
+  id: number | undefined;
+  event: string;
+  data: string;
+}
+
+/**
+ * Reads Server-Sent Events from a response body (the WHATWG framing: `field: value` lines, a
+ * blank line ends an event, `:` lines are comments such as the 15 s heartbeat).
+ */
+async function* sseEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<SseEvent> {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  let id: number | undefined;
+  let event = 'message';
+  let data: string[] = [];
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += decoder.decode(value, { stream: true });
+      let nl: number;
+      while ((nl = buffer.search(/\r\n|\r|\n/)) >= 0) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + (buffer.startsWith('\r\n', nl) ? 2 : 1));
+        if (line === '') {
+          if (data.length > 0) yield { id, event, data: data.join('\n') };
+          event = 'message';
+          data = [];
+          continue;
+        }
+        if (line.startsWith(':')) continue;
+        const colon = line.indexOf(':');
+        const field = colon < 0 ? line : line.slice(0, colon);
+        const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+        if (field === 'data') data.push(value);
+        else if (field === 'event') event = value;
+        else if (field === 'id' && /^\d+$/.test(value)) id = Number(value);
+      }
+    }
+  } finally {
+    // Stops the download when the caller stops reading (the step is final, or aborted).
+    await reader.cancel().catch(() => undefined);
+  }
+}
+
 export class MakeIt3D {
+  readonly config: ClientConfig;
   readonly supabase: SupabaseClient<Database>;
 
-  constructor(
-    readonly config: ClientConfig,
-    supabase?: SupabaseClient<Database>,
-  ) {
+  constructor(config: ClientConfig, supabase?: SupabaseClient<Database>) {
+    this.config = config;
     this.supabase = supabase ?? createClient<Database>(config.supabaseUrl, config.supabaseAnonKey);
   }
 
-  /** The signed-in user's session (supabase-js refreshes the access token as needed). */
+  /** The signed-in user and a fresh access token. */
   private async session(): Promise<{ userId: string; token: string }> {
+    if (this.config.accessToken) {
+      const token = await this.config.accessToken();
+      const userId = token ? subOf(token) : null;
+      if (!token || !userId) throw new BffError(401, 'unauthorized', 'sign in first');
+      return { userId, token };
+    }
     const { data, error } = await this.supabase.auth.getSession();
     if (error || !data.session) {
       throw new BffError(401, 'unauthorized', 'sign in first');
@@ -327,8 +465,11 @@ export class MakeIt3D {
   }
 
   /**
-   * Uploads one input into the user's own folder (`{user_id}/{task_id}/{name}`), records it in
-   * `input_assets`, and returns the URL to send to the worker and the row's id.
+   * Uploads one input into the user's own folder and records it in `input_assets`; returns the
+   * URL to send to the worker and the row's id. Each upload gets a fresh path
+   * (`{user_id}/{task_id}/{uuid}-{name}`) and never overwrites (`upsert: false`), so the Storage
+   * policies need only INSERT and SELECT on the user's folder (no UPDATE), and a retried upload
+   * cannot replace an input a running job reads.
    */
   async uploadInput(
     taskId: string,
@@ -337,15 +478,15 @@ export class MakeIt3D {
     inputAssetType: 'uploaded_photo' | 'uploaded_sketch',
   ): Promise<{ url: string; inputAssetId: string }> {
     const { userId } = await this.session();
-    const path = `${userId}/${taskId}/${name}`;
+    const path = `${userId}/${taskId}/${crypto.randomUUID()}-${name}`;
     const bucket = this.config.inputBucket;
     const upload = await this.supabase.storage
       .from(bucket)
-      .upload(path, file, { contentType: file.type || 'image/png', upsert: true });
+      .upload(path, file, { contentType: file.type || 'image/png', upsert: false });
     if (upload.error) {
       throw new Error(`upload of ${name} failed: ${upload.error.message}`);
     }
-    // A private bucket: the authenticated object URL (the worker fetches it with its service key).
+    // A private bucket: the authenticated object URL (the worker reads it with the user's token).
     const url = `${this.config.supabaseUrl}/storage/v1/object/authenticated/${encodeURIComponent(bucket)}/${encodePath(path)}`;
     const row = await this.supabase
       .from('input_assets')
@@ -364,7 +505,7 @@ export class MakeIt3D {
     return { url, inputAssetId: row.data.id };
   }
 
-  /** Records a text prompt as the task's input (flow A from text). */
+  /** Records a text prompt as the task's input (flow A from text; linked by `task_id` only). */
   async recordPrompt(taskId: string, prompt: string, style?: string): Promise<string> {
     const { userId } = await this.session();
     const row = await this.supabase
@@ -389,7 +530,7 @@ export class MakeIt3D {
    * `POST /generate/{endpoint}`. Network errors, 429, 502 and 503 are retried with the same body
    * (a repeat of the same request is idempotent: 200 with the step's current status).
    */
-  private async submit(endpoint: string, body: object): Promise<SubmitResponse> {
+  private async submit(endpoint: string, body: object): Promise<Submitted> {
     const delays = [1_000, 3_000, 10_000];
     for (let attempt = 0; ; attempt++) {
       try {
@@ -404,7 +545,7 @@ export class MakeIt3D {
     }
   }
 
-  private async submitOnce(endpoint: string, body: object): Promise<SubmitResponse> {
+  private async submitOnce(endpoint: string, body: object): Promise<Submitted> {
     const { token } = await this.session();
     let res: Response;
     try {
@@ -416,7 +557,8 @@ export class MakeIt3D {
     } catch (e) {
       throw new BffError(0, 'network_error', String(e));
     }
-    return (await this.read(res)) as SubmitResponse;
+    const answer = (await this.read(res)) as SubmitResponse;
+    return { ...answer, created: res.status === 202 };
   }
 
   private async read(res: Response): Promise<unknown> {
@@ -424,50 +566,46 @@ export class MakeIt3D {
     if (res.ok) {
       return JSON.parse(text) as unknown;
     }
-    let body: ApiErrorBody | undefined;
-    try {
-      body = JSON.parse(text) as ApiErrorBody;
-    } catch {
-      body = undefined;
-    }
-    throw new BffError(
-      res.status,
-      body?.error.code ?? 'internal_error',
-      body?.error.message ?? (text || res.statusText),
-      body?.error.details ?? [],
-      res.status === 429 ? Number(res.headers.get('Retry-After') ?? '') || undefined : undefined,
-    );
+    throw errorOf(res, text);
   }
 
-  imageToImage(req: ImageToImageRequest): Promise<SubmitResponse> {
+  imageToImage(req: ImageToImageRequest): Promise<Submitted> {
     return this.submit('image-to-image', req);
   }
 
-  textToModel(req: TextToModelRequest): Promise<SubmitResponse> {
+  textToModel(req: TextToModelRequest): Promise<Submitted> {
     return this.submit('text-to-model', req);
   }
 
-  imageToModel(req: ImageToModelRequest): Promise<SubmitResponse> {
+  imageToModel(req: ImageToModelRequest): Promise<Submitted> {
+    if (req.input_image_asset_urls.length < 1 || req.input_image_asset_urls.length > MAX_VIEWS) {
+      throw new RangeError(
+        `image-to-model takes 1 to ${MAX_VIEWS} images (front, left, back, right), not ${req.input_image_asset_urls.length}`,
+      );
+    }
     return this.submit('image-to-model', req);
   }
 
-  sketchToModel(req: SketchToModelRequest): Promise<SubmitResponse> {
+  sketchToModel(req: SketchToModelRequest): Promise<Submitted> {
     return this.submit('sketch-to-model', req);
   }
 
-  refineModel(req: RefineModelRequest): Promise<SubmitResponse> {
+  refineModel(req: RefineModelRequest): Promise<Submitted> {
     return this.submit('refine-model', req);
   }
 
-  /** `GET /tasks/{task_id}/status?step=…`. */
-  async status(taskId: string, step: Step): Promise<StatusResponse> {
+  /**
+   * `GET /tasks/{task_id}/status[?step=…]`: one read of the current view. The client uses it
+   * only when a reconnect of the events stream fails.
+   */
+  async status(taskId: string, step?: Step): Promise<StatusResponse> {
     const { token } = await this.session();
+    const query = step ? `?step=${step}` : '';
     let res: Response;
     try {
-      res = await fetch(
-        `${this.config.bffUrl}/tasks/${encodeURIComponent(taskId)}/status?step=${step}`,
-        { headers: { Authorization: `Bearer ${token}` } },
-      );
+      res = await fetch(`${this.config.bffUrl}/tasks/${encodeURIComponent(taskId)}/status${query}`, {
+        headers: { Authorization: `Bearer ${token}` },
+      });
     } catch (e) {
       throw new BffError(0, 'network_error', String(e));
     }
@@ -475,37 +613,102 @@ export class MakeIt3D {
   }
 
   /**
-   * Polls a step until it is `complete` (returned) or `failed` (thrown as `StepFailedError`),
-   * with back-off: 1 s, 2 s, 4 s, then every 5 s. Transient errors of the poll itself are
-   * tolerated; `onProgress` sees every answer.
+   * `POST /tasks/{task_id}/cancel[?step=…]`: the step (or every unfinished step) becomes `failed`
+   * with `error.code === 'cancelled'`; a follower of it gets that view and throws
+   * `StepFailedError`. Repeating it is harmless. The provider may still finish (and bill) its
+   * own task; the result is discarded.
    */
-  async waitFor(
-    taskId: string,
-    step: Step,
-    onProgress: ProgressListener = () => {},
-    options: WaitOptions = {},
-  ): Promise<StatusResponse> {
+  async cancel(taskId: string, step?: Step): Promise<StatusResponse> {
+    const { token } = await this.session();
+    const query = step ? `?step=${step}` : '';
+    let res: Response;
+    try {
+      res = await fetch(`${this.config.bffUrl}/tasks/${encodeURIComponent(taskId)}/cancel${query}`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${token}` },
+      });
+    } catch (e) {
+      throw new BffError(0, 'network_error', String(e));
+    }
+    return (await this.read(res)) as StatusResponse;
+  }
+
+  /**
+   * Follows a step (or, without `step`, the task's latest step) on `GET /tasks/{id}/events` until
+   * it is `complete` (returned) or `failed` (thrown as `StepFailedError`). Never polls: the
+   * worker pushes every change. A dropped stream is reopened after 0.5 s, 1 s, 2 s, … (at most
+   * 15 s) with `Last-Event-ID`, which resumes without gaps; only when reopening fails is the
+   * status endpoint read once (to show something and to notice the end) before the next try.
+   */
+  async follow(taskId: string, step: Step | undefined, options: FollowOptions = {}): Promise<StatusResponse> {
+    const { onProgress = () => {}, signal } = options;
     const deadline = Date.now() + (options.timeoutMs ?? 35 * 60_000);
-    const delays = [1_000, 2_000, 4_000];
-    for (let i = 0; ; i++) {
+    let lastEventId = options.lastEventId;
+    let last: StatusResponse | undefined;
+    const done = (s: StatusResponse): StatusResponse => {
+      if (s.status === 'failed') {
+        throw new StepFailedError(s.step, s.error ?? { code: 'failed', message: 'failed' }, s);
+      }
+      return s;
+    };
+    const query = step ? `?step=${step}` : '';
+    for (let failures = 0; ; ) {
+      if (signal?.aborted) throw abortError();
+      if (Date.now() > deadline) {
+        throw new Error(`${step ?? 'the latest step'} of ${taskId} is still running; check again later`);
+      }
+      let res: Response | undefined;
       try {
+        const { token } = await this.session();
+        const headers: Record<string, string> = { Authorization: `Bearer ${token}`, Accept: 'text/event-stream' };
+        if (lastEventId !== undefined) headers['Last-Event-ID'] = String(lastEventId);
+        res = await fetch(`${this.config.bffUrl}/tasks/${encodeURIComponent(taskId)}/events${query}`, {
+          headers,
+          ...(signal ? { signal } : {}),
+        });
+      } catch (e) {
+        if (signal?.aborted) throw abortError();
+        if (e instanceof BffError) throw e;
+        res = undefined;
+      }
+      if (res?.status === 204) {
+        // Up to date and every step final: nothing more will come. The last view is the answer.
+        if (last && isFinal(last)) return done(last);
         const s = await this.status(taskId, step);
         onProgress(s);
-        if (s.status === 'complete') {
-          return s;
+        return done(s);
+      }
+      if (res?.ok && res.body) {
+        failures = 0;
+        try {
+          for await (const ev of sseEvents(res.body)) {
+            if (ev.event !== 'status') continue;
+            if (ev.id !== undefined) lastEventId = ev.id;
+            last = JSON.parse(ev.data) as StatusResponse;
+            onProgress(last);
+            if (isFinal(last)) return done(last);
+          }
+        } catch (e) {
+          if (e instanceof StepFailedError || signal?.aborted) throw signal?.aborted ? abortError() : e;
+          // A broken connection: reconnect below.
         }
-        if (s.status === 'failed') {
-          throw new StepFailedError(step, s.error ?? { code: 'failed', message: 'failed' });
-        }
-      } catch (e) {
-        if (!(e instanceof BffError) || !e.retryable) {
-          throw e;
+        // The stream ended before the step did (a restart, a network change): reconnect.
+      } else if (res && ![0, 408, 429, 500, 502, 503, 504].includes(res.status)) {
+        throw errorOf(res, await res.text()); // 401, 404, 422: reconnecting will not help
+      } else {
+        failures += 1;
+        if (failures >= 2) {
+          // Reopening failed again: one status read keeps the view fresh and notices the end.
+          try {
+            const s = await this.status(taskId, step);
+            onProgress(s);
+            if (isFinal(s)) return done(s);
+          } catch (e) {
+            if (!(e instanceof BffError) || !e.retryable) throw e;
+          }
         }
       }
-      if (Date.now() > deadline) {
-        throw new Error(`${step} of ${taskId} is still running; check again later`);
-      }
-      await sleep(delays[i] ?? 5_000, options.signal);
+      await sleep(Math.min(15_000, 500 * 2 ** failures), signal);
     }
   }
 
@@ -520,7 +723,7 @@ export class MakeIt3D {
         throw new Error(`concept_images: ${error.message}`);
       }
       const rows = [...data].sort((a, b) => indexOf(a) - indexOf(b));
-      // Rows follow the task's state within moments of the status endpoint.
+      // Rows follow the task's state within moments of the events.
       if (rows.length > 0 && rows.every((r) => r.status === 'complete' || r.status === 'failed')) {
         return rows;
       }
@@ -537,6 +740,23 @@ export class MakeIt3D {
     }
     return data.find((r) => stepOf(r) === step);
   }
+}
+
+/** The `BffError` of a non-2xx answer. */
+function errorOf(res: Response, text: string): BffError {
+  let body: ApiErrorBody | undefined;
+  try {
+    body = JSON.parse(text) as ApiErrorBody;
+  } catch {
+    body = undefined;
+  }
+  return new BffError(
+    res.status,
+    body?.error?.code ?? 'internal_error',
+    body?.error?.message ?? (text || res.statusText),
+    body?.error?.details ?? [],
+    res.status === 429 ? Number(res.headers.get('Retry-After') ?? '') || undefined : undefined,
+  );
 }
 
 function metadataField(metadata: Json | null, key: string): Json | undefined {
@@ -557,20 +777,50 @@ function stepOf(row: ModelRow): Step | undefined {
 }
 
 // -------------------------------------------------------------------------------------------
-// The two flows
+// The flows
 // -------------------------------------------------------------------------------------------
 
-/** Flow A input: text, one image (or 2–4 views), or a sketch. */
+/** Flow A input: text, one image (or 2–4 views: front, left, back, right), or a sketch. */
 export type FlowAInput =
   | { kind: 'text'; prompt: string; style?: string }
   | { kind: 'image'; images: Blob[]; prompt?: string }
   | { kind: 'sketch'; sketch: Blob; prompt?: string };
 
-/** What the UI shows for a status answer. */
+/** What every flow can be told and tells back. */
+export interface FlowOptions {
+  /** Every view of the running step. */
+  onProgress?: ProgressListener;
+  /** The task id, as soon as it exists (before anything is uploaded): keep it (URL, storage) to
+   * `resume` after a reload. */
+  onTaskId?: (taskId: string) => void;
+  /** Each submit's answer: `created` tells a new step (202) from a repeat (200). */
+  onSubmitted?: (submitted: Submitted) => void;
+  /** The task id to use (default: a new one). */
+  taskId?: string;
+  /** A webhook for each step (a host in the worker's `WEBHOOK_ALLOWED_HOSTS`). */
+  webhookUrl?: string;
+  signal?: AbortSignal;
+}
+
+export interface FlowAOptions extends FlowOptions {
+  /** Tripo options; absent fields take the API's defaults (`texture` true, Tripo's own others). */
+  model?: ImageModelOptions;
+}
+
+export interface FlowBOptions extends FlowOptions {
+  /** `image-to-image` options; absent fields take the API's defaults (`n` 1). */
+  concepts?: ConceptOptions;
+  /** Tripo options of the model (and the refine's stored options). */
+  model?: ImageModelOptions;
+  /** Refine the model afterwards. */
+  refine?: boolean;
+}
+
+/** What the UI shows for a status view. */
 export function describe(s: StepStatus): string {
   switch (s.status) {
     case 'pending':
-      return 'Queued…';
+      return s.queue_position ? `Waiting in line (${s.queue_position})…` : 'Queued…';
     case 'processing':
       // Concepts report no progress (0 until done); Tripo steps report 0–99.
       return s.service === 'openai' ? 'Painting concepts…' : `Modelling… ${s.progress}%`;
@@ -584,6 +834,8 @@ export function describe(s: StepStatus): string {
 /** A message for the user, by `error.code` (docs/client-guide.md § Handling failed). */
 export function failureMessage(error: StepError | null): string {
   switch (error?.code) {
+    case 'cancelled':
+      return 'Cancelled.';
     case 'content_policy':
       return 'This image or prompt was refused by the safety filter. Try another one.';
     case 'invalid_input':
@@ -596,53 +848,86 @@ export function failureMessage(error: StepError | null): string {
   }
 }
 
-/** Flow A: text, image(s) or sketch → a 3D model. Returns the model's URL. */
-export async function flowA(
-  app: MakeIt3D,
-  input: FlowAInput,
-  onProgress: ProgressListener = () => {},
-): Promise<string> {
-  const taskId = newTaskId();
+/** Only the fields that are set (the API refuses nothing for absent ones, and applies its defaults). */
+function defined<T extends object>(o: T | undefined): Partial<T> {
+  return Object.fromEntries(Object.entries(o ?? {}).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+function started(options: FlowOptions): string {
+  const taskId = options.taskId ?? newTaskId();
+  options.onTaskId?.(taskId);
+  return taskId;
+}
+
+const hook = (options: FlowOptions) => (options.webhookUrl ? { webhook_url: options.webhookUrl } : {});
+
+export interface FlowAResult {
+  taskId: string;
+  /** The model step's submit answer. */
+  submitted: Submitted;
+  /** The final view of the model step. */
+  model: StatusResponse;
+  /** The `.glb` to show (a signed URL for a private bucket). */
+  modelUrl: string;
+}
+
+/** Flow A: text, image(s) or sketch → a 3D model. */
+export async function flowA(app: MakeIt3D, input: FlowAInput, options: FlowAOptions = {}): Promise<FlowAResult> {
+  if (input.kind === 'image' && (input.images.length < 1 || input.images.length > MAX_VIEWS)) {
+    // Refused before anything is uploaded (the API answers 422 for 5 or more).
+    throw new RangeError(`flow A takes 1 to ${MAX_VIEWS} images (front, left, back, right), not ${input.images.length}`);
+  }
+  const taskId = started(options);
+  const model = defined(options.model);
+  let submitted: Submitted;
   switch (input.kind) {
     case 'text': {
+      // Text has no input image: the `input_assets` row is linked by `task_id` only.
       await app.recordPrompt(taskId, input.prompt, input.style);
-      await app.textToModel({
+      submitted = await app.textToModel({
         task_id: taskId,
         prompt: input.prompt,
         ...(input.style ? { style: input.style } : {}),
+        ...defined({ ...model, orientation: undefined }),
+        ...hook(options),
       });
       break;
     }
     case 'image': {
       const views = ['front', 'left', 'back', 'right'];
       const uploaded = [];
-      for (const [i, image] of input.images.slice(0, 4).entries()) {
+      for (const [i, image] of input.images.entries()) {
         uploaded.push(await app.uploadInput(taskId, image, `${views[i]}.png`, 'uploaded_photo'));
       }
-      await app.imageToModel({
+      submitted = await app.imageToModel({
         task_id: taskId,
         input_image_asset_urls: uploaded.map((u) => u.url),
         ...(uploaded.length === 1 ? { source_input_asset_id: uploaded[0]!.inputAssetId } : {}),
         ...(input.prompt ? { prompt: input.prompt } : {}),
+        ...model,
+        ...hook(options),
       });
       break;
     }
     case 'sketch': {
       const { url, inputAssetId } = await app.uploadInput(taskId, input.sketch, 'sketch.png', 'uploaded_sketch');
-      await app.sketchToModel({
+      submitted = await app.sketchToModel({
         task_id: taskId,
         input_sketch_asset_url: url,
         source_input_asset_id: inputAssetId,
         ...(input.prompt ? { prompt: input.prompt } : {}),
+        ...model,
+        ...hook(options),
       });
       break;
     }
   }
-  const done = await app.waitFor(taskId, 'model', onProgress);
+  options.onSubmitted?.(submitted);
+  const done = await app.follow(taskId, 'model', options);
   if (!done.asset_url) {
     throw new Error('complete without a model URL');
   }
-  return done.asset_url;
+  return { taskId, submitted, model: done, modelUrl: done.asset_url };
 }
 
 /** One concept image the user can pick. */
@@ -650,8 +935,15 @@ export interface Concept {
   rowId: string;
   /** The non-expiring URL stored in the row (the input for image-to-model). */
   assetUrl: string;
-  /** What to display: the status answer's URL (a fresh signed URL for a private bucket). */
+  /** What to display: the view's URL (a fresh signed URL for a private bucket). */
   displayUrl: string;
+}
+
+export interface FlowBResult {
+  taskId: string;
+  concepts: Concept[];
+  modelUrl: string;
+  refinedUrl?: string;
 }
 
 /**
@@ -663,13 +955,19 @@ export async function flowB(
   image: Blob,
   prompt: string,
   pick: (concepts: Concept[]) => Promise<Concept>,
-  onProgress: ProgressListener = () => {},
-  refine = false,
-): Promise<{ taskId: string; concepts: Concept[]; modelUrl: string; refinedUrl?: string }> {
-  const taskId = newTaskId();
+  options: FlowBOptions = {},
+): Promise<FlowBResult> {
+  const taskId = started(options);
   const input = await app.uploadInput(taskId, image, 'photo.png', 'uploaded_photo');
-  await app.imageToImage({ task_id: taskId, input_image_asset_url: input.url, prompt, n: 3 });
-  const done = await app.waitFor(taskId, 'concepts', onProgress);
+  const c = await app.imageToImage({
+    task_id: taskId,
+    input_image_asset_url: input.url,
+    prompt,
+    ...defined(options.concepts),
+    ...hook(options),
+  });
+  options.onSubmitted?.(c);
+  const done = await app.follow(taskId, 'concepts', options);
   const rows = await app.conceptRows(taskId);
   const concepts: Concept[] = rows
     .filter((r) => r.status === 'complete' && r.asset_url)
@@ -681,15 +979,18 @@ export async function flowB(
   const chosen = await pick(concepts);
 
   // The concept is an output of this task, so the worker accepts it as an input of the same task.
-  await app.imageToModel({
+  const m = await app.imageToModel({
     task_id: taskId,
     input_image_asset_urls: [chosen.assetUrl],
     source_concept_image_id: chosen.rowId,
     prompt,
+    ...defined(options.model),
+    ...hook(options),
   });
-  const model = await app.waitFor(taskId, 'model', onProgress);
+  options.onSubmitted?.(m);
+  const model = await app.follow(taskId, 'model', options);
   const modelUrl = model.asset_url!;
-  if (!refine) {
+  if (!options.refine) {
     return { taskId, concepts, modelUrl };
   }
 
@@ -697,9 +998,23 @@ export async function flowB(
   if (!draft?.ai_service_task_id) {
     throw new Error('the draft model has no Tripo task id');
   }
-  await app.refineModel({ task_id: taskId, tripo_draft_task_id: draft.ai_service_task_id });
-  const refined = await app.waitFor(taskId, 'refine', onProgress);
+  const r = await app.refineModel({ task_id: taskId, tripo_draft_task_id: draft.ai_service_task_id, ...hook(options) });
+  options.onSubmitted?.(r);
+  const refined = await app.follow(taskId, 'refine', options);
   return { taskId, concepts, modelUrl, refinedUrl: refined.asset_url! };
+}
+
+/**
+ * After a reload: follows the task again from its id (kept through `onTaskId`) — the latest step,
+ * or `step`. The first view comes at once (the current state), then every change until the step
+ * is final; a task already final answers with its final view.
+ */
+export function resume(
+  app: MakeIt3D,
+  taskId: string,
+  options: FollowOptions & { step?: Step } = {},
+): Promise<StatusResponse> {
+  return app.follow(taskId, options.step, options);
 }
 
 /**
@@ -709,17 +1024,19 @@ export async function flowB(
 export async function retryModelOnce(
   app: MakeIt3D,
   req: TextToModelRequest,
-  onProgress: ProgressListener = () => {},
+  options: FollowOptions = {},
 ): Promise<StatusResponse> {
   await app.textToModel(req);
   try {
-    return await app.waitFor(req.task_id, 'model', onProgress);
+    return await app.follow(req.task_id, 'model', options);
   } catch (e) {
-    const userCanFix = e instanceof StepFailedError && ['content_policy', 'invalid_input'].includes(e.error.code);
+    const userCanFix =
+      e instanceof StepFailedError && ['content_policy', 'invalid_input', 'cancelled'].includes(e.error.code);
     if (!(e instanceof StepFailedError) || userCanFix) {
       throw e;
     }
-    await app.textToModel(req); // 202: attempt 2
-    return app.waitFor(req.task_id, 'model', onProgress);
+    const again = await app.textToModel(req); // 202: attempt 2
+    if (!again.created) throw new Error('the retry did not start a new attempt');
+    return app.follow(req.task_id, 'model', options);
   }
 }

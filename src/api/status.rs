@@ -28,15 +28,49 @@ pub async fn handle(raw_id: &str, req: Request, env: &Env) -> Result<Response, A
         .await?
         .ok_or(ApiError::NotFound)?;
     let mut v = view(&state, query, user).map_err(|_| ApiError::NotFound)?;
-    live_places(env, &state, &mut v).await;
-    if !cfg.bucket_public {
-        sign_private_urls(&cfg, &mut v).await;
-    }
+    present_or_stored(env, &cfg, &state, &mut v).await;
     json(
         200,
         serde_json::to_string(&v).map_err(|_| ApiError::Internal)?,
     )
     .map_err(internal)
+}
+
+/// Makes a status view what every client sees, wherever it goes — the status answer, the
+/// events stream, the WebSocket and the webhook body (SPEC §11: each is exactly the status
+/// view): the live `queue_position` of a step waiting for a provider slot, and for a private
+/// bucket fresh signed URLs. `Err` when a private bucket's URLs could not be signed (the view
+/// keeps the stored, authenticated URLs).
+pub async fn present(
+    env: &Env,
+    cfg: &crate::config::Config,
+    state: &TaskState,
+    v: &mut StatusView,
+) -> Result<(), String> {
+    live_places(env, state, v).await;
+    if cfg.bucket_public {
+        return Ok(());
+    }
+    sign_private_urls(cfg, v).await
+}
+
+/// [`present`] for a reader (status, events, WebSocket): if signing fails, the stored URLs are
+/// shown and `status.sign_failed` is logged.
+pub async fn present_or_stored(
+    env: &Env,
+    cfg: &crate::config::Config,
+    state: &TaskState,
+    v: &mut StatusView,
+) {
+    if let Err(e) = present(env, cfg, state, v).await {
+        log::emit(
+            Level::Warn,
+            "status.sign_failed",
+            Some(state.task_id.as_str()),
+            None,
+            serde_json::json!({ "error": e }),
+        );
+    }
 }
 
 /// A step waiting for a provider slot shows its place in line as the gate has it now (the DO
@@ -74,12 +108,12 @@ async fn live_places(env: &Env, state: &TaskState, v: &mut StatusView) {
 }
 
 /// How long the signed URLs of a private bucket stay valid.
-const SIGNED_URL_TTL_S: u64 = 3600;
+pub const SIGNED_URL_TTL_S: u64 = 3600;
 
 /// A private bucket's outputs are stored as authenticated URLs (they do not expire but need a
-/// key); the status answer gives the client fresh signed URLs instead (SPEC §7). If Storage
-/// cannot sign, the stored URLs are returned as they are.
-pub async fn sign_private_urls(cfg: &crate::config::Config, v: &mut StatusView) {
+/// key); every view gives fresh signed URLs instead (SPEC §7). `Err` when Storage cannot sign
+/// (the view keeps the stored URLs).
+async fn sign_private_urls(cfg: &crate::config::Config, v: &mut StatusView) -> Result<(), String> {
     let prefix = format!(
         "{}/storage/v1/object/authenticated/{}/",
         cfg.supabase_url,
@@ -92,23 +126,16 @@ pub async fn sign_private_urls(cfg: &crate::config::Config, v: &mut StatusView) 
         .map(|p| percent_decode(p).unwrap_or_else(|| p.to_owned()))
         .collect();
     if paths.is_empty() {
-        return;
+        return Ok(());
     }
-    match storage::sign_outputs(cfg, &paths, SIGNED_URL_TTL_S).await {
-        Ok(signed) => {
-            let map: std::collections::HashMap<String, String> = paths
-                .iter()
-                .zip(signed)
-                .filter_map(|(p, s)| s.map(|s| (format!("{prefix}{}", encode_path(p)), s)))
-                .collect();
-            v.map_asset_urls(|u| map.get(u).cloned().unwrap_or_else(|| u.to_owned()));
-        }
-        Err(e) => log::emit(
-            Level::Warn,
-            "status.sign_failed",
-            None,
-            None,
-            serde_json::json!({ "error": e.to_string() }),
-        ),
-    }
+    let signed = storage::sign_outputs(cfg, &paths, SIGNED_URL_TTL_S)
+        .await
+        .map_err(|e| e.to_string())?;
+    let map: std::collections::HashMap<String, String> = paths
+        .iter()
+        .zip(signed)
+        .filter_map(|(p, s)| s.map(|s| (format!("{prefix}{}", encode_path(p)), s)))
+        .collect();
+    v.map_asset_urls(|u| map.get(u).cloned().unwrap_or_else(|| u.to_owned()));
+    Ok(())
 }

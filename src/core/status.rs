@@ -68,7 +68,7 @@ pub struct StatusView {
     pub task_id: TaskId,
     #[serde(flatten)]
     pub current: StepView,
-    /// RFC 3339 UTC, e.g. `2026-11-24T10:00:00Z`.
+    /// RFC 3339 UTC, e.g. `2026-11-24T10:00:00.000Z` (milliseconds: the instant the change was applied).
     pub updated_at: String,
     pub steps: Vec<StepView>,
 }
@@ -223,18 +223,20 @@ pub fn submit_response(task_id: &TaskId, step: Step, status: Status) -> SubmitRe
     }
 }
 
-/// Formats milliseconds since the Unix epoch as RFC 3339 UTC with second precision,
-/// e.g. `2026-11-24T10:00:00Z`.
+/// Formats milliseconds since the Unix epoch as RFC 3339 UTC with millisecond precision,
+/// e.g. `2026-11-24T10:00:00.042Z` (the instant the Durable Object applied the change: clients
+/// and the live-status benchmark can time events by it).
 pub fn rfc3339(ms: u64) -> String {
     let secs = ms / 1000;
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (year, month, day) = civil_from_days(days);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
         rem / 3600,
         rem % 3600 / 60,
-        rem % 60
+        rem % 60,
+        ms % 1000
     )
 }
 
@@ -461,7 +463,7 @@ mod tests {
         let got = serde_json::to_string(&v).unwrap();
         let want = concat!(
             r#"{"task_id":"t-1","step":"model","service":"tripoai","status":"processing","progress":42,"#,
-            r#""asset_url":null,"asset_urls":[],"error":null,"updated_at":"2026-11-24T10:00:06Z","#,
+            r#""asset_url":null,"asset_urls":[],"error":null,"updated_at":"2026-11-24T10:00:06.000Z","#,
             r#""steps":[{"step":"concepts","service":"openai","status":"complete","progress":100,"#,
             r#""asset_url":"https://x/concepts/t-1/0.png","#,
             r#""asset_urls":["https://x/concepts/t-1/0.png","https://x/concepts/t-1/1.png"],"error":null},"#,
@@ -480,7 +482,7 @@ mod tests {
             json!({"code": "moderation", "message": "blocked"})
         );
         assert_eq!(v.current.status, Status::Failed);
-        assert_eq!(v.updated_at, "2026-11-24T10:00:01Z");
+        assert_eq!(v.updated_at, "2026-11-24T10:00:01.000Z");
     }
 
     #[test]
@@ -497,7 +499,7 @@ mod tests {
             Some("https://x/concepts/t-1/0.png")
         );
         assert_eq!(concepts_view.current.progress, 100);
-        assert_eq!(concepts_view.updated_at, "2026-11-24T10:00:02Z");
+        assert_eq!(concepts_view.updated_at, "2026-11-24T10:00:02.000Z");
         assert_eq!(concepts_view.steps.len(), 2);
     }
 
@@ -564,7 +566,7 @@ mod tests {
         assert_eq!(v.current.status, Status::Pending);
         assert_eq!(v.current.progress, 0);
         assert_eq!(v.current.asset_url, None);
-        assert_eq!(v.updated_at, "2026-11-24T10:00:00Z");
+        assert_eq!(v.updated_at, "2026-11-24T10:00:00.000Z");
     }
 
     #[test]
@@ -616,17 +618,17 @@ mod tests {
     #[test]
     fn formats_rfc3339() {
         for (ms, want) in [
-            (0, "1970-01-01T00:00:00Z"),
-            (999, "1970-01-01T00:00:00Z"),
-            (86_399_999, "1970-01-01T23:59:59Z"),
-            (946_643_445_000, "1999-12-31T12:30:45Z"),
-            (951_868_799_000, "2000-02-29T23:59:59Z"),
-            (951_868_800_000, "2000-03-01T00:00:00Z"),
-            (1_735_689_599_000, "2024-12-31T23:59:59Z"),
-            (1_735_689_600_000, "2025-01-01T00:00:00Z"),
-            (T0, "2026-11-24T10:00:00Z"),
-            (4_107_542_400_000, "2100-03-01T00:00:00Z"),
-            (4_107_542_399_000, "2100-02-28T23:59:59Z"),
+            (0, "1970-01-01T00:00:00.000Z"),
+            (999, "1970-01-01T00:00:00.999Z"),
+            (86_399_999, "1970-01-01T23:59:59.999Z"),
+            (946_643_445_000, "1999-12-31T12:30:45.000Z"),
+            (951_868_799_000, "2000-02-29T23:59:59.000Z"),
+            (951_868_800_000, "2000-03-01T00:00:00.000Z"),
+            (1_735_689_599_000, "2024-12-31T23:59:59.000Z"),
+            (1_735_689_600_000, "2025-01-01T00:00:00.000Z"),
+            (T0, "2026-11-24T10:00:00.000Z"),
+            (4_107_542_400_000, "2100-03-01T00:00:00.000Z"),
+            (4_107_542_399_000, "2100-02-28T23:59:59.000Z"),
         ] {
             assert_eq!(rfc3339(ms), want, "{ms}");
         }

@@ -195,9 +195,11 @@ pub fn signature_header(mac: &[u8]) -> String {
 pub enum Delivery {
     /// 2xx: done.
     Delivered,
-    /// A 4xx other than 408/429: the receiver refuses it; retrying will not help.
+    /// A 4xx other than 408/429, or a redirect (3xx: never followed, the URL is the one the
+    /// client gave — following it would send the worker to any host): the receiver refuses it;
+    /// retrying will not help.
     Refused,
-    /// Anything else (no answer, timeout, 408, 429, 5xx, 3xx): try again later.
+    /// Anything else (no answer, timeout, 408, 429, 5xx, 1xx): try again later.
     Retry,
 }
 
@@ -206,7 +208,7 @@ pub fn classify(status: Option<u16>) -> Delivery {
     match status {
         Some(200..=299) => Delivery::Delivered,
         Some(408 | 429) => Delivery::Retry,
-        Some(400..=499) => Delivery::Refused,
+        Some(300..=499) => Delivery::Refused,
         _ => Delivery::Retry,
     }
 }
@@ -302,7 +304,10 @@ pub mod tests {
         assert_eq!(classify(Some(408)), Delivery::Retry);
         assert_eq!(classify(Some(429)), Delivery::Retry);
         assert_eq!(classify(Some(500)), Delivery::Retry);
-        assert_eq!(classify(Some(301)), Delivery::Retry);
+        // A redirect is not followed and not retried: the URL is wrong (or hostile).
+        for redirect in [301, 302, 303, 307, 308] {
+            assert_eq!(classify(Some(redirect)), Delivery::Refused);
+        }
         assert_eq!(classify(None), Delivery::Retry);
         assert_eq!(retry_delay_s(1, 0.999_999), 5);
         assert_eq!(retry_delay_s(1, 0.0), 3);

@@ -122,6 +122,8 @@ pub struct World {
     pub webhooks: Vec<Delivered>,
     /// The receiver's next answers (`Err`: no answer); 204 when empty.
     pub webhook_answers: VecDeque<Result<u16, String>>,
+    /// Signing a private bucket's URLs for a webhook body fails this many more times.
+    pub sign_failures: VecDeque<()>,
     /// At this port call (before it acts), every task's owner cancels every unfinished step
     /// (`Command::Cancel`), as a concurrent `POST /tasks/{id}/cancel` would.
     pub cancel_at: Option<usize>,
@@ -659,6 +661,23 @@ impl WebhookSender for Mem {
         })
         .await
         .map_err(|e| e.to_string())?
+    }
+
+    async fn present_view(
+        &self,
+        _state: &crate::core::task::TaskState,
+        view: &mut crate::core::status::StatusView,
+    ) -> Result<(), String> {
+        // A private bucket's URLs become "signed" ones here (`?token=mem`), or signing fails
+        // when the test asks for it.
+        if self.cfg.bucket_public {
+            return Ok(());
+        }
+        if self.w.borrow_mut().sign_failures.pop_front().is_some() {
+            return Err("storage is unavailable".into());
+        }
+        view.map_asset_urls(|u| format!("{u}?token=mem"));
+        Ok(())
     }
 }
 

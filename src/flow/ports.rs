@@ -15,6 +15,7 @@ use crate::core::jobs::JobMessage;
 use crate::core::openai::EditRequest;
 use crate::core::rest::RestRequest;
 use crate::core::retry::Failure;
+use crate::core::status::StatusView;
 use crate::core::step::Step;
 use crate::core::storage_path::InputObject;
 use crate::core::task::{Command, Refusal, TaskState};
@@ -102,6 +103,10 @@ pub trait WebhookSender {
         timestamp_s: u64,
         body: &str,
     ) -> Result<u16, String>;
+    /// Makes the view what the status endpoint would show now (`api::status::present`): the
+    /// live place in line of a waiting step, and for a private bucket fresh signed URLs, so the
+    /// receiver can download the outputs. `Err` when the URLs could not be signed.
+    async fn present_view(&self, state: &TaskState, view: &mut StatusView) -> Result<(), String>;
 }
 
 /// Tripo's v2 API (`core::tripo` builds and parses the wire format).

@@ -619,6 +619,38 @@ fn a_webhook_is_retried_after_a_500_and_a_timeout_with_the_same_id() {
     check_webhooks(&mem, "refused", "complete");
 }
 
+/// A private bucket: the webhook body carries URLs the receiver can download (signed at the
+/// try), never the stored authenticated ones; a try whose URLs cannot be signed sends nothing
+/// and is retried with the same id.
+#[test]
+fn a_private_buckets_webhook_carries_signed_urls_and_a_signing_failure_is_retried() {
+    let mut mem = Mem::new();
+    mem.cfg.bucket_public = false;
+    mem.w.borrow_mut().sign_failures = [()].into();
+    let setup = Setup::new(&mem.cfg).unwrap();
+    submit_ok(&mem, Endpoint::TextToModel, with_webhook(text_model()));
+    settle(&mem, &setup, Delivery::Lost);
+    check(&mem, "private bucket");
+    assert_eq!(
+        mem.events("webhook.retry"),
+        1,
+        "the unsigned try is retried"
+    );
+    let w = mem.w.borrow();
+    assert_eq!(w.webhooks.len(), 1, "nothing is sent without signed URLs");
+    let body: Value = serde_json::from_str(&w.webhooks[0].body).unwrap();
+    let url = body["asset_url"].as_str().unwrap_or_default();
+    assert!(
+        url.contains("/object/authenticated/") && url.ends_with("?token=mem"),
+        "the body's URL is the signed one: {body}"
+    );
+    for u in body["asset_urls"].as_array().unwrap() {
+        assert!(u.as_str().unwrap().ends_with("?token=mem"), "{body}");
+    }
+    drop(w);
+    check_webhooks(&mem, "private bucket", "complete");
+}
+
 #[test]
 fn a_receiver_that_never_answers_is_given_up_after_a_day() {
     let mem = Mem::new();

@@ -73,14 +73,22 @@ pub async fn deliver<W: Ports>(w: &W, msg: &JobMessage) -> Result<(), DepError> 
         skip("no webhook due");
         return Ok(());
     };
-    let Ok(v) = view(&state, StatusQuery::Step(step), state.owner) else {
+    let Ok(mut v) = view(&state, StatusQuery::Step(step), state.owner) else {
         skip("no view");
         return Ok(());
     };
-    let body = serde_json::to_string(&v).unwrap_or_default();
     let id = event_id(task, step, msg.attempt);
+    // The body is the status view as the status endpoint shows it at this try: for a private
+    // bucket, URLs signed now (valid for an hour), which the receiver can download. If they
+    // cannot be signed, nothing is sent: this try counts as unanswered and is retried.
+    let answer = match w.present_view(&state, &mut v).await {
+        Ok(()) => {
+            let body = serde_json::to_string(&v).unwrap_or_default();
+            w.send_webhook(url, &id, w.now_ms() / 1000, &body).await
+        }
+        Err(e) => Err(format!("the asset URLs could not be signed: {e}")),
+    };
     let now = w.now_ms();
-    let answer = w.send_webhook(url, &id, now / 1000, &body).await;
     let status = answer.as_ref().ok().copied();
     let host = super::finalize::host_of(url);
     let fields = json!({

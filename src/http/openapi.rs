@@ -83,7 +83,7 @@ fn step_schema(include_task: bool) -> Value {
     if include_task {
         props.insert(
             "updated_at".into(),
-            json!({ "type": "string", "format": "date-time", "description": "When the selected step last changed." }),
+            json!({ "type": "string", "format": "date-time", "description": "When the selected step last changed: RFC 3339 UTC with milliseconds, e.g. `2026-11-24T10:00:00.042Z` (the time of the command that changed it)." }),
         );
         props.insert(
             "steps".into(),
@@ -192,7 +192,7 @@ pub fn document_for(origin: Option<&Origin>, webhook_hosts: Option<&[String]>) -
     let token_param = json!({ "name": "access_token", "in": "query", "description": "The Supabase access token, for clients that cannot set `Authorization` (EventSource, WebSocket). Never logged.",
         "schema": { "type": "string" } });
     let mut events_responses = errors(&[401, 403, 404, 422, 500, 503]);
-    events_responses.insert("200".into(), json!({ "description": "`text/event-stream`: a `status` event now (unless `Last-Event-ID` is current) and on every change, `id` = the task's change counter, `data` = the status view (StatusResponse); a `: heartbeat` comment every 15 s; the stream ends when every step is final.",
+    events_responses.insert("200".into(), json!({ "description": "`text/event-stream`: a `status` event now (unless `Last-Event-ID` is current) and on every change, `id` = the task's change counter, `data` = the status view (StatusResponse) exactly as the status endpoint shows it at that moment (the live `queue_position`; fresh signed URLs for a private bucket); a `: heartbeat` comment every 15 s; the stream ends when every step is final.",
         "content": { "text/event-stream": { "schema": { "type": "object",
             "properties": { "id": { "type": "string", "pattern": "^[0-9]+$" }, "event": { "type": "string", "enum": ["status"] },
                 "data": { "type": "string", "contentMediaType": "application/json", "description": "A StatusResponse as JSON." } } } } } }));

@@ -2,14 +2,16 @@
 //!
 //! One local stack and one release build of the worker under `wrangler dev` serve every
 //! scenario, in this order (the slow, timing-sensitive ones first, the floods last):
-//! 6 bundle (read from `scripts/bundle-size.sh`), 3 Tripo jobs, 5 model copies, 4 concept jobs,
-//! 2 status, the submit profile, 1 submit vs health, then the limits on vs off (two more workers). Each figure is the median of its runs with
-//! min and max; the table is printed and written to `target/bench/results.json`.
+//! 6 bundle (read from `scripts/bundle-size.sh`), 6 concepts memory, 7 live (1,000 SSE
+//! subscribers on 100 tasks, on a second worker of the same build), 3 Tripo jobs, 5 model
+//! copies, 4 concept jobs, 2 status, the submit profile, 1 submit vs health, then the limits
+//! on vs off (three more workers). Each figure is the median of its runs with min and max; the table is printed and written to `target/bench/results.json`.
 
 mod cfg;
 mod cpu;
 mod env;
 mod limits;
+mod live;
 mod quick;
 mod report;
 mod rss;
@@ -152,6 +154,11 @@ fn scenarios(env: &Env, rep: &mut Report, cfg: &Cfg, script: &std::path::Path) -
         let t = std::time::Instant::now();
         slow::memory(env, rep);
         phase(rep, "6 concepts memory", t);
+    }
+    if cfg.wants("live") {
+        let t = std::time::Instant::now();
+        live::live(env, rep);
+        phase(rep, "7 live", t);
     }
     if cfg.wants("jobs") {
         let t = std::time::Instant::now();

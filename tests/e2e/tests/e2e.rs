@@ -4,6 +4,7 @@
 mod api;
 mod auth;
 mod basics;
+mod client;
 mod concepts;
 mod docs;
 mod limits;
@@ -29,6 +30,7 @@ fn main() {
     for (name, case) in basics::cases()
         .into_iter()
         .chain(api::cases())
+        .chain(client::cases())
         .chain(auth::cases())
         .chain(concepts::cases())
         .chain(docs::cases())

@@ -144,7 +144,7 @@ impl Ctx {
     }
 
     /// The log of the worker this thread's case talks to (see [`Ctx::on_hooks_worker`]).
-    fn current_log(&self) -> String {
+    pub fn current_log(&self) -> String {
         if ON_HOOKS.with(|h| h.borrow().is_some()) {
             if let Ok(h) = self.hooks.lock() {
                 return h.as_ref().map(WorkerProcess::log).unwrap_or_default();

@@ -28,6 +28,8 @@ enum Kind {
     Int,
     /// One of the Tripo final statuses.
     Final,
+    /// Integers 0–99 separated by `/`: `progress=5/20/45`.
+    Plan,
 }
 
 /// Every key the fakes understand. Anything else is rejected so that a typo in a test fails
@@ -57,6 +59,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("glb_bytes", Kind::Count),
     ("no_left_time", Kind::Flag),
     ("url_ttl_s", Kind::Secs),
+    ("progress", Kind::Plan),
+    ("no_limit", Kind::Flag),
 ];
 
 /// The Tripo final statuses a task can be scripted to end in.
@@ -143,6 +147,12 @@ impl Directive {
         self.value(key).and_then(|v| v.parse().ok())
     }
 
+    /// The values of a plan key (validated at parse time): `progress=5/20/45` → `[5, 20, 45]`.
+    pub fn plan(&self, key: &str) -> Option<Vec<i64>> {
+        self.value(key)
+            .map(|v| v.split('/').filter_map(|p| p.trim().parse().ok()).collect())
+    }
+
     /// The value of an integer key (validated at parse time).
     pub fn int(&self, key: &str) -> Option<i64> {
         self.value(key).and_then(|v| v.parse().ok())
@@ -190,6 +200,16 @@ fn check_value(key: &str, kind: Kind, value: Option<&str>) -> Result<(), String>
                 bad("needs a non-empty value")
             } else {
                 Ok(())
+            }
+        }
+        (Kind::Plan, Some(v)) => {
+            let ok = v
+                .split('/')
+                .all(|p| p.trim().parse::<i64>().is_ok_and(|n| (0..=99).contains(&n)));
+            if ok && !v.is_empty() {
+                Ok(())
+            } else {
+                bad("needs integers 0-99 separated by '/'")
             }
         }
         (Kind::Final, Some(v)) => {
@@ -337,6 +357,14 @@ mod tests {
         assert!(Directive::parse("moderation=1").is_err());
         assert!(Directive::parse("final=exploded").is_err());
         assert!(Directive::parse("run_s=-1").is_err());
+        assert_eq!(
+            Directive::parse("progress=5/20/95")
+                .unwrap()
+                .plan("progress"),
+            Some(vec![5, 20, 95])
+        );
+        assert!(Directive::parse("progress=5/100").is_err());
+        assert!(Directive::parse("progress=a").is_err());
         assert!(Directive::parse("").is_err());
         assert!(Directive::parse("quota,quota").is_err());
         assert_eq!(

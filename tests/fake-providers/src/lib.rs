@@ -59,6 +59,8 @@
 //! | `poll_5xx=N` | Tripo | the first N `GET /task/{id}` of this task → 500/1000 |
 //! | `glb_bytes=N` | Tripo | size of the task's model files (default 65536; see [`glb_bytes_len`]) |
 //! | `no_left_time` | Tripo | `running_left_time` stays -1 while running |
+//! | `no_limit` | Tripo | the task neither counts against nor is refused by the per-key concurrency limit (benchmarks) |
+//! | `progress=A/B/…` | Tripo | a plan instead of the clock: poll `k` answers `running` with the `k`-th value (0–99) and `running_left_time` 1, every later poll the final status (`final`, default `success`) |
 //! | `slow_ms=N` | Tripo | wait N ms before answering any request about this upload / task (create, poll, file download) |
 //! | `url_ttl_s=X` | Tripo | lifetime of the task's output URLs in real seconds (default 300) |
 //!

@@ -5,7 +5,8 @@
 //! within 5 minutes) and records every delivery; `GET /__fake/webhooks/{channel}` lists them.
 //! `PUT /__fake/webhooks/{channel}` `{"secret":"whsec_…","fail":["500","timeout",…]}` sets the
 //! channel's secret and the answers of its next deliveries (`"500"`/any status: that status;
-//! `"timeout"`: no answer for 15 s, then 200); later deliveries get 204.
+//! `"timeout"`: no answer for 15 s, then 200; `"redirect:<url>"`: 307 to that URL); later
+//! deliveries get 204.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -135,6 +136,7 @@ async fn receive(Path(channel): Path<String>, headers: HeaderMap, body: Bytes) -
         let answered = match plan.as_deref() {
             None => 204,
             Some("timeout") => 0,
+            Some(p) if p.starts_with("redirect:") => 307,
             Some(code) => code.parse().unwrap_or(500),
         };
         c.received.push(Received {
@@ -153,6 +155,11 @@ async fn receive(Path(channel): Path<String>, headers: HeaderMap, body: Bytes) -
             tokio::time::sleep(Duration::from_secs(15)).await;
             StatusCode::OK.into_response()
         }
+        Some(p) if p.starts_with("redirect:") => (
+            StatusCode::TEMPORARY_REDIRECT,
+            [("location", p.trim_start_matches("redirect:").to_owned())],
+        )
+            .into_response(),
         Some(code) => StatusCode::from_u16(code.parse().unwrap_or(500))
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             .into_response(),

@@ -413,9 +413,10 @@ async fn poll(
         }
     }
     let base = base_url(shared, headers);
-    let view = shared
-        .tripo
-        .with_own_task(id, &key, |t| t.view(std::time::Instant::now(), &base))?;
+    let view = shared.tripo.with_own_task(id, &key, |t| {
+        t.polled();
+        t.view(std::time::Instant::now(), &base)
+    })?;
     Ok(ok(view))
 }
 

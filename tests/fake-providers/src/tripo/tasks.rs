@@ -84,6 +84,14 @@ pub(crate) struct Task {
     pub glb_bytes: u64,
     pub no_left_time: bool,
     pub url_ttl_s: f64,
+    /// `progress=a/b/c`: the task ignores the clock; poll `k` (1-based) answers `running` with
+    /// the `k`-th value and `running_left_time` 1, every poll after the last one the final status.
+    pub plan: Option<Vec<i64>>,
+    /// Polls (`GET /task/{id}`) answered so far (plan tasks).
+    pub polls: std::sync::atomic::AtomicUsize,
+    /// `no_limit`: the task neither counts against nor is refused by the concurrency limit (a
+    /// benchmark's hundred tasks at once).
+    pub unlimited: bool,
 }
 
 impl Task {
@@ -151,6 +159,9 @@ impl Task {
             url_ttl_s: d
                 .and_then(|d| d.secs("url_ttl_s"))
                 .unwrap_or(DEFAULT_URL_TTL_S),
+            plan: d.and_then(|d| d.plan("progress")),
+            unlimited: d.is_some_and(|d| d.has("no_limit")),
+            polls: std::sync::atomic::AtomicUsize::new(0),
             directive,
         }
     }
@@ -160,8 +171,27 @@ impl Task {
         self.created + self.queue + self.run
     }
 
+    /// Counts one poll of the task (a plan task moves on by one value).
+    pub fn polled(&self) {
+        self.polls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// The timeline at `now`.
     pub fn phase(&self, now: Instant) -> Phase {
+        if let Some(plan) = &self.plan {
+            let k = self.polls.load(std::sync::atomic::Ordering::SeqCst);
+            return match plan.get(k.saturating_sub(1)) {
+                Some(p) if k <= plan.len() => Phase::Running {
+                    progress: *p,
+                    left_s: 1,
+                },
+                _ if k == 0 => Phase::Running {
+                    progress: 0,
+                    left_s: 1,
+                },
+                _ => Phase::Done,
+            };
+        }
         let elapsed = now.saturating_duration_since(self.created);
         if elapsed < self.queue {
             let left_fake = (self.queue - elapsed).as_secs_f64() * self.time_scale;
@@ -348,9 +378,11 @@ impl TripoState {
         let active: Vec<&Task> = store
             .tasks
             .values()
-            .filter(|t| t.owner == task.owner && t.bucket == task.bucket && t.is_active(now))
+            .filter(|t| {
+                t.owner == task.owner && t.bucket == task.bucket && !t.unlimited && t.is_active(now)
+            })
             .collect();
-        if active.len() >= task.bucket.limit() {
+        if !task.unlimited && active.len() >= task.bucket.limit() {
             let wait = active
                 .iter()
                 .map(|t| t.ends_at().saturating_duration_since(now))
