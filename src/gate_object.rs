@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
+use crate::core::flow;
 use crate::core::gate::{Acquire, Gate, SlotKey};
-use crate::flow;
 use crate::net::now_ms;
 use crate::runtime::{Runtime, Tasks};
 

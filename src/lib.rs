@@ -5,11 +5,10 @@
 //! traits; `http`, `api`, `jobs`, `task_object`, `providers` and `supabase` translate between
 //! the runtime and the core.
 
+/// The pure core crate (`src/core/`, `makeit3d-core`), as `crate::core`.
+pub use makeit3d_core as core;
+
 pub mod auth;
-pub mod config;
-pub mod core;
-pub mod error;
-pub mod flow;
 pub mod http;
 pub mod log;
 pub mod net;

@@ -7,7 +7,13 @@ use futures::stream::{LocalBoxStream, StreamExt};
 use serde_json::Value;
 use worker::{Env, Method, ResponseBody};
 
-use crate::config::Config;
+use crate::core::config::Config;
+use crate::core::error::{DepError, Dependency};
+use crate::core::flow::finalize::host_of;
+use crate::core::flow::ports::{
+    Clock, Events, JobQueue, ObjectStore, OpenAiApi, RowStore, SlotGate, TaskStore, TripoApi,
+    WebhookSender,
+};
 use crate::core::gate::{Acquire, GateName, SlotKey};
 use crate::core::ids::TaskId;
 use crate::core::jobs::JobMessage;
@@ -19,12 +25,6 @@ use crate::core::storage_path::{InputObject, Origin};
 use crate::core::task::{Command, Refusal, TaskState};
 use crate::core::task_wire::CmdReply;
 use crate::core::tripo::{CreateTask, ImageFormat, TaskDetail};
-use crate::error::{DepError, Dependency};
-use crate::flow::finalize::host_of;
-use crate::flow::ports::{
-    Clock, Events, JobQueue, ObjectStore, OpenAiApi, RowStore, SlotGate, TaskStore, TripoApi,
-    WebhookSender,
-};
 use crate::gate_object::{AcquireReply, AcquireRequest, ReleaseRequest, BINDING as GATES};
 use crate::log::{self, Level};
 use crate::net::{self, Body, NetError};
@@ -154,7 +154,7 @@ impl ObjectStore for Runtime<'_> {
         content_type: &str,
     ) -> Result<Option<u64>, Failure> {
         let cfg = self.cfg_for(FailureDep::Storage)?;
-        let origin = origin(cfg).map_err(|e| crate::flow::consume::failure_of(&e))?;
+        let origin = origin(cfg).map_err(|e| crate::core::flow::consume::failure_of(&e))?;
         let started = net::now_ms();
         let resp =
             net::send_streaming(Method::Get, url, &[], Body::Empty, DOWNLOAD_HEAD_TIMEOUT_MS)
@@ -189,7 +189,7 @@ impl ObjectStore for Runtime<'_> {
         };
         supabase::storage::upload_stream(cfg, &origin, path, content_type, length, stream)
             .await
-            .map_err(|e| crate::flow::consume::failure_of(&e))?;
+            .map_err(|e| crate::core::flow::consume::failure_of(&e))?;
         Ok(length)
     }
 

@@ -4,8 +4,8 @@
 use serde::{de::DeserializeOwned, Serialize};
 use worker::{Env, Headers, Method, Request, RequestInit};
 
+use crate::core::error::{DepError, Dependency};
 use crate::core::ids::TaskId;
-use crate::error::{DepError, Dependency};
 
 /// Binding name of the task Durable Object namespace (wrangler.toml).
 pub const BINDING: &str = "TASKS";

@@ -19,12 +19,12 @@ use worker::{
     WebSocketIncomingMessage, WebSocketPair,
 };
 
-use crate::config::Config;
+use crate::core::config::Config;
+use crate::core::flow::{self, Setup};
 use crate::core::live::{self, Start};
 use crate::core::status::{view, StatusQuery};
 use crate::core::task::{apply, effects, Command, Refusal, TaskState};
 use crate::core::task_wire::{CmdReply, CmdRequest, LiveRequest, RefusalReply, StateReply};
-use crate::flow::{self, Setup};
 use crate::http::lookup;
 use crate::log::{self, Level};
 use crate::runtime::{Runtime, Tasks};

@@ -18,13 +18,13 @@ use worker::{
     SqlStorage, SqlStorageValue, State,
 };
 
+use crate::core::error::{DepError, Dependency};
 use crate::core::ids::{TaskId, UserId};
 use crate::core::limits::{
     decide, plan_cancel, plan_reserve, verdict, Decision, Entry, EntryUndo, LimitKind, Refused,
     Reservation, Seen, Tier, Usage, BINDING_RETRY_AFTER_S, HEAL_BATCH, WINDOW_MS,
 };
 use crate::core::step::{Status, Step};
-use crate::error::{DepError, Dependency};
 use crate::log::{self, Level};
 use crate::task_client;
 

@@ -3,10 +3,10 @@
 //! the JSON error layer through real `Response` objects, config, ids and log lines.
 #![cfg(target_arch = "wasm32")]
 
-use makeit3d_bff::config::Config;
+use makeit3d_bff::core::config::Config;
+use makeit3d_bff::core::error::{ApiError, FieldError};
 use makeit3d_bff::core::ids::{row_id, TaskId};
 use makeit3d_bff::core::step::Step;
-use makeit3d_bff::error::{ApiError, FieldError};
 use makeit3d_bff::http::{error_response, json};
 use wasm_bindgen_test::wasm_bindgen_test;
 

@@ -4,8 +4,8 @@
 use serde_json::json;
 use worker::{Env, Response};
 
-use crate::config::{AuthMode, Config};
-use crate::error::ApiError;
+use crate::core::config::{AuthMode, Config};
+use crate::core::error::ApiError;
 use crate::http::{internal, json_value, lookup};
 
 pub fn handle(env: &Env) -> Result<Response, ApiError> {

@@ -8,14 +8,14 @@
 use worker::{Env, Headers, Method, Request, RequestInit, Response};
 
 use crate::auth;
+use crate::core::error::ApiError;
+use crate::core::flow::{self, Setup};
 use crate::core::ids::TaskId;
 use crate::core::live;
 use crate::core::status::{parse_query, view, StatusQuery};
 use crate::core::storage_path::percent_decode;
 use crate::core::task::Refusal;
 use crate::core::task_wire::LiveRequest;
-use crate::error::ApiError;
-use crate::flow::{self, Setup};
 use crate::http::{config, internal, json};
 use crate::runtime::{Runtime, Tasks};
 use crate::task_client;
@@ -32,7 +32,7 @@ fn query_param(query: &str, name: &str) -> Option<String> {
 /// The caller, with the token from `Authorization` or else from `?access_token=`.
 async fn caller(
     req: &Request,
-    cfg: &crate::config::Config,
+    cfg: &crate::core::config::Config,
     query: &str,
 ) -> Result<crate::core::jwt::Caller, ApiError> {
     let has_header = req.headers().get("authorization").ok().flatten().is_some();
@@ -121,8 +121,8 @@ pub async fn events(raw_id: &str, req: Request, env: &Env) -> Result<Response, A
             }
             Ok(out)
         }
-        status => Err(crate::error::DepError::new(
-            crate::error::Dependency::TaskObject,
+        status => Err(crate::core::error::DepError::new(
+            crate::core::error::Dependency::TaskObject,
             Some(status),
             "the task object refused the event stream",
         )

@@ -4,9 +4,9 @@
 
 use worker::{Env, Headers, Request, Response};
 
+use crate::core::error::ApiError;
 use crate::core::playground;
 use crate::core::storage_path::Origin;
-use crate::error::ApiError;
 use crate::http::{config, internal, json_value};
 
 /// The static-assets binding of `wrangler.toml` (`[assets] binding`).

@@ -5,12 +5,12 @@
 use worker::{Env, Request, Response};
 
 use crate::auth;
+use crate::core::error::ApiError;
 use crate::core::gate::{GateName, SlotKey};
 use crate::core::ids::TaskId;
 use crate::core::status::{parse_query, view, StatusView};
 use crate::core::storage_path::{encode_path, encode_segment, percent_decode};
 use crate::core::task::TaskState;
-use crate::error::ApiError;
 use crate::gate_object::{PositionReply, PositionRequest, BINDING as GATES};
 use crate::http::{config, internal, json};
 use crate::log::{self, Level};
@@ -79,7 +79,7 @@ const SIGNED_URL_TTL_S: u64 = 3600;
 /// A private bucket's outputs are stored as authenticated URLs (they do not expire but need a
 /// key); the status answer gives the client fresh signed URLs instead (SPEC §7). If Storage
 /// cannot sign, the stored URLs are returned as they are.
-pub async fn sign_private_urls(cfg: &crate::config::Config, v: &mut StatusView) {
+pub async fn sign_private_urls(cfg: &crate::core::config::Config, v: &mut StatusView) {
     let prefix = format!(
         "{}/storage/v1/object/authenticated/{}/",
         cfg.supabase_url,

@@ -8,13 +8,13 @@ use std::cell::RefCell;
 
 use worker::{Headers, Method};
 
-use crate::config::{AuthMode, Config, LOCAL_USER_ID};
+use crate::core::config::{AuthMode, Config, LOCAL_USER_ID};
+use crate::core::error::ApiError;
 use crate::core::ids::UserId;
 use crate::core::jwt::{
     self, AccessToken, AuthError, Caller, JwksCache, JwksCachePolicy, PublicKey, Validation,
     Verifier,
 };
-use crate::error::ApiError;
 use crate::log::{self, Level};
 use crate::net::{self, Body};
 use webcrypto::Key;

@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::step::Step;
+use crate::step::Step;
 
 /// The rolling window of the submits-per-minute limit.
 pub const WINDOW_MS: u64 = 60_000;

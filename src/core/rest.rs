@@ -605,7 +605,7 @@ pub fn postgrest_failure(http_status: u16, body: &str, retry_after_ms: Option<u6
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::retry::ErrorCode;
+    use crate::retry::ErrorCode;
     use serde_json::json;
 
     fn task() -> TaskId {

@@ -215,7 +215,7 @@ pub fn describe(req: &StepRequest) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::request::{parse, Endpoint};
+    use crate::request::{parse, Endpoint};
 
     fn tables() -> Tables {
         Tables {

@@ -1526,7 +1526,7 @@ fn fail(s: &mut StepState, error: StepError, now: u64) -> Result<Outcome, SkipRe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::request::{parse, Endpoint};
+    use crate::request::{parse, Endpoint};
 
     const T0: u64 = 1_000_000;
     const LEASE: u64 = 60_000;

@@ -1,17 +1,15 @@
 //! HTTP glue: routing a `worker::Request` to a handler, CORS, and turning every `ApiError` into
-//! the one JSON error response. Decisions live in `route` and `crate::error`; this only translates.
-
-pub mod openapi;
-pub mod route;
+//! the one JSON error response. Decisions live in `route` and `crate::core::error`; this only translates.
 
 use serde_json::Value;
 use worker::{Context, Env, Headers, Request, Response};
 
 use crate::api;
-use crate::config::Config;
-use crate::error::ApiError;
+use crate::core::config::Config;
+use crate::core::error::ApiError;
+use crate::core::openapi;
+use crate::core::route::{self, Route};
 use crate::log::{self, Level};
-use route::Route;
 
 /// Reads a setting from `[vars]` or a secret, whichever holds it.
 pub fn lookup(env: &Env, name: &str) -> Option<String> {
@@ -181,4 +179,18 @@ pub fn internal(e: worker::Error) -> ApiError {
         serde_json::json!({ "error": e.to_string() }),
     );
     ApiError::Internal
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn worker_method_reads_unknown_methods_as_get() {
+        // Why `handle` routes `req.inner().method()` (the method as sent) and not `req.method()`:
+        // `worker::Method` maps every method it does not know to GET, which would serve QUERY,
+        // PROPFIND… instead of answering 405 (`core::route` tests the 405s).
+        assert_eq!(
+            String::from(worker::Method::from("QUERY".to_owned())),
+            "GET"
+        );
+    }
 }

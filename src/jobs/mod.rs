@@ -8,11 +8,11 @@
 use serde_json::json;
 use worker::{Env, MessageBatch, MessageBuilder, MessageExt, QueueRetryOptionsBuilder};
 
-use crate::config::Config;
+use crate::core::config::Config;
+use crate::core::error::{DepError, Dependency};
+use crate::core::flow::{self, Setup};
 use crate::core::jobs::JobMessage;
 use crate::core::retry;
-use crate::error::{DepError, Dependency};
-use crate::flow::{self, Setup};
 use crate::http::lookup;
 use crate::log::{self, Level};
 use crate::runtime::{Runtime, Tasks};

@@ -2,7 +2,7 @@
 
 use worker::Method;
 
-use crate::config::Config;
+use crate::core::config::Config;
 use crate::core::openai::{edit_multipart_around, failure, EditRequest};
 use crate::core::retry::Dependency;
 use crate::core::retry::{Failure, RetryHints};

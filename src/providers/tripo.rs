@@ -6,7 +6,7 @@
 use serde_json::json;
 use worker::Method;
 
-use crate::config::Config;
+use crate::core::config::Config;
 use crate::core::ids::TaskId;
 use crate::core::retry::{parse_retry_after, Dependency, Failure};
 use crate::core::step::Step;

@@ -4,12 +4,12 @@
 
 use worker::Method;
 
-use crate::config::Config;
+use crate::core::config::Config;
+use crate::core::error::{DepError, Dependency};
 use crate::core::jwt::AccessToken;
 use crate::core::rest::auth_headers;
 use crate::core::storage_path::{upload_url, InputObject, InputRead, Origin, ReadRights};
 use crate::core::supabase::{proof_outcome, ProofOutcome, StorageError};
-use crate::error::{DepError, Dependency};
 use crate::net::{self, Body, Capped, NetError, Reply};
 
 /// Timeout of one Storage call that moves small bodies.

@@ -17,19 +17,15 @@ use serde_json::json;
 use super::consume::{fail_step, failure_of};
 use super::ports::Ports;
 use super::{rows, Job};
-use crate::core::request::{
+use crate::log::Level;
+use crate::request::{
     ModelOptions, ModelRequest, ModelSource, Orientation as ReqOrientation, StepRequest,
     TextureQuality as ReqTextureQuality,
 };
-use crate::core::retry::{
-    next_poll_delay_ms, Dependency, ErrorCode, Failure, FailureClass, PollPolicy,
-};
-use crate::core::storage_path::parse_input_url;
-use crate::core::task::{Command, Outcome, StepState};
-use crate::core::tripo::{
-    CreateTask, FileToken, ImageFormat, ModelParams, Orientation, TextureQuality,
-};
-use crate::log::Level;
+use crate::retry::{next_poll_delay_ms, Dependency, ErrorCode, Failure, FailureClass, PollPolicy};
+use crate::storage_path::parse_input_url;
+use crate::task::{Command, Outcome, StepState};
+use crate::tripo::{CreateTask, FileToken, ImageFormat, ModelParams, Orientation, TextureQuality};
 
 /// In-job tries of the DO write that records the Tripo task (losing it would orphan a paid task,
 /// and a retried job would create another).

@@ -9,19 +9,19 @@
 use futures::Stream;
 use serde_json::Value;
 
-use crate::core::gate::{Acquire, GateName, SlotKey};
-use crate::core::ids::TaskId;
-use crate::core::jobs::JobMessage;
-use crate::core::openai::EditRequest;
-use crate::core::rest::RestRequest;
-use crate::core::retry::Failure;
-use crate::core::step::Step;
-use crate::core::storage_path::InputObject;
-use crate::core::task::{Command, Refusal, TaskState};
-use crate::core::task_wire::CmdReply;
-use crate::core::tripo::{CreateTask, ImageFormat, TaskDetail};
 use crate::error::DepError;
+use crate::gate::{Acquire, GateName, SlotKey};
+use crate::ids::TaskId;
+use crate::jobs::JobMessage;
 use crate::log::Level;
+use crate::openai::EditRequest;
+use crate::rest::RestRequest;
+use crate::retry::Failure;
+use crate::step::Step;
+use crate::storage_path::InputObject;
+use crate::task::{Command, Refusal, TaskState};
+use crate::task_wire::CmdReply;
+use crate::tripo::{CreateTask, ImageFormat, TaskDetail};
 
 /// Time, randomness (retry jitter) and waiting.
 pub trait Clock {

@@ -6,9 +6,9 @@
 
 use serde::Serialize;
 
-use crate::core::limits::Refused;
+use crate::limits::Refused;
 /// A problem with one field of a request (the `details` of a 422).
-pub use crate::core::request::FieldError;
+pub use crate::request::FieldError;
 
 /// Every error the API can answer with. Messages are safe to show: never a secret, key or trace.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -254,7 +254,7 @@ impl ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::limits::LimitKind;
+    use crate::limits::LimitKind;
     use serde_json::Value;
 
     fn parse(e: &ApiError) -> Value {

@@ -13,11 +13,11 @@ use serde_json::json;
 use super::consume::failure_of;
 use super::ports::Ports;
 use super::{rows, Job};
-use crate::core::retry::{Dependency, Failure, FailureClass};
-use crate::core::storage_path::{asset_url, output_content_type, output_path};
-use crate::core::task::{Command, Outcome};
-use crate::core::tripo::{pick_model_url, TaskStatus};
 use crate::log::Level;
+use crate::retry::{Dependency, Failure, FailureClass};
+use crate::storage_path::{asset_url, output_content_type, output_path};
+use crate::task::{Command, Outcome};
+use crate::tripo::{pick_model_url, TaskStatus};
 
 /// The host of a URL, for logs (signed URLs carry credentials in their query).
 pub fn host_of(url: &str) -> &str {

@@ -22,19 +22,19 @@ use super::ports::{
     WebhookSender,
 };
 use crate::config::Config;
-use crate::core::gate::{Acquire, Gate, GateName, SlotKey};
-use crate::core::ids::TaskId;
-use crate::core::jobs::JobMessage;
-use crate::core::openai::EditRequest;
-use crate::core::rest::{Method, RestRequest};
-use crate::core::retry::{Dependency as FailureDep, Failure};
-use crate::core::step::Step;
-use crate::core::storage_path::InputObject;
-use crate::core::task::{apply, effects, Command, Outcome, Refusal, TaskState};
-use crate::core::task_wire::CmdReply;
-use crate::core::tripo::{parse_task, CreateTask, ImageFormat, TaskDetail};
 use crate::error::{DepError, Dependency};
+use crate::gate::{Acquire, Gate, GateName, SlotKey};
+use crate::ids::TaskId;
+use crate::jobs::JobMessage;
 use crate::log::Level;
+use crate::openai::EditRequest;
+use crate::rest::{Method, RestRequest};
+use crate::retry::{Dependency as FailureDep, Failure};
+use crate::step::Step;
+use crate::storage_path::InputObject;
+use crate::task::{apply, effects, Command, Outcome, Refusal, TaskState};
+use crate::task_wire::CmdReply;
+use crate::tripo::{parse_task, CreateTask, ImageFormat, TaskDetail};
 
 /// A PNG the fakes hand out (signature and an `IHDR` chunk: enough for every check we make).
 pub const PNG: &[u8] =
@@ -642,7 +642,7 @@ impl WebhookSender for Mem {
         timestamp_s: u64,
         body: &str,
     ) -> Result<u16, String> {
-        use crate::core::webhook::{signature_header, signed_content, tests::hmac_sha256};
+        use crate::webhook::{signature_header, signed_content, tests::hmac_sha256};
         let key = self.cfg.webhook_key.clone().ok_or("no secret")?;
         let signature =
             signature_header(&hmac_sha256(&key, &signed_content(id, timestamp_s, body)));
@@ -700,7 +700,7 @@ impl TripoApi for Mem {
                 .tasks
                 .values()
                 .flat_map(|t| t.steps.values())
-                .filter(|s| s.phase() == crate::core::task::Phase::AwaitingProvider)
+                .filter(|s| s.phase() == crate::task::Phase::AwaitingProvider)
                 .count();
             w.tripo_peak = w.tripo_peak.max(running);
             Ok(id)

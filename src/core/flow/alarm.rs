@@ -21,17 +21,17 @@ use serde_json::json;
 
 use super::ports::Ports;
 use super::{rows, Setup};
-use crate::core::ids::TaskId;
-use crate::core::jobs::JobMessage;
-use crate::core::retry::{
+use crate::ids::TaskId;
+use crate::jobs::JobMessage;
+use crate::log::Level;
+use crate::retry::{
     decide_poll_error, next_poll_delay_ms, Deadline, Decision, ErrorCode, FailureClass, PollPolicy,
 };
-use crate::core::step::Step;
-use crate::core::task::{
+use crate::step::Step;
+use crate::task::{
     Command, Observation, Outcome, Phase, ProviderStatus, StepError, StepState, TaskState,
 };
-use crate::core::tripo::{poll_outcome, PollOutcome, TaskStatus};
-use crate::log::Level;
+use crate::tripo::{poll_outcome, PollOutcome, TaskStatus};
 
 /// A poll due within this much is made now (saves a wake-up for a few ms).
 const DUE_SLACK_MS: u64 = 200;

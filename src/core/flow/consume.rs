@@ -11,13 +11,13 @@ use serde_json::json;
 
 use super::ports::Ports;
 use super::{concepts, finalize, gate, model, rows, Job, Setup};
-use crate::core::gate::Acquire;
-use crate::core::jobs::{delay_seconds, JobKind, JobMessage};
-use crate::core::retry::{self, decide, Attempts, Decision, Failure, RetryPolicy};
-use crate::core::step::Step;
-use crate::core::task::{Command, Outcome, StepError, DEFAULT_LEASE_MS, LEASE_RENEW_MS};
 use crate::error::{DepError, Dependency};
+use crate::gate::Acquire;
+use crate::jobs::{delay_seconds, JobKind, JobMessage};
 use crate::log::Level;
+use crate::retry::{self, decide, Attempts, Decision, Failure, RetryPolicy};
+use crate::step::Step;
+use crate::task::{Command, Outcome, StepError, DEFAULT_LEASE_MS, LEASE_RENEW_MS};
 
 /// Claims the job in the task's DO and runs it; failures are classified and retried or final.
 /// `Err`: infrastructure trouble (the DO, the queue, the rows) — the message is redelivered.

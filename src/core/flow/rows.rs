@@ -8,15 +8,15 @@ use serde_json::json;
 
 use super::ports::Ports;
 use crate::config::Config;
-use crate::core::ids::{TaskId, UserId};
-use crate::core::rest::{
+use crate::error::DepError;
+use crate::ids::{TaskId, UserId};
+use crate::log::Level;
+use crate::rest::{
     mark_complete, mark_failed, mark_processing, with_ai_service_task_id, RestRequest, RowError,
 };
-use crate::core::rows::{self, metadata};
-use crate::core::step::Status;
-use crate::core::task::{Command, StepState};
-use crate::error::DepError;
-use crate::log::Level;
+use crate::rows::{self, metadata};
+use crate::step::Status;
+use crate::task::{Command, StepState};
 
 /// The row writes that bring the rows to the step's state. The final writes of a model row carry
 /// its Tripo id as well (its `processing` write is best effort).

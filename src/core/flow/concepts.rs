@@ -10,14 +10,14 @@ use serde_json::json;
 use super::consume::failure_of;
 use super::ports::Ports;
 use super::{rows, Job};
-use crate::core::openai::{Background as WireBackground, EditRequest, ReplyScanner};
-use crate::core::request::{Background, StepRequest};
-use crate::core::retry::{Dependency, Failure, FailureClass};
-use crate::core::step::Step;
-use crate::core::storage_path::{asset_url, output_path, parse_input_url};
-use crate::core::task::{Command, Outcome};
-use crate::core::tripo::ImageFormat;
 use crate::log::Level;
+use crate::openai::{Background as WireBackground, EditRequest, ReplyScanner};
+use crate::request::{Background, StepRequest};
+use crate::retry::{Dependency, Failure, FailureClass};
+use crate::step::Step;
+use crate::storage_path::{asset_url, output_path, parse_input_url};
+use crate::task::{Command, Outcome};
+use crate::tripo::ImageFormat;
 
 /// In-job tries of one output upload before the whole job is retried (so a Storage hiccup does
 /// not cost another paid OpenAI call).
@@ -157,15 +157,12 @@ pub(super) async fn still_running<W: Ports>(job: &Job<'_, W>) -> Result<bool, Fa
 }
 
 /// Whether `state` shows the job's attempt cancelled.
-pub(super) fn cancelled_in<W: Ports>(
-    state: &crate::core::task::TaskState,
-    job: &Job<'_, W>,
-) -> bool {
+pub(super) fn cancelled_in<W: Ports>(state: &crate::task::TaskState, job: &Job<'_, W>) -> bool {
     state.steps.get(&job.msg.step).is_some_and(|s| {
         s.attempt == job.msg.attempt
             && s.error
                 .as_ref()
-                .is_some_and(|e| e.code == crate::core::task::CANCELLED_CODE)
+                .is_some_and(|e| e.code == crate::task::CANCELLED_CODE)
     })
 }
 

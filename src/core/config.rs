@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::core::limits::{Limits, Tier, MAX_SETTING};
+use crate::limits::{Limits, Tier, MAX_SETTING};
 
 /// How callers are authenticated (SPEC §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -219,8 +219,8 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
 
 impl Config {
     /// The configured row tables.
-    pub fn tables(&self) -> crate::core::rows::Tables {
-        crate::core::rows::Tables {
+    pub fn tables(&self) -> crate::rows::Tables {
+        crate::rows::Tables {
             concept_images: self.concept_images_table.clone(),
             models: self.models_table.clone(),
         }
@@ -265,7 +265,7 @@ impl Config {
             });
         }
         let webhook_allowed_hosts =
-            crate::core::webhook::parse_allowed_hosts(&r.string("WEBHOOK_ALLOWED_HOSTS"));
+            crate::webhook::parse_allowed_hosts(&r.string("WEBHOOK_ALLOWED_HOSTS"));
         let webhook_secret = r.string("WEBHOOK_SECRET");
         let webhook_key = if webhook_secret.is_empty() {
             if !webhook_allowed_hosts.is_empty() {
@@ -276,7 +276,7 @@ impl Config {
             }
             None
         } else {
-            match crate::core::webhook::parse_secret(&webhook_secret) {
+            match crate::webhook::parse_secret(&webhook_secret) {
                 Ok(key) => Some(key),
                 Err(problem) => {
                     r.problems.push(Problem {

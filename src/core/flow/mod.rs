@@ -25,13 +25,13 @@ mod tests;
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::core::ids::{TaskId, UserId};
-use crate::core::jobs::JobMessage;
-use crate::core::storage_path::Origin;
-use crate::core::task::{Command, Refusal, StepState};
-use crate::core::task_wire::CmdReply;
 use crate::error::{DepError, Dependency};
+use crate::ids::{TaskId, UserId};
+use crate::jobs::JobMessage;
 use crate::log::Level;
+use crate::storage_path::Origin;
+use crate::task::{Command, Refusal, StepState};
+use crate::task_wire::CmdReply;
 pub use ports::Ports;
 
 /// The validated configuration with the parsed Supabase origin.

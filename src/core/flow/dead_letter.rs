@@ -7,10 +7,10 @@ use serde_json::json;
 
 use super::ports::Ports;
 use super::{rows, Setup};
-use crate::core::jobs::{dead_letter_action, DeadLetterAction, JobMessage, StepSnapshot};
-use crate::core::task::{Command, StepError};
 use crate::error::DepError;
+use crate::jobs::{dead_letter_action, DeadLetterAction, JobMessage, StepSnapshot};
 use crate::log::Level;
+use crate::task::{Command, StepError};
 
 pub async fn handle<W: Ports>(w: &W, setup: &Setup<'_>, msg: &JobMessage) -> Result<(), DepError> {
     let task = &msg.task_id;

@@ -4,8 +4,8 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::core::request::{body_schema_with_url_pattern, task_id_schema, Endpoint};
-use crate::core::storage_path::{input_url_pattern, Origin};
+use crate::request::{body_schema_with_url_pattern, task_id_schema, Endpoint};
+use crate::storage_path::{input_url_pattern, Origin};
 
 fn error_schema() -> Value {
     json!({
@@ -144,9 +144,9 @@ pub fn document_for(origin: Option<&Origin>, webhook_hosts: Option<&[String]>) -
             (webhook_hosts, body["properties"].get_mut("webhook_url"))
         {
             let description = prop["description"].clone();
-            *prop = match crate::core::webhook::url_pattern(hosts) {
+            *prop = match crate::webhook::url_pattern(hosts) {
                 Some(p) => json!({ "anyOf": [
-                    { "type": "string", "maxLength": crate::core::webhook::MAX_WEBHOOK_URL_LEN, "pattern": p },
+                    { "type": "string", "maxLength": crate::webhook::MAX_WEBHOOK_URL_LEN, "pattern": p },
                     { "type": "null" }], "description": description }),
                 None => {
                     json!({ "type": "null", "description": format!("{} This deployment accepts no webhooks (WEBHOOK_ALLOWED_HOSTS is empty).", description.as_str().unwrap_or_default()) })
@@ -203,7 +203,7 @@ pub fn document_for(origin: Option<&Origin>, webhook_hosts: Option<&[String]>) -
         "security": [{ "bearerAuth": [] }],
         "parameters": [task_param.clone(), step_param.clone(), token_param.clone(),
             { "name": "Last-Event-ID", "in": "header", "description": "The last event id received: a current id skips the first event.", "schema": { "type": "string" } },
-            { "name": "last_event_id", "in": "query", "description": "As `Last-Event-ID`, for clients that cannot set headers.", "schema": { "type": "integer", "minimum": 0, "maximum": crate::core::live::MAX_EVENT_ID } }],
+            { "name": "last_event_id", "in": "query", "description": "As `Last-Event-ID`, for clients that cannot set headers.", "schema": { "type": "integer", "minimum": 0, "maximum": crate::live::MAX_EVENT_ID } }],
         "responses": events_responses,
     }}));
     let mut ws_responses = errors(&[401, 403, 404, 422, 426, 500, 503]);
@@ -301,8 +301,8 @@ pub fn document_for(origin: Option<&Origin>, webhook_hosts: Option<&[String]>) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::request::fields;
-    use crate::http::route::{route, GENERATE_PATHS};
+    use crate::request::fields;
+    use crate::route::{route, GENERATE_PATHS};
 
     fn doc() -> Value {
         document(Some(&Origin::parse("https://abc.supabase.co").unwrap()))
@@ -422,8 +422,8 @@ mod tests {
             ApiError::UnsupportedMediaType,
             ApiError::Validation(vec![]),
             ApiError::InputAssetNotFound(vec![]),
-            ApiError::RateLimited(crate::core::limits::Refused {
-                limit: crate::core::limits::LimitKind::ActiveSteps,
+            ApiError::RateLimited(crate::limits::Refused {
+                limit: crate::limits::LimitKind::ActiveSteps,
                 max: Some(1),
                 retry_after_s: 1,
             }),
@@ -451,11 +451,11 @@ mod tests {
     /// Every key the code answers with is documented, and every documented key is answered.
     #[test]
     fn response_schemas_match_what_the_code_serializes() {
-        use crate::core::ids::{TaskId, UserId};
-        use crate::core::request::{parse, Endpoint};
-        use crate::core::status::{submit_response, view, StatusQuery};
-        use crate::core::step::{Status, Step};
-        use crate::core::task::{apply, Command, Submission};
+        use crate::ids::{TaskId, UserId};
+        use crate::request::{parse, Endpoint};
+        use crate::status::{submit_response, view, StatusQuery};
+        use crate::step::{Status, Step};
+        use crate::task::{apply, Command, Submission};
         let v = parse(
             Endpoint::TextToModel,
             br#"{"task_id":"t-1","prompt":"a cat"}"#,
@@ -466,7 +466,7 @@ mod tests {
             owner,
             task_id: v.task_id.clone(),
             request: v.request,
-            deadline_ms: crate::core::task::DEFAULT_STEP_DEADLINE_MS,
+            deadline_ms: crate::task::DEFAULT_STEP_DEADLINE_MS,
         };
         let (state, _) = apply(None, Command::Submit(sub), 1_000).unwrap();
         // Waiting for a provider slot: every optional field is present.
@@ -498,8 +498,8 @@ mod tests {
 
     #[test]
     fn the_429_is_documented_with_its_header_and_details() {
-        use crate::core::limits::{LimitKind, Refused};
         use crate::error::ApiError;
+        use crate::limits::{LimitKind, Refused};
         let d = doc();
         let e429 = &d["components"]["responses"]["E429"];
         assert_eq!(e429["headers"]["Retry-After"]["required"], true);

@@ -9,15 +9,15 @@ use serde_json::json;
 
 use super::ports::Ports;
 use crate::config::Config;
-use crate::core::ids::{TaskId, UserId};
-use crate::core::jobs::JobMessage;
-use crate::core::request::{StepRequest, ValidRequest};
-use crate::core::rest::RestRequest;
-use crate::core::rows;
-use crate::core::step::{Status, Step};
-use crate::core::task::{Command, Outcome, Refusal, Submission};
 use crate::error::{ApiError, DepError};
+use crate::ids::{TaskId, UserId};
+use crate::jobs::JobMessage;
 use crate::log::Level;
+use crate::request::{StepRequest, ValidRequest};
+use crate::rest::RestRequest;
+use crate::rows;
+use crate::step::{Status, Step};
+use crate::task::{Command, Outcome, Refusal, Submission};
 
 /// What a submit led to.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,12 +10,12 @@ use serde_json::json;
 use super::ports::Ports;
 use super::Setup;
 use crate::config::Config;
-use crate::core::gate::{Gate, GateName, SlotKey, TRIPO_REFINE_LIMIT};
-use crate::core::ids::TaskId;
-use crate::core::jobs::JobMessage;
-use crate::core::step::Step;
-use crate::core::task::{Phase, StepState};
+use crate::gate::{Gate, GateName, SlotKey, TRIPO_REFINE_LIMIT};
+use crate::ids::TaskId;
+use crate::jobs::JobMessage;
 use crate::log::Level;
+use crate::step::Step;
+use crate::task::{Phase, StepState};
 
 /// The gate a step passes and its capacity, or `None` when that gate is off. Refines share
 /// `TRIPO_MAX_CONCURRENT_TASKS` capped at Tripo's refine limit (5); text, image and multiview

@@ -11,12 +11,12 @@ use uuid::Uuid;
 
 use super::memory::{drive, Mem, Op, Queued, Stop};
 use super::{alarm, consume, dead_letter, gate, submit, Setup};
-use crate::core::ids::{TaskId, UserId};
-use crate::core::request::{parse, Endpoint};
-use crate::core::step::{Status, Step};
-use crate::core::storage_path::output_path;
-use crate::core::task::{Command, Outcome, Phase};
 use crate::error::{DepError, Dependency};
+use crate::ids::{TaskId, UserId};
+use crate::request::{parse, Endpoint};
+use crate::step::{Status, Step};
+use crate::storage_path::output_path;
+use crate::task::{Command, Outcome, Phase};
 
 const INPUT: &str = "https://abc.supabase.co/storage/v1/object/public/inputs/u/in.png";
 
@@ -372,8 +372,8 @@ fn a_duplicate_message_or_alarm_after_the_end_changes_nothing() {
     let before = mem.state(&task());
     let rows_before = mem.w.borrow().rows.clone();
     let creates = mem.w.borrow().tripo_creates;
-    let run_msg = crate::core::jobs::JobMessage::run(task(), Step::Model, 1);
-    let fin_msg = crate::core::jobs::JobMessage::finalize(task(), Step::Model, 1).unwrap();
+    let run_msg = crate::jobs::JobMessage::run(task(), Step::Model, 1);
+    let fin_msg = crate::jobs::JobMessage::finalize(task(), Step::Model, 1).unwrap();
     for msg in [&run_msg, &fin_msg, &run_msg] {
         drive(&mem, consume::process(&mem, &setup, msg))
             .unwrap()
@@ -479,7 +479,7 @@ fn the_tripo_gate_never_lets_more_tasks_run_than_its_capacity_and_every_step_com
         w.tripo_peak
     );
     assert!(w.tripo_peak == 2, "the gate let two run at once");
-    let (gate, _) = &w.gates[&crate::core::gate::GateName::Tripo];
+    let (gate, _) = &w.gates[&crate::gate::GateName::Tripo];
     assert!(
         gate.holders.is_empty() && gate.waiting.is_empty(),
         "{gate:?}"
@@ -509,7 +509,7 @@ fn a_lost_release_is_healed_by_the_gate() {
     mem.w
         .borrow_mut()
         .gates
-        .get_mut(&crate::core::gate::GateName::Tripo)
+        .get_mut(&crate::gate::GateName::Tripo)
         .unwrap()
         .0
         .acquire(&key, 1, 30 * 60_000, now);
@@ -534,9 +534,7 @@ fn with_webhook(mut body: Value) -> Value {
 /// Checks the deliveries the receiver got: at least one, all of one event (one id), each
 /// signed as Standard Webhooks verifies it, each body the step's final status view.
 fn check_webhooks(mem: &Mem, label: &str, status: &str) {
-    use crate::core::webhook::{
-        parse_secret, signature_header, signed_content, tests::hmac_sha256,
-    };
+    use crate::webhook::{parse_secret, signature_header, signed_content, tests::hmac_sha256};
     let key = parse_secret(super::memory::WEBHOOK_SECRET).unwrap();
     let w = mem.w.borrow();
     assert!(!w.webhooks.is_empty(), "{label}: no webhook");

@@ -8,11 +8,11 @@ use serde_json::json;
 
 use super::ports::Ports;
 use super::{gate, rows, webhook, Setup};
-use crate::core::ids::{TaskId, UserId};
-use crate::core::step::Step;
-use crate::core::task::{Command, Outcome, Refusal, TaskState};
 use crate::error::DepError;
+use crate::ids::{TaskId, UserId};
 use crate::log::Level;
+use crate::step::Step;
+use crate::task::{Command, Outcome, Refusal, TaskState};
 
 /// Cancels and returns the state after it (`Ok(Err(refusal))`: unknown task, another owner, or
 /// no such step — a 404 for the client). Repeating it changes nothing. A failed row write is
