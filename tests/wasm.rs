@@ -7,7 +7,7 @@ use makeit3d_bff::core::config::Config;
 use makeit3d_bff::core::error::{ApiError, FieldError};
 use makeit3d_bff::core::ids::{row_id, TaskId};
 use makeit3d_bff::core::step::Step;
-use makeit3d_bff::http::{error_response, json};
+use makeit3d_bff::reply::{error_response, json};
 use wasm_bindgen_test::wasm_bindgen_test;
 
 #[wasm_bindgen_test]
@@ -46,7 +46,7 @@ async fn json_response_round_trips() {
 
 #[wasm_bindgen_test]
 fn config_and_ids_behave_as_natively() {
-    let problems = Config::load(|_| None).unwrap_err();
+    let problems = Config::load(|_| None).unwrap_err().problems;
     assert!(problems.iter().any(|p| p.name == "SUPABASE_URL"));
     let t = TaskId::parse("t-1").unwrap();
     // Same value as the native build computes: v5 is deterministic across targets.

@@ -28,6 +28,7 @@ pub mod retry;
 pub mod webhook;
 
 // Wire formats: the Durable Objects' contracts, queue messages, providers, Supabase.
+pub mod gate_wire;
 pub mod jobs;
 pub mod jwt;
 pub mod openai;

@@ -23,7 +23,8 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
-use super::retry::{classify_status, Dependency, Failure, FailureClass};
+use super::error::Dependency;
+use super::retry::{classify_status, Failure, FailureClass};
 use super::tripo::{ImageFormat, Multipart};
 
 /// Path under `OPENAI_BASE_URL` (which ends in `/v1`).

@@ -302,7 +302,7 @@ pub fn document_for(origin: Option<&Origin>, webhook_hosts: Option<&[String]>) -
 mod tests {
     use super::*;
     use crate::request::fields;
-    use crate::route::{route, GENERATE_PATHS};
+    use crate::route::route;
 
     fn doc() -> Value {
         document(Some(&Origin::parse("https://abc.supabase.co").unwrap()))
@@ -327,10 +327,10 @@ mod tests {
     fn every_route_is_documented() {
         let d = doc();
         let paths = d["paths"].as_object().unwrap();
-        for name in GENERATE_PATHS {
-            let p = format!("/generate/{name}");
+        for e in Endpoint::ALL {
+            let p = e.path();
             assert!(
-                paths.get(&p).and_then(|o| o.get("post")).is_some(),
+                paths.get(p).and_then(|o| o.get("post")).is_some(),
                 "{p} is routed but not documented"
             );
         }
@@ -350,7 +350,7 @@ mod tests {
         }
         assert_eq!(
             paths.len(),
-            GENERATE_PATHS.len() + 7,
+            Endpoint::ALL.len() + 7,
             "documented paths: {:?}",
             paths.keys()
         );

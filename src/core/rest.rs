@@ -28,8 +28,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::error::Dependency;
 use super::ids::{row_id, TaskId, UserId};
-use super::retry::{classify_status, Dependency, Failure, FailureClass};
+use super::retry::{classify_status, Failure, FailureClass};
 use super::step::{Status, Step};
 use super::tripo::TaskType;
 

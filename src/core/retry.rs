@@ -28,8 +28,11 @@
 //! Pure: the caller passes the clock (`now_ms`) and the random number (`rand01`, e.g.
 //! `Math.random()`), so every schedule is reproducible in tests.
 
-use serde::{Deserialize, Serialize};
 use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DepError, Dependency};
 
 /// One second, in the milliseconds every schedule here uses.
 const SEC: u64 = 1_000;
@@ -38,36 +41,6 @@ const MIN: u64 = 60 * SEC;
 
 /// Longest reason kept from a provider message (characters).
 pub const MAX_REASON_CHARS: usize = 300;
-
-/// The dependency a failure came from; names the source in human-readable reasons.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Dependency {
-    OpenAi,
-    Tripo,
-    /// Downloading a finished model from Tripo's CDN (not the Tripo API).
-    TripoDownload,
-    Storage,
-    Database,
-}
-
-impl Dependency {
-    pub fn label(self) -> &'static str {
-        match self {
-            Dependency::OpenAi => "OpenAI",
-            Dependency::Tripo => "Tripo",
-            Dependency::TripoDownload => "Tripo model download",
-            Dependency::Storage => "Supabase Storage",
-            Dependency::Database => "Supabase database",
-        }
-    }
-}
-
-impl fmt::Display for Dependency {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.label())
-    }
-}
 
 /// What kind of failure this is; decides retry or not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -180,6 +153,22 @@ pub struct Failure {
     /// The smallest delay the dependency asked for (`Retry-After` & co.), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+}
+
+/// A failed call of the glue, classified: no answer is a network failure, an answer by its HTTP
+/// status (with the dependency's `Retry-After`).
+impl From<DepError> for Failure {
+    fn from(e: DepError) -> Failure {
+        match e.status {
+            None => Failure::network(e.dependency, &e.message),
+            Some(status) => Failure::http(
+                e.dependency,
+                status,
+                &e.message,
+                e.retry_after_s.map(|s| s.saturating_mul(1000)),
+            ),
+        }
+    }
 }
 
 impl Failure {

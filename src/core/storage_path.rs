@@ -122,6 +122,16 @@ impl Origin {
         Ok(Origin { scheme, host, port })
     }
 
+    /// The origin of a configuration that did not validate (`config::Config::load` never
+    /// returns one that holds it).
+    pub(crate) fn unset() -> Origin {
+        Origin {
+            scheme: Scheme::Https,
+            host: String::new(),
+            port: Scheme::Https.default_port(),
+        }
+    }
+
     pub fn scheme(&self) -> Scheme {
         self.scheme
     }

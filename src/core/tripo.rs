@@ -35,7 +35,8 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use std::fmt;
 
-use super::retry::{sanitize_message, Dependency, Failure, FailureClass};
+use super::error::Dependency;
+use super::retry::{sanitize_message, Failure, FailureClass};
 
 /// Path of the direct multipart upload (current docs; `/upload` is the older alias).
 pub const UPLOAD_PATH: &str = "/upload/sts";

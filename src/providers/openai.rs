@@ -3,8 +3,8 @@
 use worker::Method;
 
 use crate::core::config::Config;
+use crate::core::error::Dependency;
 use crate::core::openai::{edit_multipart_around, failure, EditRequest};
-use crate::core::retry::Dependency;
 use crate::core::retry::{Failure, RetryHints};
 use crate::core::tripo::{boundary, multipart_content_type, ImageFormat};
 use crate::net::{self, Body, Reply};
@@ -29,7 +29,7 @@ fn hint_ms(reply: &Reply) -> Option<u64> {
         reset_requests: rr.as_deref(),
         reset_tokens: rt.as_deref(),
     }
-    .min_delay_ms(reply.status, js_sys::Date::now() as u64)
+    .min_delay_ms(reply.status, net::now_ms())
 }
 
 /// Calls images/edits; on success the reply with its body unread (JSON with `b64_json`

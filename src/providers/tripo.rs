@@ -7,8 +7,9 @@ use serde_json::json;
 use worker::Method;
 
 use crate::core::config::Config;
+use crate::core::error::Dependency;
 use crate::core::ids::TaskId;
-use crate::core::retry::{parse_retry_after, Dependency, Failure};
+use crate::core::retry::{parse_retry_after, Failure};
 use crate::core::step::Step;
 use crate::core::tripo::{
     boundary, failure, multipart_content_type, parse_create, parse_task, parse_upload, task_path,
@@ -61,9 +62,9 @@ async fn call(
         headers.push(("content-type", ct));
     }
     let method_name = method.to_string();
-    let started = js_sys::Date::now();
+    let started = net::now_ms();
     let result = net::send(method, &url, &headers, body, timeout_ms).await;
-    let elapsed_ms = (js_sys::Date::now() - started).max(0.0) as u64;
+    let elapsed_ms = net::now_ms().saturating_sub(started);
     let reply = match result {
         Ok(r) => r,
         Err(e) => {
@@ -95,7 +96,7 @@ async fn call(
     }
     let hint = reply
         .header("retry-after")
-        .and_then(|v| parse_retry_after(&v, js_sys::Date::now() as u64));
+        .and_then(|v| parse_retry_after(&v, net::now_ms()));
     Err(failure(reply.status, &reply.text(), hint))
 }
 

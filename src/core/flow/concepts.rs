@@ -7,13 +7,13 @@
 use futures::StreamExt;
 use serde_json::json;
 
-use super::consume::failure_of;
 use super::ports::Ports;
 use super::{rows, Job};
+use crate::error::Dependency;
 use crate::log::Level;
 use crate::openai::{Background as WireBackground, EditRequest, ReplyScanner};
 use crate::request::{Background, StepRequest};
-use crate::retry::{Dependency, Failure, FailureClass};
+use crate::retry::{Failure, FailureClass};
 use crate::step::Step;
 use crate::storage_path::{asset_url, output_path, parse_input_url};
 use crate::task::{Command, Outcome};
@@ -39,10 +39,8 @@ pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
             "not a concepts step",
         ));
     };
-    let (w, cfg, origin) = (job.w, job.cfg(), &job.setup.origin);
-    rows::start(w, cfg, job.task(), job.owner, &job.step)
-        .await
-        .map_err(|e| failure_of(&e))?;
+    let (w, cfg, origin) = (job.w, job.cfg(), &job.cfg().supabase_origin);
+    rows::start(w, cfg, job.task(), job.owner, &job.step).await?;
 
     let input = parse_input_url(&req.input_image_asset_url, origin).map_err(|e| {
         Failure::new(
@@ -51,7 +49,7 @@ pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
             &e.to_string(),
         )
     })?;
-    let bytes = w.download_input(&input).await.map_err(|e| failure_of(&e))?;
+    let bytes = w.download_input(&input).await?;
     let format = ImageFormat::sniff(&bytes).ok_or_else(|| {
         Failure::new(
             Dependency::Storage,
@@ -123,18 +121,12 @@ pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
         attempt: job.msg.attempt,
         asset_urls: urls,
     };
-    let reply = job
-        .command(cmd)
-        .await
-        .map_err(|e| Failure::network(Dependency::Database, &e.to_string()))?
-        .map_err(|r| Failure::new(Dependency::Database, FailureClass::Rejected, &r.to_string()))?;
+    let reply = job.command(cmd).await?;
     if let (Outcome::Completed, Some(step)) =
         (&reply.outcome, reply.state.steps.get(&Step::Concepts))
     {
-        super::gate::release_if_done(w, job.setup, job.task(), step).await;
-        rows::sync(w, cfg, job.task(), step)
-            .await
-            .map_err(|e| failure_of(&e))?;
+        super::gate::release_if_done(w, job.cfg(), job.task(), step).await;
+        rows::sync(w, cfg, job.task(), step).await?;
         job.log(
             Level::Info,
             "concepts.complete",
@@ -200,7 +192,7 @@ async fn upload_with_retries<W: Ports>(
                 job.w.sleep(delay).await;
                 delay *= 2;
             }
-            Err(e) => return Err(failure_of(&e)),
+            Err(e) => return Err(e.into()),
         }
     }
     Err(Failure::new(

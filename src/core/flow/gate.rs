@@ -8,7 +8,7 @@
 use serde_json::json;
 
 use super::ports::Ports;
-use super::Setup;
+
 use crate::config::Config;
 use crate::gate::{Gate, GateName, SlotKey, TRIPO_REFINE_LIMIT};
 use crate::ids::TaskId;
@@ -45,9 +45,9 @@ pub fn slot_done(s: &StepState) -> bool {
 }
 
 /// Gives the step's slot back when it no longer needs it (best effort: logged; the gate heals).
-pub async fn release_if_done<W: Ports>(w: &W, setup: &Setup<'_>, task: &TaskId, s: &StepState) {
+pub async fn release_if_done<W: Ports>(w: &W, cfg: &Config, task: &TaskId, s: &StepState) {
     if slot_done(s) {
-        release(w, setup.cfg, task, s.step(), s.attempt).await;
+        release(w, cfg, task, s.step(), s.attempt).await;
     }
 }
 

@@ -29,11 +29,11 @@ use crate::jobs::JobMessage;
 use crate::log::Level;
 use crate::openai::EditRequest;
 use crate::rest::{Method, RestRequest};
-use crate::retry::{Dependency as FailureDep, Failure};
+use crate::retry::Failure;
 use crate::step::Step;
 use crate::storage_path::InputObject;
 use crate::task::{apply, effects, Command, Outcome, Refusal, TaskState};
-use crate::task_wire::CmdReply;
+use crate::task_wire::{CmdReply, DoError};
 use crate::tripo::{parse_task, CreateTask, ImageFormat, TaskDetail};
 
 /// A PNG the fakes hand out (signature and an `IHDR` chunk: enough for every check we make).
@@ -543,14 +543,10 @@ impl Clock for Mem {
 }
 
 impl TaskStore for Mem {
-    async fn command(
-        &self,
-        task: &TaskId,
-        cmd: Command,
-        now_ms: u64,
-    ) -> Result<Result<CmdReply, Refusal>, DepError> {
+    async fn command(&self, task: &TaskId, cmd: Command, now_ms: u64) -> Result<CmdReply, DoError> {
         self.io(Op::Command, |m| Ok(m.apply(task, cmd, now_ms)))
-            .await
+            .await?
+            .map_err(DoError::Refused)
     }
 
     async fn task_state(&self, task: &TaskId) -> Result<Option<TaskState>, DepError> {
@@ -619,7 +615,7 @@ impl ObjectStore for Mem {
             Ok(Some(len))
         })
         .await
-        .map_err(|e| super::consume::failure_of(&e))
+        .map_err(Failure::from)
     }
 
     async fn delete_outputs(&self, paths: &[String]) -> Result<(), DepError> {
@@ -663,11 +659,10 @@ impl WebhookSender for Mem {
 }
 
 fn tripo_failure(e: DepError) -> Failure {
-    let hint = e.retry_after_s.map(|s| s * 1000);
-    match e.status {
-        None => Failure::network(FailureDep::Tripo, &e.message),
-        Some(status) => Failure::http(FailureDep::Tripo, status, &e.message, hint),
-    }
+    Failure::from(DepError {
+        dependency: Dependency::Tripo,
+        ..e
+    })
 }
 
 impl TripoApi for Mem {
@@ -748,7 +743,7 @@ impl OpenAiApi for Mem {
             })
             .await
             .map_err(|e| {
-                super::consume::failure_of(&DepError {
+                Failure::from(DepError {
                     dependency: Dependency::OpenAi,
                     ..e
                 })

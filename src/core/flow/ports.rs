@@ -19,8 +19,8 @@ use crate::rest::RestRequest;
 use crate::retry::Failure;
 use crate::step::Step;
 use crate::storage_path::InputObject;
-use crate::task::{Command, Refusal, TaskState};
-use crate::task_wire::CmdReply;
+use crate::task::{Command, TaskState};
+use crate::task_wire::{CmdReply, DoError};
 use crate::tripo::{CreateTask, ImageFormat, TaskDetail};
 
 /// Time, randomness (retry jitter) and waiting.
@@ -33,13 +33,8 @@ pub trait Clock {
 
 /// The task's Durable Object: one command applied atomically, or the state read.
 pub trait TaskStore {
-    /// `Ok(Err(refusal))` when the state machine refused the command (nothing persisted).
-    async fn command(
-        &self,
-        task: &TaskId,
-        cmd: Command,
-        now_ms: u64,
-    ) -> Result<Result<CmdReply, Refusal>, DepError>;
+    /// `Err(DoError::Refused(_))` when the state machine refused the command (nothing persisted).
+    async fn command(&self, task: &TaskId, cmd: Command, now_ms: u64) -> Result<CmdReply, DoError>;
     async fn task_state(&self, task: &TaskId) -> Result<Option<TaskState>, DepError>;
 }
 

@@ -17,6 +17,7 @@ use crate::rest::{
 use crate::rows::{self, metadata};
 use crate::step::Status;
 use crate::task::{Command, StepState};
+use crate::task_wire::DoError;
 
 /// The row writes that bring the rows to the step's state. The final writes of a model row carry
 /// its Tripo id as well (its `processing` write is best effort).
@@ -105,7 +106,7 @@ pub async fn sync<W: Ports>(
             step: step.step(),
             attempt: step.attempt,
         };
-        if let Err(e) = w.command(task, cmd, w.now_ms()).await {
+        if let Err(DoError::Unavailable(e)) = w.command(task, cmd, w.now_ms()).await {
             w.event(
                 Level::Warn,
                 "rows.confirm_failed",

@@ -23,6 +23,7 @@ use crate::jobs::{JobMessage, MAX_DELAY_SECONDS};
 use crate::log::Level;
 use crate::status::{view, StatusQuery};
 use crate::task::{Command, StepState};
+use crate::task_wire::DoError;
 use crate::webhook::{classify, event_id, retry_delay_s, Delivery, WEBHOOK_WINDOW_MS};
 
 /// Sends the first delivery message of a step that just became final, if it has a webhook due.
@@ -138,6 +139,8 @@ pub async fn deliver<W: Ports>(w: &W, msg: &JobMessage) -> Result<(), DepError> 
         }
     };
     // A lost report only means one more delivery (same id) or one more alarm.
-    let _ = w.command(task, cmd, w.now_ms()).await?;
-    Ok(())
+    match w.command(task, cmd, w.now_ms()).await {
+        Ok(_) | Err(DoError::Refused(_)) => Ok(()),
+        Err(DoError::Unavailable(e)) => Err(e),
+    }
 }
