@@ -56,3 +56,26 @@ fn config_and_ids_behave_as_natively() {
     );
     assert_eq!(row_id(&t, Step::Model, 0).get_version_num(), 5);
 }
+
+#[wasm_bindgen_test]
+fn query_string_is_what_the_url_crate_parses() {
+    // api::query_string cuts the query from the runtime's URL text instead of parsing it with
+    // `Request::url()` (the url crate stays out of the bundle): the same text for every shape.
+    for url in [
+        "https://w.example/tasks/t-1/status",
+        "https://w.example/tasks/t-1/status?",
+        "https://w.example/tasks/t-1/status?step=model",
+        "https://w.example/tasks/t-1/events?access_token=a.b.c&last_event_id=3&step=model",
+        "https://w.example/tasks/t%3F1/status?service=tripoai&x=%20y+z",
+        "https://w.example/tasks/t-1/status?step=model#frag",
+        "http://127.0.0.1:8787/tasks/t-1/cancel?a=1?b=2",
+    ] {
+        let req = worker::Request::new(url, worker::Method::Get).unwrap();
+        let parsed = req.url().unwrap();
+        assert_eq!(
+            makeit3d_bff::api::query_string(&req),
+            parsed.query().unwrap_or(""),
+            "{url}"
+        );
+    }
+}

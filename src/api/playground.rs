@@ -17,9 +17,8 @@ pub async fn page(req: Request, env: &Env) -> Result<Reply, ApiError> {
     let not_found = || ApiError::RouteNotFound("/".into());
     // Without the assets (a deployment that left them out) there is no page.
     let assets = env.assets(ASSETS_BINDING).map_err(|_| not_found())?;
-    let url = req.url().map_err(|_| not_found())?;
     let mut asset = assets
-        .fetch(url.to_string(), None)
+        .fetch(req.inner().url(), None)
         .await
         .map_err(internal)?;
     if asset.status_code() != 200 {

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::request::{body_schema_with_url_pattern, task_id_schema, Endpoint};
+use crate::request::{add_url_pattern, body_schema_with_url_pattern, task_id_schema, Endpoint};
 use crate::storage_path::{input_url_pattern, Origin};
 
 fn error_schema() -> Value {
@@ -134,15 +134,27 @@ pub fn document(origin: Option<&Origin>) -> Value {
 /// `webhook_url` fields carry its rule as a pattern (an empty list: only `null` is valid, since
 /// every `webhook_url` is refused).
 pub fn document_for(origin: Option<&Origin>, webhook_hosts: Option<&[String]>) -> Value {
-    let mut paths = Map::new();
-    let mut schemas = Map::new();
+    let mut doc = base_document();
+    deploy(&mut doc, origin, webhook_hosts);
+    doc
+}
+
+/// Fits the base document ([`document_for`]`(None, None)`) to a deployment: its Supabase
+/// `origin` and its webhook hosts. The worker builds the base at compile time (its `build.rs`)
+/// and calls only this at run time, once per isolate.
+pub fn deploy(doc: &mut Value, origin: Option<&Origin>, webhook_hosts: Option<&[String]>) {
     let url_pattern = origin.map(input_url_pattern);
     for e in Endpoint::ALL {
-        let name = schema_name(e);
-        let mut body = body_schema_with_url_pattern(e, url_pattern.as_deref());
-        if let (Some(hosts), Some(prop)) =
-            (webhook_hosts, body["properties"].get_mut("webhook_url"))
-        {
+        let Some(props) = doc.pointer_mut(&format!(
+            "/components/schemas/{}/properties",
+            schema_name(e)
+        )) else {
+            continue;
+        };
+        if let Some(pattern) = &url_pattern {
+            add_url_pattern(props, pattern);
+        }
+        if let (Some(hosts), Some(prop)) = (webhook_hosts, props.get_mut("webhook_url")) {
             let description = prop["description"].clone();
             *prop = match crate::webhook::url_pattern(hosts) {
                 Some(p) => json!({ "anyOf": [
@@ -153,7 +165,16 @@ pub fn document_for(origin: Option<&Origin>, webhook_hosts: Option<&[String]>) -
                 }
             };
         }
-        schemas.insert(name.clone(), body);
+    }
+}
+
+/// The document of no deployment: no origin rule, every `webhook_url` as documented.
+fn base_document() -> Value {
+    let mut paths = Map::new();
+    let mut schemas = Map::new();
+    for e in Endpoint::ALL {
+        let name = schema_name(e);
+        schemas.insert(name.clone(), body_schema_with_url_pattern(e, None));
         let mut responses = errors(&[400, 401, 403, 409, 413, 415, 422, 429, 500, 502, 503]);
         responses.insert("202".into(), json!({ "description": "Accepted: the step was created and its job enqueued.",
             "content": { "application/json": { "schema": { "$ref": "#/components/schemas/SubmitResponse" } } } }));
@@ -539,5 +560,20 @@ mod tests {
         let d = doc();
         assert_eq!(d["openapi"], "3.1.0");
         assert!(d["components"]["securitySchemes"]["bearerAuth"].is_object());
+    }
+
+    #[test]
+    fn the_base_document_survives_its_text() {
+        // The worker serves the base from its JSON text (written by its build script) and fits
+        // it to the deployment: parsing the text back gives the same document.
+        let base = document_for(None, None);
+        let back: Value = serde_json::from_str(&base.to_string()).unwrap();
+        assert_eq!(back, base);
+        let o = Origin::parse("https://abc.supabase.co").unwrap();
+        let hosts = vec!["hooks.example.com".to_owned()];
+        let mut fitted = back;
+        deploy(&mut fitted, Some(&o), Some(&hosts));
+        assert_eq!(fitted, document_for(Some(&o), Some(&hosts)));
+        assert_ne!(fitted, base);
     }
 }

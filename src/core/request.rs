@@ -832,7 +832,8 @@ pub fn body_schema_with_url_pattern(endpoint: Endpoint, url_pattern: Option<&str
 }
 
 /// Puts `pattern` on every URL string schema (`format: uri`) under `v`.
-fn add_url_pattern(v: &mut Value, pattern: &str) {
+/// Puts `pattern` on every URL (`format: uri`) schema under `v`.
+pub fn add_url_pattern(v: &mut Value, pattern: &str) {
     match v {
         Value::Object(map) => {
             if map.get("format").and_then(Value::as_str) == Some("uri") {
