@@ -107,6 +107,8 @@ impl EntryRow {
     }
 }
 
+// The SQL helpers are methods of the object whose storage they use, `self` or not.
+#[allow(clippy::unused_self)]
 impl UserLimits {
     fn sql(&self) -> Result<SqlStorage> {
         let sql = self.state.storage().sql();
@@ -286,7 +288,7 @@ impl UserLimits {
         Ok(())
     }
 
-    fn release(&self, req: ReleaseRequest) -> Result<()> {
+    fn release(&self, req: &ReleaseRequest) -> Result<()> {
         let sql = self.sql()?;
         let r = &req.reservation;
         if r.marked {
@@ -348,7 +350,7 @@ impl DurableObject for UserLimits {
             }
             "/release" => {
                 let body: ReleaseRequest = req.json().await?;
-                self.release(body)?;
+                self.release(&body)?;
                 Response::from_json(&json!({}))
             }
             _ => Response::error("unknown user limits command", 404),

@@ -144,9 +144,8 @@ pub async fn cancel(raw_id: &str, req: Request, env: &Env) -> Result<Reply, ApiE
     } = TaskRequest::open(raw_id, &req, env, Token::Header).await?;
     let only = match query {
         StatusQuery::Step(s) => Some(s),
-        StatusQuery::Latest => None,
         // `service=` names a step only through the task: resolved below from its state.
-        StatusQuery::Service(_) => None,
+        StatusQuery::Latest | StatusQuery::Service(_) => None,
     };
     let rt = Runtime::new(env, Some(cfg), Tasks::Stub);
     let only = match (only, query) {

@@ -553,7 +553,7 @@ mod tests {
     #[test]
     fn every_setting_is_listed_once() {
         let mut names: Vec<_> = SETTINGS.iter().map(|s| s.0).collect();
-        names.sort();
+        names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), SETTINGS.len());
     }

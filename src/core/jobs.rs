@@ -43,6 +43,7 @@ pub struct JobMessage {
     pub waits: u32,
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }

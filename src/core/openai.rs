@@ -110,8 +110,8 @@ impl EditRequest {
         if !(1..=MAX_N).contains(&n) {
             return Err(EditError::N(n));
         }
-        let model = model.map(str::trim).unwrap_or(DEFAULT_MODEL);
-        let size = size.map(str::trim).unwrap_or(DEFAULT_SIZE);
+        let model = model.map_or(DEFAULT_MODEL, str::trim);
+        let size = size.map_or(DEFAULT_SIZE, str::trim);
         if model.is_empty() || size.is_empty() {
             return Err(EditError::EmptySetting);
         }

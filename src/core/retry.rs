@@ -278,8 +278,7 @@ impl Failure {
         let class = match (real_status, code.as_str()) {
             // A missing bucket is a configuration problem, not the user's input.
             (_, "NoSuchBucket") => FailureClass::Rejected,
-            (_, "NoSuchKey") | (404, _) => FailureClass::InvalidInput,
-            (_, "EntityTooLarge") | (413, _) => FailureClass::InvalidInput,
+            (_, "NoSuchKey" | "EntityTooLarge") | (404 | 413, _) => FailureClass::InvalidInput,
             (s, _) => classify_status(s),
         };
         let detail = match class {
@@ -411,6 +410,7 @@ pub fn parse_retry_after(value: &str, now_ms: u64) -> Option<u64> {
 }
 
 /// `retry-after-ms`: a non-negative number of milliseconds (fractions rounded up).
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // finite, ≥ 0; `as` saturates
 pub fn parse_retry_after_ms(value: &str) -> Option<u64> {
     let ms: f64 = value.trim().parse().ok()?;
     (ms.is_finite() && ms >= 0.0).then(|| ms.ceil() as u64)
@@ -418,6 +418,7 @@ pub fn parse_retry_after_ms(value: &str) -> Option<u64> {
 
 /// A Go `time.Duration` string as OpenAI sends it (`"1s"`, `"6m0s"`, `"20ms"`, `"1h2m3.5s"`),
 /// in ms rounded up.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // finite, ≥ 0; `as` saturates
 pub fn parse_go_duration_ms(value: &str) -> Option<u64> {
     let s = value.trim();
     if s.is_empty() {
@@ -457,6 +458,7 @@ pub fn parse_go_duration_ms(value: &str) -> Option<u64> {
 
 /// Parses an HTTP-date to unix seconds. Accepts the three formats of RFC 9110 §5.6.7:
 /// `Sun, 06 Nov 1994 08:49:37 GMT`, `Sunday, 06-Nov-94 08:49:37 GMT`, `Sun Nov  6 08:49:37 1994`.
+#[allow(clippy::many_single_char_names)] // d, m, y, t: the date's own fields
 pub fn parse_http_date(value: &str) -> Option<i64> {
     let v = value.trim();
     let (day, month, year, time) = if let Some((_, rest)) = v.split_once(',') {
@@ -598,6 +600,7 @@ impl Decision {
 
 /// Full-jitter exponential backoff: a uniform delay in `[0, min(cap, base·2^(n-1))]` for the
 /// `n`-th retry (`n` ≥ 1). `rand01` is a number in `[0, 1)` (out-of-range values are clamped).
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // in [0, cap_ms]
 pub fn backoff_ms(n: u32, base_ms: u64, cap_ms: u64, rand01: f64) -> u64 {
     let exp = n.saturating_sub(1).min(32);
     let ceiling = base_ms.saturating_mul(1u64 << exp).min(cap_ms);

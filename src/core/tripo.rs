@@ -643,7 +643,9 @@ pub fn parse_error(body: &str) -> ApiError {
 
 /// The class and a description of a Tripo error code (providers.md §1.7).
 pub fn code_class(code: i64) -> Option<(FailureClass, &'static str)> {
-    use FailureClass::*;
+    use FailureClass::{
+        Auth, Concurrency, ContentPolicy, InvalidInput, NoCredits, RateLimited, Rejected, Transient,
+    };
     Some(match code {
         1000 => (Transient, "unknown error on the server side"),
         1001 => (Transient, "fatal error on the server side"),
@@ -841,6 +843,7 @@ fn url_field(output: Option<&Value>, result: Option<&Value>, key: &str) -> Optio
     direct.or_else(nested).map(str::to_owned)
 }
 
+#[allow(clippy::cast_possible_truncation)] // a whole number sent as a float; `as` saturates
 fn int_field(data: &Value, key: &str) -> Option<i64> {
     let v = data.get(key)?;
     v.as_i64().or_else(|| v.as_f64().map(|f| f.round() as i64))
@@ -865,7 +868,7 @@ pub fn parse_task(body: &str) -> Result<TaskDetail, WireError> {
     Ok(TaskDetail {
         task_id,
         status,
-        progress: int_field(&data, "progress").map(|p| p.clamp(0, 100) as u8),
+        progress: int_field(&data, "progress").and_then(|p| u8::try_from(p.clamp(0, 100)).ok()),
         running_left_time: non_negative("running_left_time"),
         queuing_num: non_negative("queuing_num"),
         error_code: int_field(&data, "error_code"),
@@ -1244,7 +1247,7 @@ mod tests {
         ));
         match parse_create(r#"{"code":2010,"message":"You don't have enough credit"}"#) {
             Err(e @ WireError::Api(_)) => {
-                assert_eq!(e.to_failure(200).class, FailureClass::NoCredits)
+                assert_eq!(e.to_failure(200).class, FailureClass::NoCredits);
             }
             other => panic!("{other:?}"),
         }

@@ -30,12 +30,6 @@ pub struct CallCtx<'a> {
     pub step: Step,
 }
 
-fn random_u128() -> u128 {
-    let hi = (js_sys::Math::random() * u64::MAX as f64) as u64;
-    let lo = (js_sys::Math::random() * u64::MAX as f64) as u64;
-    (u128::from(hi) << 64) | u128::from(lo)
-}
-
 fn net_failure(e: NetError) -> Failure {
     match e {
         NetError::Timeout(ms) => {
@@ -107,7 +101,7 @@ pub async fn upload(
     bytes: &[u8],
     format: ImageFormat,
 ) -> Result<String, Failure> {
-    let b = boundary(random_u128());
+    let b = boundary(net::random_u128());
     let body = upload_multipart(&b, &format.upload_filename(), format.mime(), bytes);
     let ct = multipart_content_type(&b);
     let reply = call(

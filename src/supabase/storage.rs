@@ -22,6 +22,7 @@ pub const TIMEOUT_MS: u64 = 30_000;
 /// Timeout of a streamed model upload.
 pub const STREAM_TIMEOUT_MS: u64 = 15 * 60_000;
 
+#[allow(clippy::needless_pass_by_value)] // the shape of `map_err`
 fn dep(e: NetError) -> DepError {
     DepError::new(Dependency::Storage, None, e.to_string())
 }

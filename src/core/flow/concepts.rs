@@ -99,7 +99,8 @@ pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
             }
             // Handed to the runtime (a JS buffer) and dropped here before its upload.
             let blob = w.hold(png);
-            let path = output_path(job.task(), Step::Concepts, urls.len() as u32);
+            let index = u32::try_from(urls.len()).unwrap_or(u32::MAX);
+            let path = output_path(job.task(), Step::Concepts, index);
             paths.push(path.clone());
             upload_with_retries(job, &path, &blob).await?;
             urls.push(asset_url(origin, &cfg.bucket, &path, cfg.bucket_public));

@@ -386,7 +386,7 @@ impl Mem {
                 else {
                     return Err(DepError::new(Dependency::Database, Some(400), "no body"));
                 };
-                for ((t, _), row) in w.rows.iter_mut() {
+                for ((t, _), row) in &mut w.rows {
                     if *t == table && matches(row, &filters) {
                         for (k, v) in &body {
                             row.insert(k.clone(), v.clone());

@@ -46,13 +46,11 @@ fn state_writes(cfg: &Config, step: &StepState) -> Vec<RestRequest> {
         )
         .into_iter()
         .collect(),
-        Status::Complete => step
-            .row_ids
-            .iter()
-            .enumerate()
+        Status::Complete => (0u32..)
+            .zip(&step.row_ids)
             .map(|(i, id)| {
-                let meta = metadata(req, step.attempt, i as u32);
-                match step.asset_urls.get(i) {
+                let meta = metadata(req, step.attempt, i);
+                match step.asset_urls.get(i as usize) {
                     Some(url) => mark_complete(&table, *id, url, &meta),
                     None => mark_failed(
                         &table,
@@ -73,14 +71,13 @@ fn state_writes(cfg: &Config, step: &StepState) -> Vec<RestRequest> {
                 .map_or(("failed".to_string(), "failed".to_string()), |e| {
                     (e.code.clone(), e.message.clone())
                 });
-            step.row_ids
-                .iter()
-                .enumerate()
+            (0u32..)
+                .zip(&step.row_ids)
                 .map(|(i, id)| {
                     mark_failed(
                         &table,
                         *id,
-                        &metadata(req, step.attempt, i as u32),
+                        &metadata(req, step.attempt, i),
                         RowError {
                             code: code.clone(),
                             message: message.clone(),

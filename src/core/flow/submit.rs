@@ -59,7 +59,7 @@ pub async fn submit<W: Ports>(
     });
     let reply = match w.command(&task_id, cmd, w.now_ms()).await {
         Ok(r) => r,
-        Err(DoError::Refused(refusal)) => return Err(refusal_error(refusal)),
+        Err(DoError::Refused(refusal)) => return Err(refusal_error(&refusal)),
         Err(DoError::Unavailable(e)) => return Err(e.into()),
     };
     let Some(state) = reply.state.steps.get(&step) else {
@@ -189,7 +189,7 @@ async fn abort<W: Ports>(w: &W, task_id: &TaskId, step: Step, attempt: u32) {
     }
 }
 
-fn refusal_error(r: Refusal) -> ApiError {
+fn refusal_error(r: &Refusal) -> ApiError {
     match r {
         Refusal::OtherOwner => ApiError::TaskConflict("this task_id is already used".into()),
         Refusal::DifferentRequest { .. } => ApiError::TaskConflict(r.to_string()),

@@ -213,7 +213,7 @@ fn check(mem: &Mem, label: &str) {
         return;
     };
     for (step, s) in &state.steps {
-        assert_eq!(s.status, Status::Complete, "{label}: {:?}", s);
+        assert_eq!(s.status, Status::Complete, "{label}: {s:?}");
         assert!(s.rows.is_settled(), "{label}: rows unconfirmed");
         let completions = mem
             .w
@@ -247,15 +247,15 @@ fn check(mem: &Mem, label: &str) {
             }
             assert!(s.asset_urls[i].ends_with(&path), "{label}");
         }
-        if *step != Step::Concepts {
+        if *step == Step::Concepts {
+            assert!(mem.w.borrow().openai_calls <= 2, "{label}");
+        } else {
             let creates = mem.w.borrow().tripo_creates as usize;
             let uncertain = mem.events("provider.create_uncertain");
             assert!(
                 creates <= 1 + uncertain,
                 "{label}: {creates} creates, {uncertain} uncertain"
             );
-        } else {
-            assert!(mem.w.borrow().openai_calls <= 2, "{label}");
         }
     }
     assert!(
