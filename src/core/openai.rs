@@ -545,7 +545,7 @@ pub struct ModerationDetails {
 
 /// The `error` object of an OpenAI error body.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApiError {
+pub struct ErrorBody {
     #[serde(default)]
     pub message: String,
     #[serde(default, rename = "type")]
@@ -580,7 +580,7 @@ pub enum ErrorKind {
     Other,
 }
 
-impl ApiError {
+impl ErrorBody {
     pub fn kind(&self, http_status: u16) -> ErrorKind {
         let code = self.code.as_deref().unwrap_or("");
         let ty = self.error_type.as_deref().unwrap_or("");
@@ -656,18 +656,18 @@ impl ApiError {
     }
 }
 
-/// Parses an error body; a body that is not OpenAI's shape gives an `ApiError` whose message is
+/// Parses an error body; a body that is not OpenAI's shape gives an `ErrorBody` whose message is
 /// an excerpt of the body.
-pub fn parse_error(body: &str) -> ApiError {
+pub fn parse_error(body: &str) -> ErrorBody {
     #[derive(Deserialize)]
     struct Envelope {
-        error: ApiError,
+        error: ErrorBody,
     }
     match serde_json::from_str::<Envelope>(body) {
         Ok(e) => e.error,
-        Err(_) => ApiError {
+        Err(_) => ErrorBody {
             message: body.trim().chars().take(200).collect(),
-            ..ApiError::default()
+            ..ErrorBody::default()
         },
     }
 }

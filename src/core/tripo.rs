@@ -582,7 +582,7 @@ fn multiview_slots(files: &[FileToken]) -> Result<Vec<Slot<'_>>, PayloadError> {
 
 /// Tripo's error envelope `{code, message, suggestion}`, or what we could get from a non-JSON body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApiError {
+pub struct ErrorBody {
     /// Tripo's code (e.g. 2000); `None` when the body was not Tripo JSON.
     pub code: Option<i64>,
     pub message: String,
@@ -594,7 +594,7 @@ pub struct ApiError {
 pub enum WireError {
     /// `code != 0` inside a 2xx response.
     #[error("Tripo error {}: {}", .0.code.unwrap_or(-1), .0.message)]
-    Api(ApiError),
+    Api(ErrorBody),
     /// Not JSON, or a field is missing or has the wrong type.
     #[error("malformed Tripo response: {0}")]
     Malformed(String),
@@ -620,7 +620,7 @@ fn excerpt(body: &str) -> String {
 }
 
 /// Parses an error body: Tripo's envelope, or else the raw text (gateway pages).
-pub fn parse_error(body: &str) -> ApiError {
+pub fn parse_error(body: &str) -> ErrorBody {
     #[derive(Deserialize)]
     struct Envelope {
         code: Option<i64>,
@@ -628,12 +628,12 @@ pub fn parse_error(body: &str) -> ApiError {
         suggestion: Option<String>,
     }
     match serde_json::from_str::<Envelope>(body) {
-        Ok(e) if e.code.is_some() || e.message.is_some() => ApiError {
+        Ok(e) if e.code.is_some() || e.message.is_some() => ErrorBody {
             code: e.code,
             message: e.message.unwrap_or_default(),
             suggestion: e.suggestion,
         },
-        _ => ApiError {
+        _ => ErrorBody {
             code: None,
             message: excerpt(body),
             suggestion: None,
@@ -678,7 +678,7 @@ pub fn code_class(code: i64) -> Option<(FailureClass, &'static str)> {
     })
 }
 
-impl ApiError {
+impl ErrorBody {
     /// Classifies by Tripo code when known, else by HTTP status. The provider's message is kept
     /// (except for credential errors); the code is appended, e.g. `"Tripo: … (2010)"`.
     pub fn to_failure(&self, http_status: u16, retry_after_ms: Option<u64>) -> Failure {
