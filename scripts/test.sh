@@ -2,9 +2,10 @@
 # Sets up a fresh machine (idempotent) and runs every test: formatting and lints (clippy::pedantic,
 # native and wasm32), the core crate's purity (`cargo tree`) and the worker's module graph (no
 # import cycle), native unit and contract tests (the core crate, storage service, provider fakes,
-# the stack against real PostgreSQL and PostgREST), WebAssembly tests under Node, the bundle-size report, and the end-to-end suite
-# against `wrangler dev` (with the playground page clicked through in a headless Chromium), and a
-# short schema-driven fuzzing run (scripts/fuzz.sh). Exits non-zero on the first failure.
+# the stack against real PostgreSQL and PostgREST), WebAssembly tests under Node, the bundle-size
+# report, and the end-to-end suite against `wrangler dev` (with the playground page clicked
+# through in a headless Chromium), and a short schema-driven fuzzing run (scripts/fuzz.sh). Exits
+# non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
