@@ -4,60 +4,30 @@
 //! alarm heals: holders past their limit and silent waiters leave; while anyone waits, holders are
 //! verified against their task's Durable Object (a final step or another attempt frees the slot).
 //!
-//! Requests: `POST /acquire` [`AcquireRequest`] → [`AcquireReply`]; `POST /release`
-//! [`ReleaseRequest`] → `{"woken": n}`; `POST /position` [`PositionRequest`] → [`PositionReply`]
-//! (the status endpoint's live `queue_position`).
+//! Requests: the contract of `core::gate_wire` (acquire, release, position).
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
-use crate::core::gate::{Acquire, Gate, SlotKey};
-use crate::flow;
+use crate::core::flow;
+use crate::core::gate::Gate;
+use crate::core::gate_wire::{
+    AcquireReply, AcquireRequest, PositionReply, PositionRequest, ReleaseReply, ReleaseRequest,
+    ACQUIRE_PATH, POSITION_PATH, RELEASE_PATH,
+};
 use crate::net::now_ms;
 use crate::runtime::{Runtime, Tasks};
 
 /// Storage key of the gate's state.
 const STATE_KEY: &str = "gate";
-/// Binding name of the gate namespace (wrangler.toml).
-pub const BINDING: &str = "GATES";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Record {
     gate: Gate,
     /// The capacity of the last request (the alarm has no request).
     capacity: u32,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AcquireRequest {
-    pub key: SlotKey,
-    pub capacity: u32,
-    pub deadline_ms: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AcquireReply {
-    pub acquire: Acquire,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PositionRequest {
-    pub key: SlotKey,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PositionReply {
-    /// The place in line, `None` when the key holds a slot or is not in line.
-    pub position: Option<u32>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ReleaseRequest {
-    pub key: SlotKey,
-    pub capacity: u32,
 }
 
 #[durable_object]
@@ -102,7 +72,7 @@ impl DurableObject for ProviderGate {
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let now = now_ms();
         match req.path().as_str() {
-            "/acquire" => {
+            ACQUIRE_PATH => {
                 let body: AcquireRequest = req.json().await?;
                 let mut r = self.load().await?;
                 r.capacity = body.capacity;
@@ -112,16 +82,16 @@ impl DurableObject for ProviderGate {
                 self.save(&r, now).await?;
                 Response::from_json(&AcquireReply { acquire })
             }
-            "/release" => {
+            RELEASE_PATH => {
                 let body: ReleaseRequest = req.json().await?;
                 let mut r = self.load().await?;
                 r.capacity = body.capacity;
                 let woken = r.gate.release(&body.key, body.capacity, now);
                 self.save(&r, now).await?;
                 let n = flow::gate::wake(&self.runtime(), woken).await;
-                Response::from_json(&json!({ "woken": n }))
+                Response::from_json(&ReleaseReply { woken: n })
             }
-            "/position" => {
+            POSITION_PATH => {
                 let body: PositionRequest = req.json().await?;
                 let r = self.load().await?;
                 Response::from_json(&PositionReply {

@@ -61,8 +61,17 @@ pub fn wasm_memory_bytes() -> u64 {
 }
 
 /// The runtime's clock, in ms since the epoch.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // positive, below 2^53
 pub fn now_ms() -> u64 {
     js_sys::Date::now() as u64
+}
+
+/// 128 random bits from the runtime's `Math.random` (multipart boundaries; not for secrets).
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // in [0, 2^64)
+pub fn random_u128() -> u128 {
+    let hi = (js_sys::Math::random() * u64::MAX as f64) as u64;
+    let lo = (js_sys::Math::random() * u64::MAX as f64) as u64;
+    (u128::from(hi) << 64) | u128::from(lo)
 }
 
 /// Sleeps `ms` on the runtime's timer.
@@ -141,11 +150,14 @@ fn build(
             init.with_body(Some(arr.into()));
         }
         Body::Parts(parts) => {
+            let too_large = || NetError::Invalid("a request body over 4 GiB".into());
             let total: usize = parts.iter().map(Vec::len).sum();
-            let arr = js_sys::Uint8Array::new_with_length(total as u32);
+            let arr =
+                js_sys::Uint8Array::new_with_length(u32::try_from(total).map_err(|_| too_large())?);
             let mut at = 0u32;
             for part in parts {
-                let end = at + part.len() as u32;
+                // Each part is at most the total, which fits.
+                let end = at + u32::try_from(part.len()).map_err(|_| too_large())?;
                 arr.subarray(at, end).copy_from(&part);
                 at = end;
                 // `part` is dropped here, before the next one is copied.

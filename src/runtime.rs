@@ -3,35 +3,39 @@
 //! PostgREST, Storage, Tripo and OpenAI over `fetch`, and the console log. Translation only: what
 //! to do lives in `flow`.
 
+use futures::future::LocalBoxFuture;
 use futures::stream::{LocalBoxStream, StreamExt};
 use serde_json::Value;
 use worker::{Env, Method, ResponseBody};
 
-use crate::config::Config;
+use crate::core::config::Config;
+use crate::core::error::{DepError, Dependency};
+use crate::core::flow::finalize::host_of;
+use crate::core::flow::ports::{
+    Clock, Events, JobQueue, ObjectStore, OpenAiApi, RowStore, SlotGate, TaskStore, TripoApi,
+    WebhookSender,
+};
 use crate::core::gate::{Acquire, GateName, SlotKey};
+use crate::core::gate_wire::{
+    AcquireReply, AcquireRequest, ReleaseReply, ReleaseRequest, ACQUIRE_PATH, BINDING as GATES,
+    RELEASE_PATH,
+};
 use crate::core::ids::TaskId;
 use crate::core::jobs::JobMessage;
 use crate::core::openai::EditRequest;
 use crate::core::rest::RestRequest;
-use crate::core::retry::{parse_retry_after, Dependency as FailureDep, Failure};
+use crate::core::retry::{parse_retry_after, Failure};
 use crate::core::step::Step;
-use crate::core::storage_path::{InputObject, Origin};
-use crate::core::task::{Command, Refusal, TaskState};
-use crate::core::task_wire::CmdReply;
+use crate::core::storage_path::InputObject;
+use crate::core::task::{Command, TaskState};
+use crate::core::task_wire::{CmdReply, DoError};
 use crate::core::tripo::{CreateTask, ImageFormat, TaskDetail};
-use crate::error::{DepError, Dependency};
-use crate::flow::finalize::host_of;
-use crate::flow::ports::{
-    Clock, Events, JobQueue, ObjectStore, OpenAiApi, RowStore, SlotGate, TaskStore, TripoApi,
-    WebhookSender,
-};
-use crate::gate_object::{AcquireReply, AcquireRequest, ReleaseRequest, BINDING as GATES};
 use crate::log::{self, Level};
 use crate::net::{self, Body, NetError};
 use crate::providers::{openai, tripo};
 use crate::supabase;
 use crate::task_client;
-use crate::task_object::TaskObject;
+use crate::{queue, stub};
 
 /// Time allowed for the model download to start answering (the copy itself is bounded by the
 /// Storage upload's timeout).
@@ -39,10 +43,19 @@ const DOWNLOAD_HEAD_TIMEOUT_MS: u64 = 60_000;
 
 /// How the task's Durable Object is reached.
 pub enum Tasks<'a> {
-    /// Over its stub (`task_client`): handlers and queue jobs.
+    /// Over its stub (`task_client`): handlers, queue jobs, the other objects.
     Stub,
     /// The object itself: its own alarm (a DO calling itself over fetch deadlocks).
-    Object(&'a TaskObject),
+    Object(&'a dyn TaskHost),
+}
+
+/// The task object seen from inside (`task_object::TaskObject` implements it): what its alarm's
+/// ports need of it. Boxed futures: only the alarm takes this path.
+pub trait TaskHost {
+    /// Applies one command and persists the result (the object's `POST /cmd`).
+    fn apply(&self, cmd: Command, now_ms: u64) -> LocalBoxFuture<'_, Result<CmdReply, DoError>>;
+    /// The stored state (the object's `POST /state`).
+    fn stored(&self) -> LocalBoxFuture<'_, Result<Option<TaskState>, DepError>>;
 }
 
 /// The ports over the Workers runtime. `cfg` is `None` only for an alarm under an invalid
@@ -63,7 +76,7 @@ impl<'a> Runtime<'a> {
             .ok_or_else(|| DepError::new(dependency, None, "the worker's configuration is invalid"))
     }
 
-    fn cfg_for(&self, dependency: FailureDep) -> Result<&'a Config, Failure> {
+    fn cfg_for(&self, dependency: Dependency) -> Result<&'a Config, Failure> {
         self.cfg
             .ok_or_else(|| Failure::network(dependency, "the worker's configuration is invalid"))
     }
@@ -84,35 +97,24 @@ impl Clock for Runtime<'_> {
 }
 
 impl TaskStore for Runtime<'_> {
-    async fn command(
-        &self,
-        task: &TaskId,
-        cmd: Command,
-        now_ms: u64,
-    ) -> Result<Result<CmdReply, Refusal>, DepError> {
+    async fn command(&self, task: &TaskId, cmd: Command, now_ms: u64) -> Result<CmdReply, DoError> {
         match self.tasks {
-            Tasks::Stub => task_client::command_at(self.env, task, cmd, now_ms).await,
-            Tasks::Object(obj) => obj
-                .command(cmd, now_ms)
-                .await
-                .map_err(|e| DepError::new(Dependency::TaskObject, None, e.to_string())),
+            Tasks::Stub => task_client::command(self.env, task, cmd, now_ms).await,
+            Tasks::Object(obj) => obj.apply(cmd, now_ms).await,
         }
     }
 
     async fn task_state(&self, task: &TaskId) -> Result<Option<TaskState>, DepError> {
         match self.tasks {
             Tasks::Stub => task_client::state(self.env, task).await,
-            Tasks::Object(obj) => obj
-                .load()
-                .await
-                .map_err(|e| DepError::new(Dependency::TaskObject, None, e.to_string())),
+            Tasks::Object(obj) => obj.stored().await,
         }
     }
 }
 
 impl JobQueue for Runtime<'_> {
     async fn enqueue(&self, msg: &JobMessage, delay_s: u32) -> Result<(), DepError> {
-        crate::jobs::enqueue(self.env, msg, delay_s).await
+        queue::enqueue(self.env, msg, delay_s).await
     }
 }
 
@@ -141,8 +143,7 @@ impl ObjectStore for Runtime<'_> {
         blob: &js_sys::Uint8Array,
     ) -> Result<(), DepError> {
         let cfg = self.cfg(Dependency::Storage)?;
-        let origin = origin(cfg)?;
-        supabase::storage::upload_array(cfg, &origin, path, content_type, blob).await
+        supabase::storage::upload_array(cfg, path, content_type, blob).await
     }
 
     async fn copy_model(
@@ -153,18 +154,17 @@ impl ObjectStore for Runtime<'_> {
         path: &str,
         content_type: &str,
     ) -> Result<Option<u64>, Failure> {
-        let cfg = self.cfg_for(FailureDep::Storage)?;
-        let origin = origin(cfg).map_err(|e| crate::flow::consume::failure_of(&e))?;
+        let cfg = self.cfg_for(Dependency::Storage)?;
         let started = net::now_ms();
         let resp =
             net::send_streaming(Method::Get, url, &[], Body::Empty, DOWNLOAD_HEAD_TIMEOUT_MS)
                 .await
                 .map_err(|e| match e {
                     NetError::Timeout(ms) => Failure::network(
-                        FailureDep::TripoDownload,
+                        Dependency::TripoDownload,
                         &format!("no answer in {ms} ms"),
                     ),
-                    other => Failure::network(FailureDep::TripoDownload, &other.to_string()),
+                    other => Failure::network(Dependency::TripoDownload, &other.to_string()),
                 })?;
         let status = resp.status_code();
         let header = |name: &str| resp.headers().get(name).ok().flatten();
@@ -177,19 +177,17 @@ impl ObjectStore for Runtime<'_> {
                 Some(step),
                 serde_json::json!({ "status": status, "host": host_of(url) }),
             );
-            return Err(Failure::http(FailureDep::TripoDownload, status, "", hint));
+            return Err(Failure::http(Dependency::TripoDownload, status, "", hint));
         }
         let length = header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
         let (_, body) = resp.into_parts();
         let ResponseBody::Stream(stream) = body else {
             return Err(Failure::bad_response(
-                FailureDep::TripoDownload,
+                Dependency::TripoDownload,
                 "the model download has no body",
             ));
         };
-        supabase::storage::upload_stream(cfg, &origin, path, content_type, length, stream)
-            .await
-            .map_err(|e| crate::flow::consume::failure_of(&e))?;
+        supabase::storage::upload_stream(cfg, path, content_type, length, stream).await?;
         Ok(length)
     }
 
@@ -241,18 +239,8 @@ impl WebhookSender for Runtime<'_> {
         view: &mut crate::core::status::StatusView,
     ) -> Result<(), String> {
         let cfg = self.cfg.ok_or("the worker's configuration is invalid")?;
-        crate::api::status::present(self.env, cfg, state, view).await
+        crate::view::present(self.env, cfg, state, view).await
     }
-}
-
-fn origin(cfg: &Config) -> Result<Origin, DepError> {
-    Origin::parse(&cfg.supabase_url).map_err(|_| {
-        DepError::new(
-            Dependency::Storage,
-            None,
-            "SUPABASE_URL is not a valid origin",
-        )
-    })
 }
 
 impl TripoApi for Runtime<'_> {
@@ -267,7 +255,7 @@ impl TripoApi for Runtime<'_> {
             task_id: task,
             step,
         };
-        tripo::upload(cx, self.cfg_for(FailureDep::Tripo)?, bytes, format).await
+        tripo::upload(cx, self.cfg_for(Dependency::Tripo)?, bytes, format).await
     }
 
     async fn tripo_create(
@@ -280,7 +268,7 @@ impl TripoApi for Runtime<'_> {
             task_id: task,
             step,
         };
-        tripo::create(cx, self.cfg_for(FailureDep::Tripo)?, req).await
+        tripo::create(cx, self.cfg_for(Dependency::Tripo)?, req).await
     }
 
     async fn tripo_task(&self, task: &TaskId, step: Step, id: &str) -> Result<TaskDetail, Failure> {
@@ -288,7 +276,7 @@ impl TripoApi for Runtime<'_> {
             task_id: task,
             step,
         };
-        tripo::task(cx, self.cfg_for(FailureDep::Tripo)?, id).await
+        tripo::task(cx, self.cfg_for(Dependency::Tripo)?, id).await
     }
 }
 
@@ -301,15 +289,15 @@ impl OpenAiApi for Runtime<'_> {
         image: Vec<u8>,
         format: ImageFormat,
     ) -> Result<Self::Reply, Failure> {
-        let cfg = self.cfg_for(FailureDep::OpenAi)?;
+        let cfg = self.cfg_for(Dependency::OpenAi)?;
         let mut resp = openai::edit(cfg, req, image, format).await?;
         let stream = resp.stream().map_err(|e| {
-            Failure::network(FailureDep::OpenAi, &format!("reading the reply: {e}"))
+            Failure::network(Dependency::OpenAi, &format!("reading the reply: {e}"))
         })?;
         Ok(stream
             .map(|chunk| {
                 chunk.map_err(|e| {
-                    Failure::network(FailureDep::OpenAi, &format!("reading the reply: {e}"))
+                    Failure::network(Dependency::OpenAi, &format!("reading the reply: {e}"))
                 })
             })
             .boxed_local())
@@ -329,8 +317,9 @@ impl SlotGate for Runtime<'_> {
             capacity,
             deadline_ms,
         };
+        let dep = Dependency::ProviderGate;
         let reply: AcquireReply =
-            task_client::call_object(self.env, GATES, gate.as_str(), "acquire", &req).await?;
+            stub::call(self.env, dep, GATES, gate.as_str(), ACQUIRE_PATH, &req).await?;
         Ok(reply.acquire)
     }
 
@@ -344,8 +333,9 @@ impl SlotGate for Runtime<'_> {
             key: key.clone(),
             capacity,
         };
-        let _: Value =
-            task_client::call_object(self.env, GATES, gate.as_str(), "release", &req).await?;
+        let dep = Dependency::ProviderGate;
+        let _: ReleaseReply =
+            stub::call(self.env, dep, GATES, gate.as_str(), RELEASE_PATH, &req).await?;
         Ok(())
     }
 }

@@ -5,30 +5,34 @@
 //! It only translates: load state → apply one `core::task` command → persist → set the alarm
 //! (after every command, a skipped one too: `core::task::effects`). The alarm sweeps every
 //! unfinished step (`Command::Sweep`: lost messages sent again, deadlines enforced), then polls.
-//! Requests: `POST /cmd` `{"command": Command, "now_ms": …}` → `{"outcome", "state"}` or 409
-//! `{"refusal"}`; `POST /state` → `{"state": TaskState | null}`.
+//! Requests: the contract of `core::task_wire` — `POST /cmd` `{"command": Command, "now_ms": …}`
+//! → `{"outcome", "state"}` or 409 `{"refusal"}`; `POST /state` → `{"state": TaskState | null}`;
+//! `POST /events` and `GET /ws` (live status).
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
 use futures::channel::mpsc::{unbounded, UnboundedSender};
-use futures::future::{select, Either};
+use futures::future::{select, Either, FutureExt, LocalBoxFuture};
 use futures::StreamExt;
 use worker::{
     durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket,
     WebSocketIncomingMessage, WebSocketPair,
 };
 
-use crate::config::Config;
+use crate::core::error::{DepError, Dependency};
+use crate::core::flow;
 use crate::core::live::{self, Start};
 use crate::core::status::{view, StatusQuery};
 use crate::core::task::{apply, effects, Command, Refusal, TaskState};
-use crate::core::task_wire::{CmdReply, CmdRequest, LiveRequest, RefusalReply, StateReply};
-use crate::flow::{self, Setup};
-use crate::http::lookup;
+use crate::core::task_wire::{
+    CmdReply, CmdRequest, DoError, LiveRequest, RefusalReply, StateReply, CMD_PATH, EVENTS_PATH,
+    LIVE_HEADER, STATE_PATH, WS_PATH,
+};
 use crate::log::{self, Level};
-use crate::runtime::{Runtime, Tasks};
+use crate::runtime::{Runtime, TaskHost, Tasks};
+use crate::settings;
 
 /// Storage key of the serialized task state.
 pub const STATE_KEY: &str = "task";
@@ -70,9 +74,6 @@ fn ws_send(ws: &WebSocket, att: &mut WsAttachment, version: u64, json: &str) {
     let _ = ws.serialize_attachment(&*att);
     let _ = ws.send_with_str(json);
 }
-
-/// Header carrying the [`LiveRequest`] of a WebSocket upgrade from the worker.
-pub const LIVE_HEADER: &str = "x-live";
 
 impl TaskObject {
     pub async fn load(&self) -> Result<Option<TaskState>> {
@@ -173,12 +174,12 @@ impl TaskObject {
     }
 
     /// The status view (SPEC §4.2) a subscriber follows, exactly as the status endpoint shows it
-    /// (`api::status::present`: the live place in line of a step waiting for a provider slot,
+    /// (`view::present`: the live place in line of a step waiting for a provider slot,
     /// fresh signed URLs for a private bucket); `None` when it has nothing to show.
     async fn view_json(&self, state: &TaskState, query: StatusQuery) -> Option<String> {
         let mut v = view(state, query, state.owner).ok()?;
-        if let Ok(cfg) = Config::load(|n| lookup(&self.env, n)) {
-            crate::api::status::present_or_stored(&self.env, &cfg, state, &mut v).await;
+        if let Ok(cfg) = settings::loaded(&self.env) {
+            crate::view::present_or_stored(&self.env, cfg, state, &mut v).await;
         }
         serde_json::to_string(&v).ok()
     }
@@ -287,6 +288,33 @@ impl TaskObject {
     }
 }
 
+/// The ports of the object's own alarm reach it directly (a DO calling itself over fetch
+/// deadlocks).
+impl TaskHost for TaskObject {
+    fn apply(
+        &self,
+        cmd: Command,
+        now_ms: u64,
+    ) -> LocalBoxFuture<'_, std::result::Result<CmdReply, DoError>> {
+        async move {
+            match self.command(cmd, now_ms).await {
+                Ok(Ok(reply)) => Ok(reply),
+                Ok(Err(refusal)) => Err(DoError::Refused(refusal)),
+                Err(e) => Err(DoError::Unavailable(unavailable(&e))),
+            }
+        }
+        .boxed_local()
+    }
+
+    fn stored(&self) -> LocalBoxFuture<'_, std::result::Result<Option<TaskState>, DepError>> {
+        async move { self.load().await.map_err(|e| unavailable(&e)) }.boxed_local()
+    }
+}
+
+fn unavailable(e: &worker::Error) -> DepError {
+    DepError::new(Dependency::TaskObject, None, e.to_string())
+}
+
 impl DurableObject for TaskObject {
     fn new(state: State, env: Env) -> Self {
         Self {
@@ -298,7 +326,7 @@ impl DurableObject for TaskObject {
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         match req.path().as_str() {
-            "/cmd" => {
+            CMD_PATH => {
                 let body: CmdRequest = req.json().await?;
                 match self.command(body.command, body.now_ms).await? {
                     Ok(reply) => Response::from_json(&reply),
@@ -307,14 +335,14 @@ impl DurableObject for TaskObject {
                     }
                 }
             }
-            "/state" => Response::from_json(&StateReply {
+            STATE_PATH => Response::from_json(&StateReply {
                 state: self.load().await?,
             }),
-            "/events" => {
+            EVENTS_PATH => {
                 let body: LiveRequest = req.json().await?;
                 self.events(body).await
             }
-            "/ws" => {
+            WS_PATH => {
                 let raw = req.headers().get(LIVE_HEADER)?.unwrap_or_default();
                 match serde_json::from_str::<LiveRequest>(&raw) {
                     Ok(body) => self.websocket(body).await,
@@ -329,27 +357,21 @@ impl DurableObject for TaskObject {
         let Some(state) = self.load().await? else {
             return Response::empty();
         };
-        let cfg = match Config::load(|n| lookup(&self.env, n)) {
+        let cfg = match settings::loaded(&self.env) {
             Ok(c) => Some(c),
-            Err(problems) => {
-                let names: Vec<_> = problems.iter().map(|p| p.name).collect();
+            Err(invalid) => {
                 log::emit(
                     Level::Error,
                     "poll.misconfigured",
                     Some(state.task_id.as_str()),
                     None,
-                    serde_json::json!({ "missing_or_invalid": names }),
+                    serde_json::json!({ "missing_or_invalid": invalid.names() }),
                 );
                 None
             }
         };
-        let setup = cfg.as_ref().and_then(|c| Setup::new(c).ok());
-        let rt = Runtime::new(
-            &self.env,
-            setup.as_ref().map(|s| s.cfg),
-            Tasks::Object(self),
-        );
-        flow::alarm::on_alarm(&rt, setup.as_ref(), &state).await;
+        let rt = Runtime::new(&self.env, cfg, Tasks::Object(self));
+        flow::alarm::on_alarm(&rt, cfg, &state).await;
         // Re-arm from whatever the polls left (poll first, re-arm after).
         if let Some(latest) = self.load().await? {
             self.arm(&latest, crate::net::now_ms()).await?;

@@ -14,19 +14,19 @@ use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use worker::{
-    durable_object, DurableObject, Env, Headers, Method, Request, RequestInit, Response, Result,
-    SqlStorage, SqlStorageValue, State,
+    durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, SqlStorageValue,
+    State,
 };
 
+use crate::core::error::{DepError, Dependency};
 use crate::core::ids::{TaskId, UserId};
 use crate::core::limits::{
     decide, plan_cancel, plan_reserve, verdict, Decision, Entry, EntryUndo, LimitKind, Refused,
     Reservation, Seen, Tier, Usage, BINDING_RETRY_AFTER_S, HEAL_BATCH, WINDOW_MS,
 };
 use crate::core::step::{Status, Step};
-use crate::error::{DepError, Dependency};
 use crate::log::{self, Level};
-use crate::task_client;
+use crate::{stub, task_client};
 
 /// Binding of the per-user Durable Object namespace (wrangler.toml).
 pub const BINDING: &str = "USER_LIMITS";
@@ -127,6 +127,8 @@ impl EntryRow {
     }
 }
 
+// The SQL helpers are methods of the object whose storage they use, `self` or not.
+#[allow(clippy::unused_self)]
 impl UserLimits {
     fn sql(&self) -> Result<SqlStorage> {
         let sql = self.state.storage().sql();
@@ -310,7 +312,7 @@ impl UserLimits {
         Ok(())
     }
 
-    fn release(&self, req: ReleaseRequest) -> Result<()> {
+    fn release(&self, req: &ReleaseRequest) -> Result<()> {
         let sql = self.sql()?;
         let r = &req.reservation;
         if r.marked {
@@ -372,7 +374,7 @@ impl DurableObject for UserLimits {
             }
             "/release" => {
                 let body: ReleaseRequest = req.json().await?;
-                self.release(body)?;
+                self.release(&body)?;
                 Response::from_json(&json!({}))
             }
             _ => Response::error("unknown user limits command", 404),
@@ -384,39 +386,22 @@ impl DurableObject for UserLimits {
 // Calls from the submit path
 // ---------------------------------------------------------------------------------------------
 
-fn dep(e: impl std::fmt::Display) -> DepError {
-    DepError::new(Dependency::UserLimits, None, e.to_string())
-}
-
+/// One request to the user's object (`stub::call`, named by the user id).
 async fn call<B: Serialize, R: serde::de::DeserializeOwned>(
     env: &Env,
     user: &UserId,
     path: &str,
     body: &B,
 ) -> std::result::Result<R, DepError> {
-    let ns = env.durable_object(BINDING).map_err(dep)?;
-    let stub = ns.get_by_name(&user.to_string()).map_err(dep)?;
-    let headers = Headers::new();
-    headers
-        .set("content-type", "application/json")
-        .map_err(dep)?;
-    let text = serde_json::to_string(body).map_err(dep)?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(text.into()));
-    let req = Request::new_with_init(&format!("https://limits/{path}"), &init).map_err(dep)?;
-    let mut resp = stub.fetch_with_request(req).await.map_err(dep)?;
-    let status = resp.status_code();
-    let bytes = resp.bytes().await.map_err(dep)?;
-    if !(200..300).contains(&status) {
-        return Err(DepError::new(
-            Dependency::UserLimits,
-            Some(status),
-            String::from_utf8_lossy(&bytes).into_owned(),
-        ));
-    }
-    serde_json::from_slice(&bytes).map_err(dep)
+    stub::call(
+        env,
+        Dependency::UserLimits,
+        BINDING,
+        &user.to_string(),
+        path,
+        body,
+    )
+    .await
 }
 
 /// Asks the user's object for a slot (atomic check-and-add).
@@ -424,7 +409,7 @@ pub async fn reserve(
     env: &Env,
     req: &ReserveRequest,
 ) -> std::result::Result<ReserveReply, DepError> {
-    call(env, &req.user, "reserve", req).await
+    call(env, &req.user, "/reserve", req).await
 }
 
 /// Gives a reservation back: entirely (`keep_entry` false: the submit created nothing), or only
@@ -436,7 +421,7 @@ pub async fn release(env: &Env, user: &UserId, reservation: Reservation, keep_en
         reservation,
         keep_entry,
     };
-    if let Err(e) = call::<_, serde_json::Value>(env, user, "release", &req).await {
+    if let Err(e) = call::<_, serde_json::Value>(env, user, "/release", &req).await {
         log::emit(
             Level::Warn,
             "limits.release_failed",

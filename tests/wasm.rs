@@ -3,11 +3,11 @@
 //! the JSON error layer through real `Response` objects, config, ids and log lines.
 #![cfg(target_arch = "wasm32")]
 
-use makeit3d_bff::config::Config;
+use makeit3d_bff::core::config::Config;
+use makeit3d_bff::core::error::{ApiError, FieldError};
 use makeit3d_bff::core::ids::{row_id, TaskId};
 use makeit3d_bff::core::step::Step;
-use makeit3d_bff::error::{ApiError, FieldError};
-use makeit3d_bff::http::{error_response, json};
+use makeit3d_bff::reply::{error_response, json};
 use wasm_bindgen_test::wasm_bindgen_test;
 
 #[wasm_bindgen_test]
@@ -46,7 +46,7 @@ async fn json_response_round_trips() {
 
 #[wasm_bindgen_test]
 fn config_and_ids_behave_as_natively() {
-    let problems = Config::load(|_| None).unwrap_err();
+    let problems = Config::load(|_| None).unwrap_err().problems;
     assert!(problems.iter().any(|p| p.name == "SUPABASE_URL"));
     let t = TaskId::parse("t-1").unwrap();
     // Same value as the native build computes: v5 is deterministic across targets.
@@ -55,4 +55,27 @@ fn config_and_ids_behave_as_natively() {
         row_id(&TaskId::parse("t-1").unwrap(), Step::Model, 0)
     );
     assert_eq!(row_id(&t, Step::Model, 0).get_version_num(), 5);
+}
+
+#[wasm_bindgen_test]
+fn query_string_is_what_the_url_crate_parses() {
+    // api::query_string cuts the query from the runtime's URL text instead of parsing it with
+    // `Request::url()` (the url crate stays out of the bundle): the same text for every shape.
+    for url in [
+        "https://w.example/tasks/t-1/status",
+        "https://w.example/tasks/t-1/status?",
+        "https://w.example/tasks/t-1/status?step=model",
+        "https://w.example/tasks/t-1/events?access_token=a.b.c&last_event_id=3&step=model",
+        "https://w.example/tasks/t%3F1/status?service=tripoai&x=%20y+z",
+        "https://w.example/tasks/t-1/status?step=model#frag",
+        "http://127.0.0.1:8787/tasks/t-1/cancel?a=1?b=2",
+    ] {
+        let req = worker::Request::new(url, worker::Method::Get).unwrap();
+        let parsed = req.url().unwrap();
+        assert_eq!(
+            makeit3d_bff::api::query_string(&req),
+            parsed.query().unwrap_or(""),
+            "{url}"
+        );
+    }
 }

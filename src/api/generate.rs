@@ -7,10 +7,12 @@
 //! the same request can simply be sent again. A limit refuses with 429 before anything exists.
 
 use serde_json::json;
-use worker::{Env, Request, Response};
+use worker::{Env, Request};
 
 use crate::auth;
-use crate::config::Config;
+use crate::core::config::Config;
+use crate::core::error::{ApiError, FieldError};
+use crate::core::flow::{self, submit::Submitted};
 use crate::core::ids::{TaskId, UserId};
 use crate::core::jwt::Caller;
 use crate::core::limits::{self, Refused, Reservation};
@@ -18,14 +20,13 @@ use crate::core::request::{self, Endpoint, RequestError, StepRequest, ValidReque
 use crate::core::rest as rows_query;
 use crate::core::status::submit_response;
 use crate::core::step::{Status, Step};
-use crate::core::storage_path::{InputObject, Origin, ReadRights};
-use crate::core::supabase::ProofOutcome;
-use crate::error::{ApiError, FieldError};
-use crate::flow::{self, submit::Submitted};
-use crate::http::{config, internal, json};
+use crate::core::storage_path::{InputObject, ReadRights};
+use crate::core::supabase::proofs_verdict;
 use crate::log::{self, Level};
 use crate::net::{self, RequestBody};
+use crate::reply::Reply;
 use crate::runtime::{Runtime, Tasks};
+use crate::settings;
 use crate::supabase;
 use crate::supabase::storage::Rights;
 use crate::task_client;
@@ -87,11 +88,11 @@ async fn read_body(req: &mut Request, cfg: &Config) -> Result<Vec<u8>, ApiError>
 async fn check_inputs(
     cfg: &Config,
     env: &Env,
-    origin: &Origin,
     v: &ValidRequest,
     caller: &Caller,
 ) -> Result<(), ApiError> {
-    let resolved = request::resolve_urls(&v.request, origin).map_err(ApiError::Validation)?;
+    let resolved =
+        request::resolve_urls(&v.request, &cfg.supabase_origin).map_err(ApiError::Validation)?;
     let fields = request::url_fields(&v.request);
     let objects: Vec<&InputObject> = resolved.all().collect();
     // The flow-B exception needs the task's owner: asked of the DO only when an input names
@@ -106,8 +107,7 @@ async fn check_inputs(
     } else {
         false
     };
-    let mut invalid = Vec::new();
-    let mut missing = Vec::new();
+    let mut proofs = Vec::with_capacity(objects.len());
     for (obj, (field, _)) in objects.iter().zip(fields.iter()) {
         let read = if owns_task && obj.is_output_of(&cfg.bucket, &v.task_id) {
             obj.service_proof()
@@ -119,28 +119,10 @@ async fn check_inputs(
             (ReadRights::Caller, Some(token)) => Rights::Caller(token),
             (ReadRights::Caller, None) | (ReadRights::Service, _) => Rights::Service,
         };
-        match supabase::storage::prove_input(cfg, &read, rights).await? {
-            ProofOutcome::Readable(info) => {
-                // The refine model input is stored as a reference only: no image checks.
-                if field != "input_model_asset_url" {
-                    if let Err(msg) = info.check_input(cfg.max_input_bytes) {
-                        invalid.push(FieldError::new(field.clone(), msg));
-                    }
-                }
-            }
-            ProofOutcome::Unreadable | ProofOutcome::Failed(_) => missing.push(FieldError::new(
-                field.clone(),
-                "no such object in Supabase Storage",
-            )),
-        }
+        let outcome = supabase::storage::prove_input(cfg, &read, rights).await?;
+        proofs.push((field.clone(), outcome));
     }
-    if !missing.is_empty() {
-        return Err(ApiError::InputAssetNotFound(missing));
-    }
-    if !invalid.is_empty() {
-        return Err(ApiError::Validation(invalid));
-    }
-    Ok(())
+    proofs_verdict(&proofs, cfg.max_input_bytes)
 }
 
 /// `refine-model`: the draft must be the Tripo id of one of the caller's own `models` rows,
@@ -166,15 +148,14 @@ async fn check_draft(cfg: &Config, v: &ValidRequest, caller: &Caller) -> Result<
     }
 }
 
-pub async fn handle(name: &str, mut req: Request, env: &Env) -> Result<Response, ApiError> {
-    let endpoint = Endpoint::from_name(name).ok_or(ApiError::NotFound)?;
-    let cfg = config(env)?;
-    let body = read_body(&mut req, &cfg).await?;
+pub async fn handle(endpoint: Endpoint, mut req: Request, env: &Env) -> Result<Reply, ApiError> {
+    let cfg = settings::config(env)?;
+    let body = read_body(&mut req, cfg).await?;
     let valid = request::parse(endpoint, &body).map_err(|e| match e {
         RequestError::Malformed(m) => ApiError::MalformedJson(m),
         RequestError::Invalid(errs) => ApiError::Validation(errs),
     })?;
-    let caller = auth::authenticate(req.headers(), &cfg).await?;
+    let caller = auth::authenticate(req.headers(), cfg).await?;
     if let Some(url) = valid.request.webhook_url() {
         crate::core::webhook::check_allowed(url, &cfg.webhook_allowed_hosts).map_err(|e| {
             ApiError::Validation(vec![FieldError::new("webhook_url", e.to_string())])
@@ -195,11 +176,9 @@ pub async fn handle(name: &str, mut req: Request, env: &Env) -> Result<Response,
             ));
         }
     }
-    let origin = Origin::parse(&cfg.supabase_url)
-        .map_err(|_| ApiError::Misconfigured(vec!["SUPABASE_URL".into()]))?;
-    check_inputs(&cfg, env, &origin, &valid, &caller).await?;
-    check_draft(&cfg, &valid, &caller).await?;
-    submit(&cfg, env, valid, &caller).await
+    check_inputs(cfg, env, &valid, &caller).await?;
+    check_draft(cfg, &valid, &caller).await?;
+    submit(cfg, env, valid, &caller).await
 }
 
 /// The 429 of a limit, logged as `limits.refused` (the user id, never a token).
@@ -246,7 +225,7 @@ async fn reserve_slot(
         task_id: task_id.as_str().to_owned(),
         step,
         budget_ms: cfg.tripo_deadline_s.saturating_mul(1000),
-        now_ms: task_client::now_ms(),
+        now_ms: net::now_ms(),
     };
     match user_limits::reserve(env, &req).await? {
         ReserveReply::Accepted { reservation } => Ok(Slot::Reserved(reservation)),
@@ -282,7 +261,7 @@ async fn submit(
     env: &Env,
     valid: ValidRequest,
     caller: &Caller,
-) -> Result<Response, ApiError> {
+) -> Result<Reply, ApiError> {
     let user = caller.user;
     let task_id = valid.task_id.clone();
     let step = valid.request.step();
@@ -316,10 +295,5 @@ async fn submit(
             (202, Status::Pending)
         }
     };
-    let body = submit_response(&task_id, step, status);
-    json(
-        code,
-        serde_json::to_string(&body).map_err(|_| ApiError::Internal)?,
-    )
-    .map_err(internal)
+    Reply::json(code, &submit_response(&task_id, step, status))
 }

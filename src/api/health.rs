@@ -2,15 +2,15 @@
 //! and never shows a value.
 
 use serde_json::json;
-use worker::{Env, Response};
+use worker::Env;
 
-use crate::config::{AuthMode, Config};
-use crate::error::ApiError;
-use crate::http::{internal, json_value, lookup};
+use crate::core::config::AuthMode;
+use crate::core::error::ApiError;
+use crate::reply::Reply;
+use crate::settings;
 
-pub fn handle(env: &Env) -> Result<Response, ApiError> {
-    let loaded = Config::load(|name| lookup(env, name));
-    let body = match &loaded {
+pub fn handle(env: &Env) -> Result<Reply, ApiError> {
+    let body = match settings::loaded(env) {
         Ok(c) => json!({
             "status": "ok",
             "service": "makeit3d-bff",
@@ -19,12 +19,12 @@ pub fn handle(env: &Env) -> Result<Response, ApiError> {
             "local_only": c.auth_mode == AuthMode::None,
             "problems": [],
         }),
-        Err(problems) => json!({
+        Err(invalid) => json!({
             "status": "misconfigured",
             "service": "makeit3d-bff",
             "version": env!("CARGO_PKG_VERSION"),
-            "problems": problems,
+            "problems": invalid.problems,
         }),
     };
-    json_value(200, &body).map_err(internal)
+    Reply::json(200, &body)
 }

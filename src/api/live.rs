@@ -7,45 +7,18 @@
 
 use worker::{Env, Headers, Method, Request, RequestInit, Response};
 
-use crate::auth;
+use crate::core::error::{ApiError, DepError, Dependency, FieldError};
+use crate::core::flow;
 use crate::core::ids::TaskId;
 use crate::core::live;
-use crate::core::status::{parse_query, view, StatusQuery};
-use crate::core::storage_path::percent_decode;
+use crate::core::status::{view, StatusQuery};
 use crate::core::task::Refusal;
-use crate::core::task_wire::LiveRequest;
-use crate::error::ApiError;
-use crate::flow::{self, Setup};
-use crate::http::{config, internal, json};
+use crate::core::task_wire::{DoError, LiveRequest, EVENTS_PATH, LIVE_HEADER, WS_PATH};
+use crate::reply::{internal, Reply};
 use crate::runtime::{Runtime, Tasks};
 use crate::task_client;
-use crate::task_object::LIVE_HEADER;
 
-/// The value of query parameter `name`, decoded.
-fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| percent_decode(&v.replace('+', " ")).unwrap_or_default())
-    })
-}
-
-/// The caller, with the token from `Authorization` or else from `?access_token=`.
-async fn caller(
-    req: &Request,
-    cfg: &crate::config::Config,
-    query: &str,
-) -> Result<crate::core::jwt::Caller, ApiError> {
-    let has_header = req.headers().get("authorization").ok().flatten().is_some();
-    match query_param(query, "access_token").filter(|t| !t.is_empty() && !has_header) {
-        Some(token) => {
-            let h = Headers::new();
-            h.set("authorization", &format!("Bearer {token}"))
-                .map_err(internal)?;
-            auth::authenticate(&h, cfg).await
-        }
-        None => auth::authenticate(req.headers(), cfg).await,
-    }
-}
+use super::{query_param, TaskRequest, Token};
 
 /// Validates the request and builds the subscription.
 async fn subscription(
@@ -53,12 +26,13 @@ async fn subscription(
     req: &Request,
     env: &Env,
 ) -> Result<(TaskId, LiveRequest), ApiError> {
-    let cfg = config(env)?;
-    let url = req.url().map_err(internal)?;
-    let query = url.query().unwrap_or("").to_owned();
-    let user = caller(req, &cfg, &query).await?.user;
-    let task_id = TaskId::parse(raw_id).map_err(|_| ApiError::NotFound)?;
-    let q = parse_query(&query).map_err(|e| ApiError::Validation(vec![e]))?;
+    let TaskRequest {
+        user,
+        task_id,
+        query: q,
+        raw_query: query,
+        ..
+    } = TaskRequest::open(raw_id, req, env, Token::HeaderOrQuery).await?;
     let (step, service) = match q {
         StatusQuery::Latest => (None, None),
         StatusQuery::Step(s) => (Some(s), None),
@@ -70,12 +44,10 @@ async fn subscription(
         .as_deref()
         .is_some_and(|v| live::parse_event_id(v).is_none())
     {
-        return Err(ApiError::Validation(vec![
-            crate::core::request::FieldError::new(
-                "last_event_id",
-                "must be an integer from 0 to 9007199254740991",
-            ),
-        ]));
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "last_event_id",
+            "must be an integer from 0 to 9007199254740991",
+        )]));
     }
     let last_event_id = live::last_event_id(header.as_deref(), from_query.as_deref());
     Ok((
@@ -90,7 +62,7 @@ async fn subscription(
 }
 
 /// `GET /tasks/{task_id}/events`.
-pub async fn events(raw_id: &str, req: Request, env: &Env) -> Result<Response, ApiError> {
+pub async fn events(raw_id: &str, req: Request, env: &Env) -> Result<Reply, ApiError> {
     let (task_id, sub) = subscription(raw_id, &req, env).await?;
     let headers = Headers::new();
     headers
@@ -101,13 +73,12 @@ pub async fn events(raw_id: &str, req: Request, env: &Env) -> Result<Response, A
     init.with_method(Method::Post)
         .with_headers(headers)
         .with_body(Some(body.into()));
-    let inner = Request::new_with_init("https://object/events", &init).map_err(internal)?;
+    let inner =
+        Request::new_with_init(&format!("https://object{EVENTS_PATH}"), &init).map_err(internal)?;
     let resp = task_client::forward(env, &task_id, inner).await?;
     match resp.status_code() {
         404 => Err(ApiError::NotFound),
-        204 => Response::empty()
-            .map(|r| r.with_status(204))
-            .map_err(internal),
+        204 => Ok(Reply::Empty(204)),
         200 => {
             let (_, body) = resp.into_parts();
             let out = Response::from_body(body).map_err(internal)?;
@@ -119,10 +90,10 @@ pub async fn events(raw_id: &str, req: Request, env: &Env) -> Result<Response, A
             ] {
                 h.set(k, v).map_err(internal)?;
             }
-            Ok(out)
+            Ok(Reply::Raw(out))
         }
-        status => Err(crate::error::DepError::new(
-            crate::error::Dependency::TaskObject,
+        status => Err(DepError::new(
+            Dependency::TaskObject,
             Some(status),
             "the task object refused the event stream",
         )
@@ -131,7 +102,7 @@ pub async fn events(raw_id: &str, req: Request, env: &Env) -> Result<Response, A
 }
 
 /// `GET /tasks/{task_id}/ws` (with `Upgrade: websocket`).
-pub async fn websocket(raw_id: &str, req: Request, env: &Env) -> Result<Response, ApiError> {
+pub async fn websocket(raw_id: &str, req: Request, env: &Env) -> Result<Reply, ApiError> {
     let upgrade = req
         .headers()
         .get("upgrade")
@@ -148,33 +119,35 @@ pub async fn websocket(raw_id: &str, req: Request, env: &Env) -> Result<Response
     headers.set(LIVE_HEADER, &live).map_err(internal)?;
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
-    let inner = Request::new_with_init("https://object/ws", &init).map_err(internal)?;
+    let inner =
+        Request::new_with_init(&format!("https://object{WS_PATH}"), &init).map_err(internal)?;
     let resp = task_client::forward(env, &task_id, inner).await?;
     if resp.status_code() == 404 {
         return Err(ApiError::NotFound);
     }
     match resp.websocket() {
-        Some(ws) => Response::from_websocket(ws).map_err(internal),
+        Some(ws) => Response::from_websocket(ws)
+            .map(Reply::Raw)
+            .map_err(internal),
         None => Err(ApiError::Internal),
     }
 }
 
 /// `POST /tasks/{task_id}/cancel[?step=]`: 200 with the status view (of `step`, else the latest).
-pub async fn cancel(raw_id: &str, req: Request, env: &Env) -> Result<Response, ApiError> {
-    let cfg = config(env)?;
-    let user = auth::authenticate(req.headers(), &cfg).await?.user;
-    let task_id = TaskId::parse(raw_id).map_err(|_| ApiError::NotFound)?;
-    let url = req.url().map_err(internal)?;
-    let query =
-        parse_query(url.query().unwrap_or("")).map_err(|e| ApiError::Validation(vec![e]))?;
+pub async fn cancel(raw_id: &str, req: Request, env: &Env) -> Result<Reply, ApiError> {
+    let TaskRequest {
+        cfg,
+        user,
+        task_id,
+        query,
+        ..
+    } = TaskRequest::open(raw_id, &req, env, Token::Header).await?;
     let only = match query {
         StatusQuery::Step(s) => Some(s),
-        StatusQuery::Latest => None,
         // `service=` names a step only through the task: resolved below from its state.
-        StatusQuery::Service(_) => None,
+        StatusQuery::Latest | StatusQuery::Service(_) => None,
     };
-    let setup = Setup::new(&cfg).map_err(ApiError::from)?;
-    let rt = Runtime::new(env, Some(&cfg), Tasks::Stub);
+    let rt = Runtime::new(env, Some(cfg), Tasks::Stub);
     let only = match (only, query) {
         (None, StatusQuery::Service(_)) => {
             let state = task_client::state(env, &task_id)
@@ -189,17 +162,14 @@ pub async fn cancel(raw_id: &str, req: Request, env: &Env) -> Result<Response, A
         }
         (only, _) => only,
     };
-    let state = match flow::cancel::cancel(&rt, &setup, &task_id, user, only).await? {
+    let state = match flow::cancel::cancel(&rt, cfg, &task_id, user, only).await {
         Ok(state) => state,
-        Err(Refusal::OtherOwner | Refusal::UnknownTask | Refusal::UnknownStep(_)) => {
-            return Err(ApiError::NotFound)
-        }
-        Err(_) => return Err(ApiError::Internal),
+        Err(DoError::Refused(
+            Refusal::OtherOwner | Refusal::UnknownTask | Refusal::UnknownStep(_),
+        )) => return Err(ApiError::NotFound),
+        Err(DoError::Refused(_)) => return Err(ApiError::Internal),
+        Err(DoError::Unavailable(e)) => return Err(e.into()),
     };
     let v = view(&state, query, user).map_err(|_| ApiError::NotFound)?;
-    json(
-        200,
-        serde_json::to_string(&v).map_err(|_| ApiError::Internal)?,
-    )
-    .map_err(internal)
+    Reply::json(200, &v)
 }

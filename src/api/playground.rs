@@ -4,22 +4,21 @@
 
 use worker::{Env, Headers, Request, Response};
 
+use crate::core::error::ApiError;
 use crate::core::playground;
-use crate::core::storage_path::Origin;
-use crate::error::ApiError;
-use crate::http::{config, internal, json_value};
+use crate::reply::{internal, Reply};
+use crate::settings;
 
 /// The static-assets binding of `wrangler.toml` (`[assets] binding`).
 const ASSETS_BINDING: &str = "ASSETS";
 
 /// `GET /`: the page, as the assets hold it, with the security headers of a document.
-pub async fn page(req: Request, env: &Env) -> Result<Response, ApiError> {
+pub async fn page(req: Request, env: &Env) -> Result<Reply, ApiError> {
     let not_found = || ApiError::RouteNotFound("/".into());
     // Without the assets (a deployment that left them out) there is no page.
     let assets = env.assets(ASSETS_BINDING).map_err(|_| not_found())?;
-    let url = req.url().map_err(|_| not_found())?;
     let mut asset = assets
-        .fetch(url.to_string(), None)
+        .fetch(req.inner().url(), None)
         .await
         .map_err(internal)?;
     if asset.status_code() != 200 {
@@ -27,22 +26,25 @@ pub async fn page(req: Request, env: &Env) -> Result<Response, ApiError> {
     }
     let html = asset.text().await.map_err(internal)?;
     // An invalid configuration still gets the page (it shows /playground/config.json's error).
-    let origin = config(env)
+    let origin = settings::loaded(env)
+        .as_ref()
         .ok()
-        .and_then(|c| Origin::parse(&c.supabase_url).ok());
+        .map(|c| &c.supabase_origin);
     let headers = Headers::new();
     let set = |name: &str, value: &str| headers.set(name, value).map_err(internal);
     set("content-type", "text/html; charset=utf-8")?;
-    set("content-security-policy", &playground::csp(origin.as_ref()))?;
+    set("content-security-policy", &playground::csp(origin))?;
     set("x-content-type-options", "nosniff")?;
     set("referrer-policy", "no-referrer")?;
     set("cache-control", "no-cache")?;
-    Ok(Response::ok(html).map_err(internal)?.with_headers(headers))
+    Ok(Reply::Raw(
+        Response::ok(html).map_err(internal)?.with_headers(headers),
+    ))
 }
 
 /// `GET /playground/config.json`: the Supabase URL, its publishable key and the auth mode; a
 /// misconfigured worker answers 503 `misconfigured` naming the settings.
-pub fn config_json(env: &Env) -> Result<Response, ApiError> {
-    let c = config(env)?;
-    json_value(200, &playground::config_json(&c)).map_err(internal)
+pub fn config_json(env: &Env) -> Result<Reply, ApiError> {
+    let c = settings::config(env)?;
+    Reply::json(200, &playground::config_json(c))
 }

@@ -8,13 +8,13 @@ use std::cell::RefCell;
 
 use worker::{Headers, Method};
 
-use crate::config::{AuthMode, Config, LOCAL_USER_ID};
+use crate::core::config::{AuthMode, Config, LOCAL_USER_ID};
+use crate::core::error::ApiError;
 use crate::core::ids::UserId;
 use crate::core::jwt::{
     self, AccessToken, AuthError, Caller, JwksCache, JwksCachePolicy, PublicKey, Validation,
     Verifier,
 };
-use crate::error::ApiError;
 use crate::log::{self, Level};
 use crate::net::{self, Body};
 use webcrypto::Key;
@@ -28,6 +28,7 @@ const JWKS_TIMEOUT_MS: u64 = 5_000;
 
 use crate::net::now_ms;
 
+#[allow(clippy::needless_pass_by_value)] // the shape of `map_err`
 fn to_api(e: AuthError) -> ApiError {
     match e {
         AuthError::KeysUnavailable => ApiError::DependencyUnavailable {
@@ -56,7 +57,7 @@ pub async fn authenticate(headers: &Headers, cfg: &Config) -> Result<Caller, Api
     let validation = Validation {
         leeway_s: i64::try_from(cfg.jwt_leeway_s).unwrap_or(30),
         ..Validation::new(
-            (now_ms() / 1000) as i64,
+            i64::try_from(now_ms() / 1000).unwrap_or(i64::MAX),
             Some(jwt::expected_issuer(&cfg.supabase_url)),
         )
     };

@@ -43,6 +43,7 @@ pub struct JobMessage {
     pub waits: u32,
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
@@ -91,9 +92,9 @@ impl JobMessage {
         Ok(m)
     }
 
-    /// A message the alarm's sweep sends again ([`Requeue`](crate::core::task::Requeue)): the
+    /// A message the alarm's sweep sends again ([`Requeue`](crate::task::Requeue)): the
     /// step's job, carrying the try number its retry budget has reached.
-    pub fn resend(task_id: TaskId, r: &crate::core::task::Requeue) -> Result<JobMessage, JobError> {
+    pub fn resend(task_id: TaskId, r: &crate::task::Requeue) -> Result<JobMessage, JobError> {
         let m = JobMessage {
             kind: r.kind,
             task_id,

@@ -216,7 +216,7 @@ impl Token<'_> {
 
 /// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
 pub fn bearer(authorization: Option<&str>) -> Result<&str, AuthError> {
-    let value = authorization.map(str::trim).unwrap_or("");
+    let value = authorization.map_or("", str::trim);
     if value.is_empty() || value.eq_ignore_ascii_case("bearer") {
         return Err(AuthError::Missing);
     }
@@ -559,6 +559,7 @@ pub struct Caller {
 }
 
 /// Checks the claims of a token whose signature has been verified; returns the user.
+#[allow(clippy::cast_possible_truncation)] // finite seconds, floored; `as` saturates
 pub fn validate_claims(claims: &Claims, v: &Validation) -> Result<UserId, AuthError> {
     let exp = claims.exp.ok_or(AuthError::MissingClaim("exp"))?;
     if !exp.is_finite() || (exp.floor() as i64).saturating_add(v.leeway_s) < v.now_s {

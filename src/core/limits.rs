@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::step::Step;
+use crate::step::Step;
 
 /// The rolling window of the submits-per-minute limit.
 pub const WINDOW_MS: u64 = 60_000;
@@ -337,6 +337,7 @@ pub enum Seen {
 /// the entry's reservation is the entry's own attempt (or a later one): released. A final older
 /// attempt, or no step at all, means the reserving submit has not reached the task yet (kept
 /// while it may still be running, [`IN_FLIGHT_MS`]) or never will (released).
+#[allow(clippy::match_same_arms)] // one arm per case: the table of the doc above
 pub fn verdict(e: &Entry, seen: Seen, now_ms: u64) -> bool {
     let in_flight = now_ms < e.since_ms.saturating_add(IN_FLIGHT_MS);
     match seen {

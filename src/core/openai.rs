@@ -23,7 +23,8 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
-use super::retry::{classify_status, Dependency, Failure, FailureClass};
+use super::error::Dependency;
+use super::retry::{classify_status, Failure, FailureClass};
 use super::tripo::{ImageFormat, Multipart};
 
 /// Path under `OPENAI_BASE_URL` (which ends in `/v1`).
@@ -109,8 +110,8 @@ impl EditRequest {
         if !(1..=MAX_N).contains(&n) {
             return Err(EditError::N(n));
         }
-        let model = model.map(str::trim).unwrap_or(DEFAULT_MODEL);
-        let size = size.map(str::trim).unwrap_or(DEFAULT_SIZE);
+        let model = model.map_or(DEFAULT_MODEL, str::trim);
+        let size = size.map_or(DEFAULT_SIZE, str::trim);
         if model.is_empty() || size.is_empty() {
             return Err(EditError::EmptySetting);
         }
@@ -544,7 +545,7 @@ pub struct ModerationDetails {
 
 /// The `error` object of an OpenAI error body.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApiError {
+pub struct ErrorBody {
     #[serde(default)]
     pub message: String,
     #[serde(default, rename = "type")]
@@ -579,7 +580,7 @@ pub enum ErrorKind {
     Other,
 }
 
-impl ApiError {
+impl ErrorBody {
     pub fn kind(&self, http_status: u16) -> ErrorKind {
         let code = self.code.as_deref().unwrap_or("");
         let ty = self.error_type.as_deref().unwrap_or("");
@@ -655,18 +656,18 @@ impl ApiError {
     }
 }
 
-/// Parses an error body; a body that is not OpenAI's shape gives an `ApiError` whose message is
+/// Parses an error body; a body that is not OpenAI's shape gives an `ErrorBody` whose message is
 /// an excerpt of the body.
-pub fn parse_error(body: &str) -> ApiError {
+pub fn parse_error(body: &str) -> ErrorBody {
     #[derive(Deserialize)]
     struct Envelope {
-        error: ApiError,
+        error: ErrorBody,
     }
     match serde_json::from_str::<Envelope>(body) {
         Ok(e) => e.error,
-        Err(_) => ApiError {
+        Err(_) => ErrorBody {
             message: body.trim().chars().take(200).collect(),
-            ..ApiError::default()
+            ..ErrorBody::default()
         },
     }
 }

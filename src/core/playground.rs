@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::config::{AuthMode, Config};
-use crate::core::storage_path::Origin;
+use crate::storage_path::Origin;
 
 /// The inputs bucket the page suggests (the source document's, and the default of
 /// `migrations/0002_input_storage_policies.sql`); the page lets the user change it.

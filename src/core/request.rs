@@ -173,10 +173,11 @@ impl ModelVersion {
     pub fn face_limit_range(self) -> (i64, i64) {
         match self {
             ModelVersion::P1 => (48, 20_000),
-            ModelVersion::V3_1 | ModelVersion::V3_0 => (1, MAX_FACE_LIMIT),
+            ModelVersion::V3_1 | ModelVersion::V3_0 | ModelVersion::V1_4 | ModelVersion::V1_3 => {
+                (1, MAX_FACE_LIMIT)
+            }
             ModelVersion::V2_5 | ModelVersion::V2_0 => (1, 500_000),
             ModelVersion::TurboV1_0 => (1, 50_000),
-            ModelVersion::V1_4 | ModelVersion::V1_3 => (1, MAX_FACE_LIMIT),
         }
     }
 
@@ -832,7 +833,8 @@ pub fn body_schema_with_url_pattern(endpoint: Endpoint, url_pattern: Option<&str
 }
 
 /// Puts `pattern` on every URL string schema (`format: uri`) under `v`.
-fn add_url_pattern(v: &mut Value, pattern: &str) {
+/// Puts `pattern` on every URL (`format: uri`) schema under `v`.
+pub fn add_url_pattern(v: &mut Value, pattern: &str) {
     match v {
         Value::Object(map) => {
             if map.get("format").and_then(Value::as_str) == Some("uri") {
@@ -1349,6 +1351,7 @@ fn check_text(s: &str, max_chars: usize, required: bool) -> Result<Option<Parsed
 
 /// JSON Schema's `integer`: any number with a zero fractional part, so `1.0` and `1e2` are
 /// integers too (a client generated from the document may send them).
+#[allow(clippy::cast_possible_truncation)] // a whole number within [min, max]
 fn check_integer(value: &Value, min: i64, max: i64) -> Result<i64, String> {
     let i = match (value.as_i64(), value.as_u64(), value.as_f64()) {
         (Some(i), _, _) => i,

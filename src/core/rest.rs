@@ -28,8 +28,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::error::Dependency;
 use super::ids::{row_id, TaskId, UserId};
-use super::retry::{classify_status, Dependency, Failure, FailureClass};
+use super::retry::{classify_status, Failure, FailureClass};
 use super::step::{Status, Step};
 use super::tripo::TaskType;
 
@@ -116,12 +117,13 @@ pub fn auth_headers(service_key: &str) -> Vec<(&'static str, String)> {
 
 /// Percent-encodes everything but RFC 3986 unreserved characters (`A-Za-z0-9-._~`).
 pub fn encode(s: &str) -> String {
+    use std::fmt::Write as _;
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            let _ = write!(out, "%{b:02X}");
         }
     }
     out
@@ -383,7 +385,7 @@ fn attempt_guard(attempt: u32) -> String {
     )
 }
 
-fn patch(table: &str, filter: String, body: Value) -> RestRequest {
+fn patch(table: &str, filter: &str, body: &Value) -> RestRequest {
     RestRequest {
         method: Method::Patch,
         path: format!("{}?{filter}", table_path(table)),
@@ -446,7 +448,7 @@ pub fn mark_processing(
         body.insert("ai_service_task_id".into(), Value::from(id));
     }
     let filter = format!("{}&{}", id_filter(row_ids), attempt_guard(attempt));
-    Ok(patch(table, filter, Value::Object(body)))
+    Ok(patch(table, &filter, &Value::Object(body)))
 }
 
 /// Marks one row `complete` with its permanent URL; `metadata` is written whole.
@@ -462,7 +464,7 @@ pub fn mark_complete(
         "metadata": metadata,
     });
     let filter = format!("{}&{}", id_filter(&[row]), attempt_guard(metadata.attempt));
-    patch(table, filter, body)
+    patch(table, &filter, &body)
 }
 
 /// Marks one row `failed`; `metadata` is written whole with `metadata.error` set.
@@ -472,7 +474,7 @@ pub fn mark_failed(table: &str, row: Uuid, metadata: &RowMetadata, error: RowErr
         "metadata": metadata.with_error(error),
     });
     let filter = format!("{}&{}", id_filter(&[row]), attempt_guard(metadata.attempt));
-    patch(table, filter, body)
+    patch(table, &filter, &body)
 }
 
 /// Adds `ai_service_task_id` to a row write's JSON body: the final write of a model row carries
@@ -533,7 +535,7 @@ pub fn reset_pending(
         id_filter(&[row]),
         Status::Failed.as_str()
     );
-    patch(table, filter, Value::Object(body))
+    patch(table, &filter, &Value::Object(body))
 }
 
 /// Deletes rows that are `failed` (documented decision, SPEC §4.1): the concept rows of an
@@ -605,7 +607,7 @@ pub fn postgrest_failure(http_status: u16, body: &str, retry_after_ms: Option<u6
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::retry::ErrorCode;
+    use crate::retry::ErrorCode;
     use serde_json::json;
 
     fn task() -> TaskId {

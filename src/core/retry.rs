@@ -28,8 +28,11 @@
 //! Pure: the caller passes the clock (`now_ms`) and the random number (`rand01`, e.g.
 //! `Math.random()`), so every schedule is reproducible in tests.
 
-use serde::{Deserialize, Serialize};
 use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DepError, Dependency};
 
 /// One second, in the milliseconds every schedule here uses.
 const SEC: u64 = 1_000;
@@ -38,36 +41,6 @@ const MIN: u64 = 60 * SEC;
 
 /// Longest reason kept from a provider message (characters).
 pub const MAX_REASON_CHARS: usize = 300;
-
-/// The dependency a failure came from; names the source in human-readable reasons.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Dependency {
-    OpenAi,
-    Tripo,
-    /// Downloading a finished model from Tripo's CDN (not the Tripo API).
-    TripoDownload,
-    Storage,
-    Database,
-}
-
-impl Dependency {
-    pub fn label(self) -> &'static str {
-        match self {
-            Dependency::OpenAi => "OpenAI",
-            Dependency::Tripo => "Tripo",
-            Dependency::TripoDownload => "Tripo model download",
-            Dependency::Storage => "Supabase Storage",
-            Dependency::Database => "Supabase database",
-        }
-    }
-}
-
-impl fmt::Display for Dependency {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.label())
-    }
-}
 
 /// What kind of failure this is; decides retry or not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -182,6 +155,22 @@ pub struct Failure {
     pub retry_after_ms: Option<u64>,
 }
 
+/// A failed call of the glue, classified: no answer is a network failure, an answer by its HTTP
+/// status (with the dependency's `Retry-After`).
+impl From<DepError> for Failure {
+    fn from(e: DepError) -> Failure {
+        match e.status {
+            None => Failure::network(e.dependency, &e.message),
+            Some(status) => Failure::http(
+                e.dependency,
+                status,
+                &e.message,
+                e.retry_after_s.map(|s| s.saturating_mul(1000)),
+            ),
+        }
+    }
+}
+
 impl Failure {
     /// A failure with a reason; `detail` is sanitised and prefixed with the dependency's name.
     pub fn new(dependency: Dependency, class: FailureClass, detail: &str) -> Failure {
@@ -289,8 +278,7 @@ impl Failure {
         let class = match (real_status, code.as_str()) {
             // A missing bucket is a configuration problem, not the user's input.
             (_, "NoSuchBucket") => FailureClass::Rejected,
-            (_, "NoSuchKey") | (404, _) => FailureClass::InvalidInput,
-            (_, "EntityTooLarge") | (413, _) => FailureClass::InvalidInput,
+            (_, "NoSuchKey" | "EntityTooLarge") | (404 | 413, _) => FailureClass::InvalidInput,
             (s, _) => classify_status(s),
         };
         let detail = match class {
@@ -422,6 +410,7 @@ pub fn parse_retry_after(value: &str, now_ms: u64) -> Option<u64> {
 }
 
 /// `retry-after-ms`: a non-negative number of milliseconds (fractions rounded up).
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // finite, ≥ 0; `as` saturates
 pub fn parse_retry_after_ms(value: &str) -> Option<u64> {
     let ms: f64 = value.trim().parse().ok()?;
     (ms.is_finite() && ms >= 0.0).then(|| ms.ceil() as u64)
@@ -429,6 +418,7 @@ pub fn parse_retry_after_ms(value: &str) -> Option<u64> {
 
 /// A Go `time.Duration` string as OpenAI sends it (`"1s"`, `"6m0s"`, `"20ms"`, `"1h2m3.5s"`),
 /// in ms rounded up.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // finite, ≥ 0; `as` saturates
 pub fn parse_go_duration_ms(value: &str) -> Option<u64> {
     let s = value.trim();
     if s.is_empty() {
@@ -468,6 +458,7 @@ pub fn parse_go_duration_ms(value: &str) -> Option<u64> {
 
 /// Parses an HTTP-date to unix seconds. Accepts the three formats of RFC 9110 §5.6.7:
 /// `Sun, 06 Nov 1994 08:49:37 GMT`, `Sunday, 06-Nov-94 08:49:37 GMT`, `Sun Nov  6 08:49:37 1994`.
+#[allow(clippy::many_single_char_names)] // d, m, y, t: the date's own fields
 pub fn parse_http_date(value: &str) -> Option<i64> {
     let v = value.trim();
     let (day, month, year, time) = if let Some((_, rest)) = v.split_once(',') {
@@ -609,6 +600,7 @@ impl Decision {
 
 /// Full-jitter exponential backoff: a uniform delay in `[0, min(cap, base·2^(n-1))]` for the
 /// `n`-th retry (`n` ≥ 1). `rand01` is a number in `[0, 1)` (out-of-range values are clamped).
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // in [0, cap_ms]
 pub fn backoff_ms(n: u32, base_ms: u64, cap_ms: u64, rand01: f64) -> u64 {
     let exp = n.saturating_sub(1).min(32);
     let ceiling = base_ms.saturating_mul(1u64 << exp).min(cap_ms);

@@ -134,9 +134,8 @@ pub fn metadata(req: &StepRequest, attempt: u32, index: u32) -> RowMetadata {
 /// The concept rows of `task` from index `n` up to the largest `n` a request may ask for:
 /// the rows an earlier attempt with a larger `n` may have left.
 fn concept_ids_beyond(task: &TaskId, n: u32) -> Vec<Uuid> {
-    (n..MAX_CONCEPTS as u32)
-        .map(|i| row_id(task, Step::Concepts, i))
-        .collect()
+    let max = u32::try_from(MAX_CONCEPTS).unwrap_or(0);
+    (n..max).map(|i| row_id(task, Step::Concepts, i)).collect()
 }
 
 /// The row writes of a resubmitted (`Retry`) step, after [`insert`] (which adds the rows a
@@ -160,8 +159,8 @@ pub fn reset(
             let columns = rows.columns();
             row_ids
                 .iter()
-                .enumerate()
-                .map(|(i, id)| rest::reset_pending(table, *id, &columns, &rows.metadata(i as u32)))
+                .zip(0u32..)
+                .map(|(id, i)| rest::reset_pending(table, *id, &columns, &rows.metadata(i)))
                 .collect()
         }
         StepRequest::Model(_) | StepRequest::Refine(_) => {
@@ -194,15 +193,14 @@ pub fn undo(
     if !retry {
         return rest::delete_pending(table, row_ids).into_iter().collect();
     }
-    row_ids
-        .iter()
-        .enumerate()
+    (0u32..)
+        .zip(row_ids)
         .map(|(i, id)| {
             let error = rest::RowError {
                 code: "submission_aborted".into(),
                 message: cause.to_owned(),
             };
-            rest::mark_failed(table, *id, &metadata(req, attempt, i as u32), error)
+            rest::mark_failed(table, *id, &metadata(req, attempt, i), error)
         })
         .collect()
 }
@@ -215,7 +213,7 @@ pub fn describe(req: &StepRequest) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::request::{parse, Endpoint};
+    use crate::request::{parse, Endpoint};
 
     fn tables() -> Tables {
         Tables {

@@ -258,8 +258,8 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::request::{parse, Endpoint, StepRequest};
-    use crate::core::task::{apply, Command, JobKind, Observation, ProviderStatus, Submission};
+    use crate::request::{parse, Endpoint, StepRequest};
+    use crate::task::{apply, Command, JobKind, Observation, ProviderStatus, Submission};
     use serde_json::json;
     use uuid::Uuid;
 
@@ -320,7 +320,7 @@ mod tests {
                 owner: owner(),
                 task_id: TaskId::parse("t-1").unwrap(),
                 request: r.clone(),
-                deadline_ms: crate::core::task::DEFAULT_STEP_DEADLINE_MS,
+                deadline_ms: crate::task::DEFAULT_STEP_DEADLINE_MS,
             })
         })
     }

@@ -122,6 +122,16 @@ impl Origin {
         Ok(Origin { scheme, host, port })
     }
 
+    /// The origin of a configuration that did not validate (`config::Config::load` never
+    /// returns one that holds it).
+    pub(crate) fn unset() -> Origin {
+        Origin {
+            scheme: Scheme::Https,
+            host: String::new(),
+            port: Scheme::Https.default_port(),
+        }
+    }
+
     pub fn scheme(&self) -> Scheme {
         self.scheme
     }
@@ -687,13 +697,14 @@ const SEGMENT_SAFE: &[u8] = b"-._~:@!$'()*,;=";
 /// Percent-encodes one path segment: keeps unreserved characters and the harmless `pchar`
 /// sub-delimiters; encodes everything else, including `/`, `%`, `+`, `&`, `?` and `#`.
 pub fn encode_segment(segment: &str) -> String {
+    use std::fmt::Write as _;
     let mut out = String::with_capacity(segment.len());
     for b in segment.bytes() {
         let keep = b.is_ascii_alphanumeric() || SEGMENT_SAFE.contains(&b);
         if keep {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            let _ = write!(out, "%{b:02X}");
         }
     }
     out

@@ -1,6 +1,7 @@
 //! What Supabase's replies mean: Storage's errors (every 4xx arrives as HTTP 400 with the real
 //! status as a string in the body) and object info.
 
+use crate::error::{ApiError, FieldError};
 use serde::Deserialize;
 
 /// A Storage error, with the real status recovered from the body.
@@ -157,6 +158,41 @@ pub fn proof_outcome(
     }
 }
 
+/// The verdict on a submit's input proofs (SPEC §4.1), one `(field, outcome)` per input in the
+/// request's order. A missing object and one the caller cannot read get the same 422
+/// `input_asset_not_found`, and only a readable object is checked for type and size (422
+/// `validation_error`), so nothing is learned about objects the caller cannot read. The refine's
+/// model input is stored as a reference only: no image checks.
+pub fn proofs_verdict(
+    proofs: &[(String, ProofOutcome)],
+    max_input_bytes: u64,
+) -> Result<(), ApiError> {
+    let mut invalid = Vec::new();
+    let mut missing = Vec::new();
+    for (field, outcome) in proofs {
+        match outcome {
+            ProofOutcome::Readable(info) => {
+                if field != "input_model_asset_url" {
+                    if let Err(msg) = info.check_input(max_input_bytes) {
+                        invalid.push(FieldError::new(field.clone(), msg));
+                    }
+                }
+            }
+            ProofOutcome::Unreadable | ProofOutcome::Failed(_) => missing.push(FieldError::new(
+                field.clone(),
+                "no such object in Supabase Storage",
+            )),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(ApiError::InputAssetNotFound(missing));
+    }
+    if !invalid.is_empty() {
+        return Err(ApiError::Validation(invalid));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,5 +323,34 @@ mod tests {
                 content_type: None
             })
         );
+    }
+
+    #[test]
+    fn a_missing_input_hides_the_others_problems() {
+        let png = |size| {
+            ProofOutcome::Readable(ObjectInfo {
+                size: Some(size),
+                content_type: Some("image/png".into()),
+            })
+        };
+        let ok = [("input_image_asset_url".to_owned(), png(10))];
+        assert_eq!(proofs_verdict(&ok, 100), Ok(()));
+        let big = [
+            ("input_image_asset_urls[0]".to_owned(), png(1000)),
+            ("input_model_asset_url".to_owned(), png(1000)),
+        ];
+        let e = proofs_verdict(&big, 100).unwrap_err();
+        assert_eq!(e.code(), "validation_error");
+        assert_eq!(e.details().len(), 1, "the model input is a reference only");
+        let mixed = [
+            ("input_image_asset_urls[0]".to_owned(), png(1000)),
+            (
+                "input_image_asset_urls[1]".to_owned(),
+                ProofOutcome::Unreadable,
+            ),
+        ];
+        let e = proofs_verdict(&mixed, 100).unwrap_err();
+        assert_eq!(e.code(), "input_asset_not_found");
+        assert_eq!(e.details()[0].field, "input_image_asset_urls[1]");
     }
 }

@@ -257,6 +257,7 @@ pub struct SlotWait {
     pub asked_at_ms: u64,
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
@@ -890,7 +891,7 @@ fn cancel(
         }
     }
     let mut steps = Vec::new();
-    for (step, s) in state.steps.iter_mut() {
+    for (step, s) in &mut state.steps {
         if only.is_some_and(|o| o != *step) || s.status.is_terminal() {
             continue;
         }
@@ -1113,8 +1114,9 @@ fn claim(s: &mut StepState, kind: JobKind, lease_ms: u64, now: u64) -> Result<Ou
     let phase = s.phase();
     let runnable = match (kind, phase) {
         (_, Phase::Done) => return Err(SkipReason::Terminal(s.status)),
-        (JobKind::Run, Phase::Queued | Phase::Running) => true,
-        (JobKind::Finalize, Phase::Finalizing) => true,
+        (JobKind::Run, Phase::Queued | Phase::Running) | (JobKind::Finalize, Phase::Finalizing) => {
+            true
+        }
         _ => false,
     };
     if !runnable {
@@ -1389,7 +1391,7 @@ fn sweep(state: Option<TaskState>, now: u64) -> Result<(TaskState, Outcome), Ref
     let mut resync = Vec::new();
     let mut webhooks = Vec::new();
     let mut webhooks_given_up = false;
-    for (step, s) in state.steps.iter_mut() {
+    for (step, s) in &mut state.steps {
         let phase = s.phase();
         if phase == Phase::Done {
             if s.rows.check_at_ms.is_some_and(|at| now >= at) {
@@ -1526,7 +1528,7 @@ fn fail(s: &mut StepState, error: StepError, now: u64) -> Result<Outcome, SkipRe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::request::{parse, Endpoint};
+    use crate::request::{parse, Endpoint};
 
     const T0: u64 = 1_000_000;
     const LEASE: u64 = 60_000;
@@ -1782,7 +1784,7 @@ mod tests {
                 let again = apply(Some(after.clone()), command(name, &state), now + 1);
                 match again {
                     Ok((twice, Outcome::Skip(_))) => {
-                        assert_eq!(twice, after, "{situation} + {name} twice")
+                        assert_eq!(twice, after, "{situation} + {name} twice");
                     }
                     Err(Refusal::UnknownStep(_)) if name == &"abort" => {}
                     other => panic!("{situation} + {name} twice: {:?}", label(&other)),

@@ -35,7 +35,8 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use std::fmt;
 
-use super::retry::{sanitize_message, Dependency, Failure, FailureClass};
+use super::error::Dependency;
+use super::retry::{sanitize_message, Failure, FailureClass};
 
 /// Path of the direct multipart upload (current docs; `/upload` is the older alias).
 pub const UPLOAD_PATH: &str = "/upload/sts";
@@ -581,7 +582,7 @@ fn multiview_slots(files: &[FileToken]) -> Result<Vec<Slot<'_>>, PayloadError> {
 
 /// Tripo's error envelope `{code, message, suggestion}`, or what we could get from a non-JSON body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApiError {
+pub struct ErrorBody {
     /// Tripo's code (e.g. 2000); `None` when the body was not Tripo JSON.
     pub code: Option<i64>,
     pub message: String,
@@ -593,7 +594,7 @@ pub struct ApiError {
 pub enum WireError {
     /// `code != 0` inside a 2xx response.
     #[error("Tripo error {}: {}", .0.code.unwrap_or(-1), .0.message)]
-    Api(ApiError),
+    Api(ErrorBody),
     /// Not JSON, or a field is missing or has the wrong type.
     #[error("malformed Tripo response: {0}")]
     Malformed(String),
@@ -619,7 +620,7 @@ fn excerpt(body: &str) -> String {
 }
 
 /// Parses an error body: Tripo's envelope, or else the raw text (gateway pages).
-pub fn parse_error(body: &str) -> ApiError {
+pub fn parse_error(body: &str) -> ErrorBody {
     #[derive(Deserialize)]
     struct Envelope {
         code: Option<i64>,
@@ -627,12 +628,12 @@ pub fn parse_error(body: &str) -> ApiError {
         suggestion: Option<String>,
     }
     match serde_json::from_str::<Envelope>(body) {
-        Ok(e) if e.code.is_some() || e.message.is_some() => ApiError {
+        Ok(e) if e.code.is_some() || e.message.is_some() => ErrorBody {
             code: e.code,
             message: e.message.unwrap_or_default(),
             suggestion: e.suggestion,
         },
-        _ => ApiError {
+        _ => ErrorBody {
             code: None,
             message: excerpt(body),
             suggestion: None,
@@ -642,7 +643,9 @@ pub fn parse_error(body: &str) -> ApiError {
 
 /// The class and a description of a Tripo error code (providers.md §1.7).
 pub fn code_class(code: i64) -> Option<(FailureClass, &'static str)> {
-    use FailureClass::*;
+    use FailureClass::{
+        Auth, Concurrency, ContentPolicy, InvalidInput, NoCredits, RateLimited, Rejected, Transient,
+    };
     Some(match code {
         1000 => (Transient, "unknown error on the server side"),
         1001 => (Transient, "fatal error on the server side"),
@@ -675,7 +678,7 @@ pub fn code_class(code: i64) -> Option<(FailureClass, &'static str)> {
     })
 }
 
-impl ApiError {
+impl ErrorBody {
     /// Classifies by Tripo code when known, else by HTTP status. The provider's message is kept
     /// (except for credential errors); the code is appended, e.g. `"Tripo: … (2010)"`.
     pub fn to_failure(&self, http_status: u16, retry_after_ms: Option<u64>) -> Failure {
@@ -840,6 +843,7 @@ fn url_field(output: Option<&Value>, result: Option<&Value>, key: &str) -> Optio
     direct.or_else(nested).map(str::to_owned)
 }
 
+#[allow(clippy::cast_possible_truncation)] // a whole number sent as a float; `as` saturates
 fn int_field(data: &Value, key: &str) -> Option<i64> {
     let v = data.get(key)?;
     v.as_i64().or_else(|| v.as_f64().map(|f| f.round() as i64))
@@ -864,7 +868,7 @@ pub fn parse_task(body: &str) -> Result<TaskDetail, WireError> {
     Ok(TaskDetail {
         task_id,
         status,
-        progress: int_field(&data, "progress").map(|p| p.clamp(0, 100) as u8),
+        progress: int_field(&data, "progress").and_then(|p| u8::try_from(p.clamp(0, 100)).ok()),
         running_left_time: non_negative("running_left_time"),
         queuing_num: non_negative("queuing_num"),
         error_code: int_field(&data, "error_code"),
@@ -1243,7 +1247,7 @@ mod tests {
         ));
         match parse_create(r#"{"code":2010,"message":"You don't have enough credit"}"#) {
             Err(e @ WireError::Api(_)) => {
-                assert_eq!(e.to_failure(200).class, FailureClass::NoCredits)
+                assert_eq!(e.to_failure(200).class, FailureClass::NoCredits);
             }
             other => panic!("{other:?}"),
         }

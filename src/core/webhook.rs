@@ -215,6 +215,7 @@ pub fn classify(status: Option<u16>) -> Delivery {
 
 /// The delay before try `try_no + 1` (`try_no` ≥ 1): 5 s doubling to an hour, with jitter in
 /// `[½, 1]` of it (`random` in `[0, 1)`).
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // at most an hour, positive
 pub fn retry_delay_s(try_no: u32, random: f64) -> u32 {
     let base = FIRST_RETRY_DELAY_S
         .saturating_mul(1u32 << try_no.saturating_sub(1).min(20))

@@ -6,48 +6,31 @@
 //! (workers-rs exposes no delivery count), decided by `core::retry` from the classified failure.
 
 use serde_json::json;
-use worker::{Env, MessageBatch, MessageBuilder, MessageExt, QueueRetryOptionsBuilder};
+use worker::{Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder};
 
-use crate::config::Config;
+use crate::core::flow;
 use crate::core::jobs::JobMessage;
 use crate::core::retry;
-use crate::error::{DepError, Dependency};
-use crate::flow::{self, Setup};
-use crate::http::lookup;
 use crate::log::{self, Level};
 use crate::runtime::{Runtime, Tasks};
+use crate::settings;
 
-/// Binding of the jobs queue producer (wrangler.toml).
-pub const QUEUE_BINDING: &str = "JOBS";
 /// Name of the dead-letter queue (wrangler.toml).
 pub const DEAD_LETTER_QUEUE: &str = "makeit3d-jobs-dlq";
-
-/// Sends a job message, optionally delayed.
-pub async fn enqueue(env: &Env, msg: &JobMessage, delay_seconds: u32) -> Result<(), DepError> {
-    let dep = |e: worker::Error| DepError::new(Dependency::Queue, None, e.to_string());
-    let queue = env.queue(QUEUE_BINDING).map_err(dep)?;
-    // The body is the message's JSON text: a plain string crosses the JS boundary unchanged.
-    let mut builder = MessageBuilder::new(msg.to_json());
-    if delay_seconds > 0 {
-        builder = builder.delay_seconds(delay_seconds);
-    }
-    queue.send(builder.build()).await.map_err(dep)
-}
 
 /// Consumes one batch.
 pub async fn consume(batch: MessageBatch<String>, env: Env) -> worker::Result<()> {
     let queue = batch.queue();
     let dead_letter = queue == DEAD_LETTER_QUEUE;
-    let cfg = match Config::load(|n| lookup(&env, n)) {
+    let cfg = match settings::loaded(&env) {
         Ok(c) => c,
-        Err(problems) => {
-            let names: Vec<_> = problems.iter().map(|p| p.name).collect();
+        Err(invalid) => {
             log::emit(
                 Level::Error,
                 "job.misconfigured",
                 None,
                 None,
-                json!({ "missing_or_invalid": names }),
+                json!({ "missing_or_invalid": invalid.names() }),
             );
             batch.retry_all_with_options(
                 &QueueRetryOptionsBuilder::new()
@@ -57,25 +40,7 @@ pub async fn consume(batch: MessageBatch<String>, env: Env) -> worker::Result<()
             return Ok(());
         }
     };
-    let setup = match Setup::new(&cfg) {
-        Ok(s) => s,
-        Err(e) => {
-            log::emit(
-                Level::Error,
-                "job.misconfigured",
-                None,
-                None,
-                json!({ "error": e.to_string() }),
-            );
-            batch.retry_all_with_options(
-                &QueueRetryOptionsBuilder::new()
-                    .with_delay_seconds(retry::MISCONFIGURED_REDELIVERY_S)
-                    .build(),
-            );
-            return Ok(());
-        }
-    };
-    let rt = Runtime::new(&env, Some(&cfg), Tasks::Stub);
+    let rt = Runtime::new(&env, Some(cfg), Tasks::Stub);
     for msg in batch.messages()? {
         let job = match JobMessage::from_json(msg.body()) {
             Ok(job) => job,
@@ -101,9 +66,9 @@ pub async fn consume(batch: MessageBatch<String>, env: Env) -> worker::Result<()
             }),
         );
         let result = if dead_letter {
-            flow::dead_letter::handle(&rt, &setup, &job).await
+            flow::dead_letter::handle(&rt, cfg, &job).await
         } else {
-            flow::consume::process(&rt, &setup, &job).await
+            flow::consume::process(&rt, cfg, &job).await
         };
         match result {
             Ok(()) => msg.ack(),

@@ -2,21 +2,15 @@
 
 use worker::Method;
 
-use crate::config::Config;
+use crate::core::config::Config;
+use crate::core::error::Dependency;
 use crate::core::openai::{edit_multipart_around, failure, EditRequest};
-use crate::core::retry::Dependency;
 use crate::core::retry::{Failure, RetryHints};
 use crate::core::tripo::{boundary, multipart_content_type, ImageFormat};
 use crate::net::{self, Body, Reply};
 
 /// Image edits can take minutes for several large images.
 pub const TIMEOUT_MS: u64 = 5 * 60_000;
-
-fn random_u128() -> u128 {
-    let hi = (js_sys::Math::random() * u64::MAX as f64) as u64;
-    let lo = (js_sys::Math::random() * u64::MAX as f64) as u64;
-    (u128::from(hi) << 64) | u128::from(lo)
-}
 
 fn hint_ms(reply: &Reply) -> Option<u64> {
     let ra = reply.header("retry-after");
@@ -29,7 +23,7 @@ fn hint_ms(reply: &Reply) -> Option<u64> {
         reset_requests: rr.as_deref(),
         reset_tokens: rt.as_deref(),
     }
-    .min_delay_ms(reply.status, js_sys::Date::now() as u64)
+    .min_delay_ms(reply.status, net::now_ms())
 }
 
 /// Calls images/edits; on success the reply with its body unread (JSON with `b64_json`
@@ -43,7 +37,7 @@ pub async fn edit(
     image: Vec<u8>,
     format: ImageFormat,
 ) -> Result<worker::Response, Failure> {
-    let b = boundary(random_u128());
+    let b = boundary(net::random_u128());
     let (head, tail) = edit_multipart_around(&b, req, format);
     let body = Body::Parts(vec![head, image, tail]);
     let url = format!("{}/images/edits", cfg.openai_base_url);

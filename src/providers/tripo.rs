@@ -6,9 +6,10 @@
 use serde_json::json;
 use worker::Method;
 
-use crate::config::Config;
+use crate::core::config::Config;
+use crate::core::error::Dependency;
 use crate::core::ids::TaskId;
-use crate::core::retry::{parse_retry_after, Dependency, Failure};
+use crate::core::retry::{parse_retry_after, Failure};
 use crate::core::step::Step;
 use crate::core::tripo::{
     boundary, failure, multipart_content_type, parse_create, parse_task, parse_upload, task_path,
@@ -27,12 +28,6 @@ pub const API_TIMEOUT_MS: u64 = 30_000;
 pub struct CallCtx<'a> {
     pub task_id: &'a TaskId,
     pub step: Step,
-}
-
-fn random_u128() -> u128 {
-    let hi = (js_sys::Math::random() * u64::MAX as f64) as u64;
-    let lo = (js_sys::Math::random() * u64::MAX as f64) as u64;
-    (u128::from(hi) << 64) | u128::from(lo)
 }
 
 fn net_failure(e: NetError) -> Failure {
@@ -61,9 +56,9 @@ async fn call(
         headers.push(("content-type", ct));
     }
     let method_name = method.to_string();
-    let started = js_sys::Date::now();
+    let started = net::now_ms();
     let result = net::send(method, &url, &headers, body, timeout_ms).await;
-    let elapsed_ms = (js_sys::Date::now() - started).max(0.0) as u64;
+    let elapsed_ms = net::now_ms().saturating_sub(started);
     let reply = match result {
         Ok(r) => r,
         Err(e) => {
@@ -95,7 +90,7 @@ async fn call(
     }
     let hint = reply
         .header("retry-after")
-        .and_then(|v| parse_retry_after(&v, js_sys::Date::now() as u64));
+        .and_then(|v| parse_retry_after(&v, net::now_ms()));
     Err(failure(reply.status, &reply.text(), hint))
 }
 
@@ -106,7 +101,7 @@ pub async fn upload(
     bytes: &[u8],
     format: ImageFormat,
 ) -> Result<String, Failure> {
-    let b = boundary(random_u128());
+    let b = boundary(net::random_u128());
     let body = upload_multipart(&b, &format.upload_filename(), format.mime(), bytes);
     let ct = multipart_content_type(&b);
     let reply = call(

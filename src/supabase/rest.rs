@@ -3,10 +3,10 @@
 
 use worker::Method;
 
-use crate::config::Config;
+use crate::core::config::Config;
+use crate::core::error::{DepError, Dependency};
 use crate::core::jwt::AccessToken;
 use crate::core::rest::{self, RestRequest};
-use crate::error::{DepError, Dependency};
 use crate::net::{self, Body};
 
 pub const TIMEOUT_MS: u64 = 15_000;

@@ -1,15 +1,19 @@
 //! Supabase Storage calls: the submit-time proof that the caller may read each input (made with
-//! the caller's rights, SPEC §4.1), bounded input downloads, and output uploads (bytes for
-//! concept images, a JS stream for models so no model is ever held in WebAssembly memory).
+//! the caller's rights, SPEC §4.1), bounded input downloads, output uploads (bytes for concept
+//! images, a JS stream for models so no model is ever held in WebAssembly memory), signed URLs
+//! of a private bucket's outputs, and the clean-up after a cancel.
 
 use worker::Method;
 
-use crate::config::Config;
+use crate::core::config::Config;
+use crate::core::error::{DepError, Dependency};
 use crate::core::jwt::AccessToken;
 use crate::core::rest::auth_headers;
-use crate::core::storage_path::{upload_url, InputObject, InputRead, Origin, ReadRights};
+use crate::core::status::StatusView;
+use crate::core::storage_path::{
+    encode_path, encode_segment, percent_decode, upload_url, InputObject, InputRead, ReadRights,
+};
 use crate::core::supabase::{proof_outcome, ProofOutcome, StorageError};
-use crate::error::{DepError, Dependency};
 use crate::net::{self, Body, Capped, NetError, Reply};
 
 /// Timeout of one Storage call that moves small bodies.
@@ -17,6 +21,7 @@ pub const TIMEOUT_MS: u64 = 30_000;
 /// Timeout of a streamed model upload.
 pub const STREAM_TIMEOUT_MS: u64 = 15 * 60_000;
 
+#[allow(clippy::needless_pass_by_value)] // the shape of `map_err`
 fn dep(e: NetError) -> DepError {
     DepError::new(Dependency::Storage, None, e.to_string())
 }
@@ -156,38 +161,16 @@ pub async fn download_input(
     }
 }
 
-/// Uploads bytes to `{bucket}/{path}`, overwriting (a retry rewrites the same object).
-pub async fn upload_bytes(
-    cfg: &Config,
-    origin: &Origin,
-    path: &str,
-    content_type: &str,
-    bytes: Vec<u8>,
-) -> Result<(), DepError> {
-    upload(
-        cfg,
-        origin,
-        path,
-        content_type,
-        None,
-        Body::Bytes(bytes),
-        TIMEOUT_MS,
-    )
-    .await
-}
-
 /// Uploads bytes already copied into a JS buffer (a retry sends the same buffer: no copy of it
 /// stays in WebAssembly memory between tries).
 pub async fn upload_array(
     cfg: &Config,
-    origin: &Origin,
     path: &str,
     content_type: &str,
     bytes: &js_sys::Uint8Array,
 ) -> Result<(), DepError> {
     upload(
         cfg,
-        origin,
         path,
         content_type,
         None,
@@ -200,7 +183,6 @@ pub async fn upload_array(
 /// Uploads a JS stream to `{bucket}/{path}` without reading it into WebAssembly memory.
 pub async fn upload_stream(
     cfg: &Config,
-    origin: &Origin,
     path: &str,
     content_type: &str,
     content_length: Option<u64>,
@@ -209,7 +191,6 @@ pub async fn upload_stream(
     let body = Body::Stream(stream);
     upload(
         cfg,
-        origin,
         path,
         content_type,
         content_length,
@@ -222,14 +203,13 @@ pub async fn upload_stream(
 /// `POST /storage/v1/object/{bucket}/{path}` with `x-upsert: true`.
 async fn upload(
     cfg: &Config,
-    origin: &Origin,
     path: &str,
     content_type: &str,
     content_length: Option<u64>,
     body: Body,
     timeout_ms: u64,
 ) -> Result<(), DepError> {
-    let url = upload_url(origin, &cfg.bucket, path);
+    let url = upload_url(&cfg.supabase_origin, &cfg.bucket, path);
     let len = content_length.map(|l| l.to_string());
     let mut extra = vec![
         ("content-type", content_type),
@@ -260,7 +240,7 @@ pub async fn sign_outputs(
     let url = format!(
         "{}/storage/v1/object/sign/{}",
         cfg.supabase_url,
-        crate::core::storage_path::encode_segment(&cfg.bucket)
+        encode_segment(&cfg.bucket)
     );
     let body = serde_json::json!({ "expiresIn": expires_in_s, "paths": paths }).to_string();
     let h = headers(cfg, &[("content-type", "application/json")]);
@@ -295,12 +275,45 @@ pub async fn sign_outputs(
         .collect())
 }
 
+/// How long the signed URLs of a private bucket stay valid.
+const SIGNED_URL_TTL_S: u64 = 3600;
+
+/// A private bucket's outputs are stored as authenticated URLs (they do not expire but need a
+/// key); every view gives fresh signed URLs instead (SPEC §7). `Err` when Storage cannot sign
+/// (the view keeps the stored URLs).
+pub async fn sign_private_urls(cfg: &Config, v: &mut StatusView) -> Result<(), String> {
+    let prefix = format!(
+        "{}/storage/v1/object/authenticated/{}/",
+        cfg.supabase_url,
+        encode_segment(&cfg.bucket)
+    );
+    let urls: Vec<String> = v.asset_urls().into_iter().map(str::to_owned).collect();
+    let paths: Vec<String> = urls
+        .iter()
+        .filter_map(|u| u.strip_prefix(&prefix))
+        .map(|p| percent_decode(p).unwrap_or_else(|| p.to_owned()))
+        .collect();
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let signed = sign_outputs(cfg, &paths, SIGNED_URL_TTL_S)
+        .await
+        .map_err(|e| e.to_string())?;
+    let map: std::collections::HashMap<String, String> = paths
+        .iter()
+        .zip(signed)
+        .filter_map(|(p, s)| s.map(|s| (format!("{prefix}{}", encode_path(p)), s)))
+        .collect();
+    v.map_asset_urls(|u| map.get(u).cloned().unwrap_or_else(|| u.to_owned()));
+    Ok(())
+}
+
 /// Deletes objects of the generated-assets bucket (decoded paths); missing ones are fine.
 pub async fn delete_outputs(cfg: &Config, paths: &[String]) -> Result<(), DepError> {
     let url = format!(
         "{}/storage/v1/object/{}",
         cfg.supabase_url,
-        crate::core::storage_path::encode_segment(&cfg.bucket)
+        encode_segment(&cfg.bucket)
     );
     let body = serde_json::json!({ "prefixes": paths }).to_string();
     let h = headers(cfg, &[("content-type", "application/json")]);

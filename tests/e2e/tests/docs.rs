@@ -10,7 +10,7 @@
 //!   `bash` against the worker (`$BASE`, `$TOKEN`, `$SUPABASE_URL`, a fresh `$TASK` per block,
 //!   `$IMAGE_URL` / `$IMAGE_URL_2` uploaded inputs of the user); each `curl` prints its status.
 //! * `docs/operations.md` lists every log event the code emits (`log::emit` / `job.log`), and
-//!   `docs/architecture.md` every setting of `src/config.rs` (`SETTINGS`) and `wrangler.toml`.
+//!   `docs/architecture.md` every setting of `src/core/config.rs` (`SETTINGS`) and `wrangler.toml`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -669,10 +669,10 @@ fn log_events_listed(_ctx: &Ctx) -> CaseResult {
 }
 
 fn settings_listed(_ctx: &Ctx) -> CaseResult {
-    let config = read("src/config.rs")?;
+    let config = read("src/core/config.rs")?;
     let start = config
         .find("pub const SETTINGS")
-        .ok_or("no SETTINGS in src/config.rs")?;
+        .ok_or("no SETTINGS in src/core/config.rs")?;
     let end = start + config[start..].find("];").ok_or("SETTINGS does not end")?;
     let mut settings = BTreeSet::new();
     for part in config[start..end].split('"').skip(1).step_by(2) {
@@ -695,7 +695,7 @@ fn settings_listed(_ctx: &Ctx) -> CaseResult {
     })?;
     let documented = sorted(tables[0].1.names("settings")?);
     let mut problems: Vec<String> = diff(
-        "settings of src/config.rs vs docs/architecture.md",
+        "settings of src/core/config.rs vs docs/architecture.md",
         &documented,
         &settings,
     )

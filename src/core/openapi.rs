@@ -4,8 +4,8 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::core::request::{body_schema_with_url_pattern, task_id_schema, Endpoint};
-use crate::core::storage_path::{input_url_pattern, Origin};
+use crate::request::{add_url_pattern, body_schema_with_url_pattern, task_id_schema, Endpoint};
+use crate::storage_path::{input_url_pattern, Origin};
 
 fn error_schema() -> Value {
     json!({
@@ -134,26 +134,47 @@ pub fn document(origin: Option<&Origin>) -> Value {
 /// `webhook_url` fields carry its rule as a pattern (an empty list: only `null` is valid, since
 /// every `webhook_url` is refused).
 pub fn document_for(origin: Option<&Origin>, webhook_hosts: Option<&[String]>) -> Value {
-    let mut paths = Map::new();
-    let mut schemas = Map::new();
+    let mut doc = base_document();
+    deploy(&mut doc, origin, webhook_hosts);
+    doc
+}
+
+/// Fits the base document ([`document_for`]`(None, None)`) to a deployment: its Supabase
+/// `origin` and its webhook hosts. The worker builds the base at compile time (its `build.rs`)
+/// and calls only this at run time, once per isolate.
+pub fn deploy(doc: &mut Value, origin: Option<&Origin>, webhook_hosts: Option<&[String]>) {
     let url_pattern = origin.map(input_url_pattern);
     for e in Endpoint::ALL {
-        let name = schema_name(e);
-        let mut body = body_schema_with_url_pattern(e, url_pattern.as_deref());
-        if let (Some(hosts), Some(prop)) =
-            (webhook_hosts, body["properties"].get_mut("webhook_url"))
-        {
+        let Some(props) = doc.pointer_mut(&format!(
+            "/components/schemas/{}/properties",
+            schema_name(e)
+        )) else {
+            continue;
+        };
+        if let Some(pattern) = &url_pattern {
+            add_url_pattern(props, pattern);
+        }
+        if let (Some(hosts), Some(prop)) = (webhook_hosts, props.get_mut("webhook_url")) {
             let description = prop["description"].clone();
-            *prop = match crate::core::webhook::url_pattern(hosts) {
+            *prop = match crate::webhook::url_pattern(hosts) {
                 Some(p) => json!({ "anyOf": [
-                    { "type": "string", "maxLength": crate::core::webhook::MAX_WEBHOOK_URL_LEN, "pattern": p },
+                    { "type": "string", "maxLength": crate::webhook::MAX_WEBHOOK_URL_LEN, "pattern": p },
                     { "type": "null" }], "description": description }),
                 None => {
                     json!({ "type": "null", "description": format!("{} This deployment accepts no webhooks (WEBHOOK_ALLOWED_HOSTS is empty).", description.as_str().unwrap_or_default()) })
                 }
             };
         }
-        schemas.insert(name.clone(), body);
+    }
+}
+
+/// The document of no deployment: no origin rule, every `webhook_url` as documented.
+fn base_document() -> Value {
+    let mut paths = Map::new();
+    let mut schemas = Map::new();
+    for e in Endpoint::ALL {
+        let name = schema_name(e);
+        schemas.insert(name.clone(), body_schema_with_url_pattern(e, None));
         let mut responses = errors(&[400, 401, 403, 409, 413, 415, 422, 429, 500, 502, 503]);
         responses.insert("202".into(), json!({ "description": "Accepted: the step was created and its job enqueued.",
             "content": { "application/json": { "schema": { "$ref": "#/components/schemas/SubmitResponse" } } } }));
@@ -203,7 +224,7 @@ pub fn document_for(origin: Option<&Origin>, webhook_hosts: Option<&[String]>) -
         "security": [{ "bearerAuth": [] }],
         "parameters": [task_param.clone(), step_param.clone(), token_param.clone(),
             { "name": "Last-Event-ID", "in": "header", "description": "The last event id received: a current id skips the first event.", "schema": { "type": "string" } },
-            { "name": "last_event_id", "in": "query", "description": "As `Last-Event-ID`, for clients that cannot set headers.", "schema": { "type": "integer", "minimum": 0, "maximum": crate::core::live::MAX_EVENT_ID } }],
+            { "name": "last_event_id", "in": "query", "description": "As `Last-Event-ID`, for clients that cannot set headers.", "schema": { "type": "integer", "minimum": 0, "maximum": crate::live::MAX_EVENT_ID } }],
         "responses": events_responses,
     }}));
     let mut ws_responses = errors(&[401, 403, 404, 422, 426, 500, 503]);
@@ -301,8 +322,8 @@ pub fn document_for(origin: Option<&Origin>, webhook_hosts: Option<&[String]>) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::request::fields;
-    use crate::http::route::{route, GENERATE_PATHS};
+    use crate::request::fields;
+    use crate::route::route;
 
     fn doc() -> Value {
         document(Some(&Origin::parse("https://abc.supabase.co").unwrap()))
@@ -327,10 +348,10 @@ mod tests {
     fn every_route_is_documented() {
         let d = doc();
         let paths = d["paths"].as_object().unwrap();
-        for name in GENERATE_PATHS {
-            let p = format!("/generate/{name}");
+        for e in Endpoint::ALL {
+            let p = e.path();
             assert!(
-                paths.get(&p).and_then(|o| o.get("post")).is_some(),
+                paths.get(p).and_then(|o| o.get("post")).is_some(),
                 "{p} is routed but not documented"
             );
         }
@@ -350,7 +371,7 @@ mod tests {
         }
         assert_eq!(
             paths.len(),
-            GENERATE_PATHS.len() + 7,
+            Endpoint::ALL.len() + 7,
             "documented paths: {:?}",
             paths.keys()
         );
@@ -422,8 +443,8 @@ mod tests {
             ApiError::UnsupportedMediaType,
             ApiError::Validation(vec![]),
             ApiError::InputAssetNotFound(vec![]),
-            ApiError::RateLimited(crate::core::limits::Refused {
-                limit: crate::core::limits::LimitKind::ActiveSteps,
+            ApiError::RateLimited(crate::limits::Refused {
+                limit: crate::limits::LimitKind::ActiveSteps,
                 max: Some(1),
                 retry_after_s: 1,
             }),
@@ -451,11 +472,11 @@ mod tests {
     /// Every key the code answers with is documented, and every documented key is answered.
     #[test]
     fn response_schemas_match_what_the_code_serializes() {
-        use crate::core::ids::{TaskId, UserId};
-        use crate::core::request::{parse, Endpoint};
-        use crate::core::status::{submit_response, view, StatusQuery};
-        use crate::core::step::{Status, Step};
-        use crate::core::task::{apply, Command, Submission};
+        use crate::ids::{TaskId, UserId};
+        use crate::request::{parse, Endpoint};
+        use crate::status::{submit_response, view, StatusQuery};
+        use crate::step::{Status, Step};
+        use crate::task::{apply, Command, Submission};
         let v = parse(
             Endpoint::TextToModel,
             br#"{"task_id":"t-1","prompt":"a cat"}"#,
@@ -466,7 +487,7 @@ mod tests {
             owner,
             task_id: v.task_id.clone(),
             request: v.request,
-            deadline_ms: crate::core::task::DEFAULT_STEP_DEADLINE_MS,
+            deadline_ms: crate::task::DEFAULT_STEP_DEADLINE_MS,
         };
         let (state, _) = apply(None, Command::Submit(sub), 1_000).unwrap();
         // Waiting for a provider slot: every optional field is present.
@@ -498,8 +519,8 @@ mod tests {
 
     #[test]
     fn the_429_is_documented_with_its_header_and_details() {
-        use crate::core::limits::{LimitKind, Refused};
         use crate::error::ApiError;
+        use crate::limits::{LimitKind, Refused};
         let d = doc();
         let e429 = &d["components"]["responses"]["E429"];
         assert_eq!(e429["headers"]["Retry-After"]["required"], true);
@@ -539,5 +560,20 @@ mod tests {
         let d = doc();
         assert_eq!(d["openapi"], "3.1.0");
         assert!(d["components"]["securitySchemes"]["bearerAuth"].is_object());
+    }
+
+    #[test]
+    fn the_base_document_survives_its_text() {
+        // The worker serves the base from its JSON text (written by its build script) and fits
+        // it to the deployment: parsing the text back gives the same document.
+        let base = document_for(None, None);
+        let back: Value = serde_json::from_str(&base.to_string()).unwrap();
+        assert_eq!(back, base);
+        let o = Origin::parse("https://abc.supabase.co").unwrap();
+        let hosts = vec!["hooks.example.com".to_owned()];
+        let mut fitted = back;
+        deploy(&mut fitted, Some(&o), Some(&hosts));
+        assert_eq!(fitted, document_for(Some(&o), Some(&hosts)));
+        assert_ne!(fitted, base);
     }
 }

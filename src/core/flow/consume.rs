@@ -10,29 +10,31 @@ use futures::future::{select, Either};
 use serde_json::json;
 
 use super::ports::Ports;
-use super::{concepts, finalize, gate, model, rows, Job, Setup};
-use crate::core::gate::Acquire;
-use crate::core::jobs::{delay_seconds, JobKind, JobMessage};
-use crate::core::retry::{self, decide, Attempts, Decision, Failure, RetryPolicy};
-use crate::core::step::Step;
-use crate::core::task::{Command, Outcome, StepError, DEFAULT_LEASE_MS, LEASE_RENEW_MS};
-use crate::error::{DepError, Dependency};
+use super::{concepts, finalize, gate, model, rows, Job};
+use crate::config::Config;
+use crate::error::DepError;
+use crate::gate::Acquire;
+use crate::jobs::{delay_seconds, JobKind, JobMessage};
 use crate::log::Level;
+use crate::retry::{decide, Attempts, Decision, Failure, RetryPolicy};
+use crate::step::Step;
+use crate::task::{Command, Outcome, StepError, DEFAULT_LEASE_MS, LEASE_RENEW_MS};
+use crate::task_wire::DoError;
 
 /// Claims the job in the task's DO and runs it; failures are classified and retried or final.
 /// `Err`: infrastructure trouble (the DO, the queue, the rows) — the message is redelivered.
-pub async fn process<W: Ports>(w: &W, setup: &Setup<'_>, msg: &JobMessage) -> Result<(), DepError> {
+pub async fn process<W: Ports>(w: &W, cfg: &Config, msg: &JobMessage) -> Result<(), DepError> {
     if msg.kind == JobKind::Webhook {
         return super::webhook::deliver(w, msg).await;
     }
     // A run job passes its provider's gate first: without a slot the step stays pending.
-    let gated = match (msg.kind, gate::gate_of(setup.cfg, msg.step)) {
+    let gated = match (msg.kind, gate::gate_of(cfg, msg.step)) {
         (JobKind::Run, Some(g)) => Some(g),
         _ => None,
     };
     if let Some((name, capacity)) = gated {
         let key = gate::key(&msg.task_id, msg.step, msg.attempt);
-        let deadline_ms = setup.cfg.tripo_deadline_s.saturating_mul(1000);
+        let deadline_ms = cfg.tripo_deadline_s.saturating_mul(1000);
         if let Acquire::Waiting { position } =
             w.acquire_slot(name, &key, capacity, deadline_ms).await?
         {
@@ -41,7 +43,10 @@ pub async fn process<W: Ports>(w: &W, setup: &Setup<'_>, msg: &JobMessage) -> Re
                 attempt: msg.attempt,
                 position,
             };
-            let reply = w.command(&msg.task_id, wait, w.now_ms()).await?;
+            let reply = match w.command(&msg.task_id, wait, w.now_ms()).await {
+                Err(DoError::Unavailable(e)) => return Err(e),
+                answer => answer,
+            };
             w.event(
                 Level::Info,
                 "gate.waiting",
@@ -59,7 +64,7 @@ pub async fn process<W: Ports>(w: &W, setup: &Setup<'_>, msg: &JobMessage) -> Re
                 Err(_) => true,
             };
             if over {
-                gate::release(w, setup.cfg, &msg.task_id, msg.step, msg.attempt).await;
+                gate::release(w, cfg, &msg.task_id, msg.step, msg.attempt).await;
             }
             return Ok(());
         }
@@ -70,9 +75,10 @@ pub async fn process<W: Ports>(w: &W, setup: &Setup<'_>, msg: &JobMessage) -> Re
         kind: msg.kind,
         lease_ms: DEFAULT_LEASE_MS,
     };
-    let reply = match w.command(&msg.task_id, claim, w.now_ms()).await? {
+    let reply = match w.command(&msg.task_id, claim, w.now_ms()).await {
         Ok(r) => r,
-        Err(refusal) => {
+        Err(DoError::Unavailable(e)) => return Err(e),
+        Err(DoError::Refused(refusal)) => {
             w.event(
                 Level::Warn,
                 "job.refused",
@@ -96,17 +102,17 @@ pub async fn process<W: Ports>(w: &W, setup: &Setup<'_>, msg: &JobMessage) -> Re
         );
         // A slot just granted to a step that is over, or to an older attempt, goes back.
         if gated.is_some() && (step.attempt != msg.attempt || gate::slot_done(&step)) {
-            gate::release(w, setup.cfg, &msg.task_id, msg.step, msg.attempt).await;
+            gate::release(w, cfg, &msg.task_id, msg.step, msg.attempt).await;
         }
         // A duplicate of a finished job: make sure the rows say what the DO says.
         if step.status.is_terminal() && step.attempt == msg.attempt {
-            rows::sync(w, setup.cfg, &msg.task_id, &step).await?;
+            rows::sync(w, cfg, &msg.task_id, &step).await?;
         }
         return Ok(());
     }
     let job = Job {
         w,
-        setup,
+        cfg,
         msg,
         owner: reply.state.owner,
         step,
@@ -143,7 +149,7 @@ async fn heartbeat<W: Ports>(w: &W, msg: &JobMessage) {
             step: msg.step,
             attempt: msg.attempt,
         };
-        if let Err(e) = w.command(&msg.task_id, renew, w.now_ms()).await {
+        if let Err(DoError::Unavailable(e)) = w.command(&msg.task_id, renew, w.now_ms()).await {
             w.event(
                 Level::Warn,
                 "job.renew_failed",
@@ -180,9 +186,11 @@ async fn on_failure<W: Ports>(job: &Job<'_, W>, failure: Failure) -> Result<(), 
                 message: failure.reason.clone(),
                 retry_at_ms: Some(now.saturating_add(after_ms)),
             };
-            // A refusal (the task is gone) leaves nothing to retry for.
-            if job.command(release).await?.is_err() {
-                return Ok(());
+            match job.command(release).await {
+                Ok(_) => {}
+                // A refusal (the task is gone) leaves nothing to retry for.
+                Err(DoError::Refused(_)) => return Ok(()),
+                Err(DoError::Unavailable(e)) => return Err(e),
             }
             let next = if counted {
                 job.msg.next_try()
@@ -211,29 +219,17 @@ pub async fn fail_step<W: Ports>(
         attempt: job.msg.attempt,
         error: StepError::new(code, message),
     };
-    if let Ok(reply) = job.command(cmd).await? {
-        if let Some(step) = reply.state.steps.get(&job.msg.step) {
-            if step.status.is_terminal() && step.attempt == job.msg.attempt {
-                gate::release_if_done(job.w, job.setup, job.task(), step).await;
-                rows::sync(job.w, job.cfg(), job.task(), step).await?;
-                super::webhook::kick(job.w, job.task(), step).await;
-            }
+    let reply = match job.command(cmd).await {
+        Ok(reply) => reply,
+        Err(DoError::Refused(_)) => return Ok(()),
+        Err(DoError::Unavailable(e)) => return Err(e),
+    };
+    if let Some(step) = reply.state.steps.get(&job.msg.step) {
+        if step.status.is_terminal() && step.attempt == job.msg.attempt {
+            gate::release_if_done(job.w, job.cfg, job.task(), step).await;
+            rows::sync(job.w, job.cfg, job.task(), step).await?;
+            super::webhook::kick(job.w, job.task(), step).await;
         }
     }
     Ok(())
-}
-
-/// Maps a dependency error of the glue to a classified failure.
-pub fn failure_of(e: &DepError) -> Failure {
-    let dep = match e.dependency {
-        Dependency::Storage => retry::Dependency::Storage,
-        Dependency::OpenAi => retry::Dependency::OpenAi,
-        Dependency::Tripo => retry::Dependency::Tripo,
-        _ => retry::Dependency::Database,
-    };
-    let hint = e.retry_after_s.map(|s| s * 1000);
-    match e.status {
-        None => Failure::network(dep, &e.message),
-        Some(status) => Failure::http(dep, status, &e.message, hint),
-    }
 }

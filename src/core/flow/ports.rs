@@ -9,20 +9,20 @@
 use futures::Stream;
 use serde_json::Value;
 
-use crate::core::gate::{Acquire, GateName, SlotKey};
-use crate::core::ids::TaskId;
-use crate::core::jobs::JobMessage;
-use crate::core::openai::EditRequest;
-use crate::core::rest::RestRequest;
-use crate::core::retry::Failure;
-use crate::core::status::StatusView;
-use crate::core::step::Step;
-use crate::core::storage_path::InputObject;
-use crate::core::task::{Command, Refusal, TaskState};
-use crate::core::task_wire::CmdReply;
-use crate::core::tripo::{CreateTask, ImageFormat, TaskDetail};
 use crate::error::DepError;
+use crate::gate::{Acquire, GateName, SlotKey};
+use crate::ids::TaskId;
+use crate::jobs::JobMessage;
 use crate::log::Level;
+use crate::openai::EditRequest;
+use crate::rest::RestRequest;
+use crate::retry::Failure;
+use crate::status::StatusView;
+use crate::step::Step;
+use crate::storage_path::InputObject;
+use crate::task::{Command, TaskState};
+use crate::task_wire::{CmdReply, DoError};
+use crate::tripo::{CreateTask, ImageFormat, TaskDetail};
 
 /// Time, randomness (retry jitter) and waiting.
 pub trait Clock {
@@ -34,13 +34,8 @@ pub trait Clock {
 
 /// The task's Durable Object: one command applied atomically, or the state read.
 pub trait TaskStore {
-    /// `Ok(Err(refusal))` when the state machine refused the command (nothing persisted).
-    async fn command(
-        &self,
-        task: &TaskId,
-        cmd: Command,
-        now_ms: u64,
-    ) -> Result<Result<CmdReply, Refusal>, DepError>;
+    /// `Err(DoError::Refused(_))` when the state machine refused the command (nothing persisted).
+    async fn command(&self, task: &TaskId, cmd: Command, now_ms: u64) -> Result<CmdReply, DoError>;
     async fn task_state(&self, task: &TaskId) -> Result<Option<TaskState>, DepError>;
 }
 
@@ -103,7 +98,7 @@ pub trait WebhookSender {
         timestamp_s: u64,
         body: &str,
     ) -> Result<u16, String>;
-    /// Makes the view what the status endpoint would show now (`api::status::present`): the
+    /// Makes the view what the status endpoint would show now (`view::present` in the worker): the
     /// live place in line of a waiting step, and for a private bucket fresh signed URLs, so the
     /// receiver can download the outputs. `Err` when the URLs could not be signed.
     async fn present_view(&self, state: &TaskState, view: &mut StatusView) -> Result<(), String>;

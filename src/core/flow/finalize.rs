@@ -10,14 +10,14 @@
 
 use serde_json::json;
 
-use super::consume::failure_of;
 use super::ports::Ports;
 use super::{rows, Job};
-use crate::core::retry::{Dependency, Failure, FailureClass};
-use crate::core::storage_path::{asset_url, output_content_type, output_path};
-use crate::core::task::{Command, Outcome};
-use crate::core::tripo::{pick_model_url, TaskStatus};
+use crate::error::Dependency;
 use crate::log::Level;
+use crate::retry::{Failure, FailureClass};
+use crate::storage_path::{asset_url, output_content_type, output_path};
+use crate::task::{Command, Outcome};
+use crate::tripo::{pick_model_url, TaskStatus};
 
 /// The host of a URL, for logs (signed URLs carry credentials in their query).
 pub fn host_of(url: &str) -> &str {
@@ -72,17 +72,18 @@ pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
         json!({ "path": path, "bytes": length, "ms": w.now_ms().saturating_sub(started), "host": host_of(&url) }),
     );
 
-    let url = asset_url(&job.setup.origin, &cfg.bucket, &path, cfg.bucket_public);
+    let url = asset_url(
+        &job.cfg().supabase_origin,
+        &cfg.bucket,
+        &path,
+        cfg.bucket_public,
+    );
     let cmd = Command::Complete {
         step,
         attempt: job.msg.attempt,
         asset_urls: vec![url],
     };
-    let reply = job
-        .command(cmd)
-        .await
-        .map_err(|e| Failure::network(Dependency::Database, &e.to_string()))?
-        .map_err(|r| Failure::new(Dependency::Database, FailureClass::Rejected, &r.to_string()))?;
+    let reply = job.command(cmd).await?;
     let Some(after) = reply.state.steps.get(&step) else {
         return Ok(());
     };
@@ -93,9 +94,7 @@ pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
         return super::concepts::cancelled(job, &[path]).await;
     }
     if matches!(reply.outcome, Outcome::Completed) || after.status.is_terminal() {
-        rows::sync(w, cfg, job.task(), after)
-            .await
-            .map_err(|e| failure_of(&e))?;
+        rows::sync(w, cfg, job.task(), after).await?;
     }
     if matches!(reply.outcome, Outcome::Completed) {
         super::webhook::kick(w, job.task(), after).await;

@@ -7,17 +7,17 @@
 use futures::StreamExt;
 use serde_json::json;
 
-use super::consume::failure_of;
 use super::ports::Ports;
 use super::{rows, Job};
-use crate::core::openai::{Background as WireBackground, EditRequest, ReplyScanner};
-use crate::core::request::{Background, StepRequest};
-use crate::core::retry::{Dependency, Failure, FailureClass};
-use crate::core::step::Step;
-use crate::core::storage_path::{asset_url, output_path, parse_input_url};
-use crate::core::task::{Command, Outcome};
-use crate::core::tripo::ImageFormat;
+use crate::error::Dependency;
 use crate::log::Level;
+use crate::openai::{Background as WireBackground, EditRequest, ReplyScanner};
+use crate::request::{Background, StepRequest};
+use crate::retry::{Failure, FailureClass};
+use crate::step::Step;
+use crate::storage_path::{asset_url, output_path, parse_input_url};
+use crate::task::{Command, Outcome};
+use crate::tripo::ImageFormat;
 
 /// In-job tries of one output upload before the whole job is retried (so a Storage hiccup does
 /// not cost another paid OpenAI call).
@@ -39,10 +39,8 @@ pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
             "not a concepts step",
         ));
     };
-    let (w, cfg, origin) = (job.w, job.cfg(), &job.setup.origin);
-    rows::start(w, cfg, job.task(), job.owner, &job.step)
-        .await
-        .map_err(|e| failure_of(&e))?;
+    let (w, cfg, origin) = (job.w, job.cfg(), &job.cfg().supabase_origin);
+    rows::start(w, cfg, job.task(), job.owner, &job.step).await?;
 
     let input = parse_input_url(&req.input_image_asset_url, origin).map_err(|e| {
         Failure::new(
@@ -51,7 +49,7 @@ pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
             &e.to_string(),
         )
     })?;
-    let bytes = w.download_input(&input).await.map_err(|e| failure_of(&e))?;
+    let bytes = w.download_input(&input).await?;
     let format = ImageFormat::sniff(&bytes).ok_or_else(|| {
         Failure::new(
             Dependency::Storage,
@@ -101,7 +99,8 @@ pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
             }
             // Handed to the runtime (a JS buffer) and dropped here before its upload.
             let blob = w.hold(png);
-            let path = output_path(job.task(), Step::Concepts, urls.len() as u32);
+            let index = u32::try_from(urls.len()).unwrap_or(u32::MAX);
+            let path = output_path(job.task(), Step::Concepts, index);
             paths.push(path.clone());
             upload_with_retries(job, &path, &blob).await?;
             urls.push(asset_url(origin, &cfg.bucket, &path, cfg.bucket_public));
@@ -123,18 +122,12 @@ pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
         attempt: job.msg.attempt,
         asset_urls: urls,
     };
-    let reply = job
-        .command(cmd)
-        .await
-        .map_err(|e| Failure::network(Dependency::Database, &e.to_string()))?
-        .map_err(|r| Failure::new(Dependency::Database, FailureClass::Rejected, &r.to_string()))?;
+    let reply = job.command(cmd).await?;
     if let (Outcome::Completed, Some(step)) =
         (&reply.outcome, reply.state.steps.get(&Step::Concepts))
     {
-        super::gate::release_if_done(w, job.setup, job.task(), step).await;
-        rows::sync(w, cfg, job.task(), step)
-            .await
-            .map_err(|e| failure_of(&e))?;
+        super::gate::release_if_done(w, job.cfg(), job.task(), step).await;
+        rows::sync(w, cfg, job.task(), step).await?;
         job.log(
             Level::Info,
             "concepts.complete",
@@ -157,15 +150,12 @@ pub(super) async fn still_running<W: Ports>(job: &Job<'_, W>) -> Result<bool, Fa
 }
 
 /// Whether `state` shows the job's attempt cancelled.
-pub(super) fn cancelled_in<W: Ports>(
-    state: &crate::core::task::TaskState,
-    job: &Job<'_, W>,
-) -> bool {
+pub(super) fn cancelled_in<W: Ports>(state: &crate::task::TaskState, job: &Job<'_, W>) -> bool {
     state.steps.get(&job.msg.step).is_some_and(|s| {
         s.attempt == job.msg.attempt
             && s.error
                 .as_ref()
-                .is_some_and(|e| e.code == crate::core::task::CANCELLED_CODE)
+                .is_some_and(|e| e.code == crate::task::CANCELLED_CODE)
     })
 }
 
@@ -203,7 +193,7 @@ async fn upload_with_retries<W: Ports>(
                 job.w.sleep(delay).await;
                 delay *= 2;
             }
-            Err(e) => return Err(failure_of(&e)),
+            Err(e) => return Err(e.into()),
         }
     }
     Err(Failure::new(

@@ -4,11 +4,13 @@
 //! Every handler returns `Result<_, ApiError>`; `http::respond` turns it into a response, so the
 //! status-code mapping lives here and nowhere else. Pure: no `worker` import.
 
-use serde::Serialize;
+use std::fmt;
 
-use crate::core::limits::Refused;
+use serde::{Deserialize, Serialize};
+
+use crate::limits::Refused;
 /// A problem with one field of a request (the `details` of a 422).
-pub use crate::core::request::FieldError;
+pub use crate::request::FieldError;
 
 /// Every error the API can answer with. Messages are safe to show: never a secret, key or trace.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,22 +54,29 @@ pub enum ApiError {
     UpgradeRequired,
 }
 
-/// A service the worker depends on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// A service the worker depends on: names it in API errors ([`Dependency::as_str`]) and in the
+/// reasons of classified failures ([`Dependency::label`], `core::retry::Failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Dependency {
     Storage,
     Database,
     Queue,
+    /// The task's Durable Object.
     TaskObject,
     /// The per-user limits Durable Object.
     UserLimits,
+    /// A provider gate's Durable Object.
+    ProviderGate,
     Auth,
     OpenAi,
     Tripo,
+    /// Downloading a finished model from Tripo's CDN (not the Tripo API).
+    TripoDownload,
 }
 
 impl Dependency {
+    /// Its name in API error bodies, e.g. `"storage"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Dependency::Storage => "storage",
@@ -75,10 +84,34 @@ impl Dependency {
             Dependency::Queue => "queue",
             Dependency::TaskObject => "task state",
             Dependency::UserLimits => "user limits",
+            Dependency::ProviderGate => "provider gate",
             Dependency::Auth => "auth",
             Dependency::OpenAi => "openai",
             Dependency::Tripo => "tripo",
+            Dependency::TripoDownload => "tripo download",
         }
+    }
+
+    /// Its name in the human-readable reason of a failure, e.g. `"Supabase Storage"`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Dependency::OpenAi => "OpenAI",
+            Dependency::Tripo => "Tripo",
+            Dependency::TripoDownload => "Tripo model download",
+            Dependency::Storage => "Supabase Storage",
+            Dependency::Database => "Supabase database",
+            Dependency::Queue => "Jobs queue",
+            Dependency::TaskObject => "Task state",
+            Dependency::UserLimits => "User limits",
+            Dependency::ProviderGate => "Provider gate",
+            Dependency::Auth => "Supabase Auth",
+        }
+    }
+}
+
+impl fmt::Display for Dependency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
     }
 }
 
@@ -254,7 +287,7 @@ impl ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::limits::LimitKind;
+    use crate::limits::LimitKind;
     use serde_json::Value;
 
     fn parse(e: &ApiError) -> Value {

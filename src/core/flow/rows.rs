@@ -8,15 +8,16 @@ use serde_json::json;
 
 use super::ports::Ports;
 use crate::config::Config;
-use crate::core::ids::{TaskId, UserId};
-use crate::core::rest::{
+use crate::error::DepError;
+use crate::ids::{TaskId, UserId};
+use crate::log::Level;
+use crate::rest::{
     mark_complete, mark_failed, mark_processing, with_ai_service_task_id, RestRequest, RowError,
 };
-use crate::core::rows::{self, metadata};
-use crate::core::step::Status;
-use crate::core::task::{Command, StepState};
-use crate::error::DepError;
-use crate::log::Level;
+use crate::rows::{self, metadata};
+use crate::step::Status;
+use crate::task::{Command, StepState};
+use crate::task_wire::DoError;
 
 /// The row writes that bring the rows to the step's state. The final writes of a model row carry
 /// its Tripo id as well (its `processing` write is best effort).
@@ -45,13 +46,11 @@ fn state_writes(cfg: &Config, step: &StepState) -> Vec<RestRequest> {
         )
         .into_iter()
         .collect(),
-        Status::Complete => step
-            .row_ids
-            .iter()
-            .enumerate()
+        Status::Complete => (0u32..)
+            .zip(&step.row_ids)
             .map(|(i, id)| {
-                let meta = metadata(req, step.attempt, i as u32);
-                match step.asset_urls.get(i) {
+                let meta = metadata(req, step.attempt, i);
+                match step.asset_urls.get(i as usize) {
                     Some(url) => mark_complete(&table, *id, url, &meta),
                     None => mark_failed(
                         &table,
@@ -72,14 +71,13 @@ fn state_writes(cfg: &Config, step: &StepState) -> Vec<RestRequest> {
                 .map_or(("failed".to_string(), "failed".to_string()), |e| {
                     (e.code.clone(), e.message.clone())
                 });
-            step.row_ids
-                .iter()
-                .enumerate()
+            (0u32..)
+                .zip(&step.row_ids)
                 .map(|(i, id)| {
                     mark_failed(
                         &table,
                         *id,
-                        &metadata(req, step.attempt, i as u32),
+                        &metadata(req, step.attempt, i),
                         RowError {
                             code: code.clone(),
                             message: message.clone(),
@@ -105,7 +103,7 @@ pub async fn sync<W: Ports>(
             step: step.step(),
             attempt: step.attempt,
         };
-        if let Err(e) = w.command(task, cmd, w.now_ms()).await {
+        if let Err(DoError::Unavailable(e)) = w.command(task, cmd, w.now_ms()).await {
             w.event(
                 Level::Warn,
                 "rows.confirm_failed",

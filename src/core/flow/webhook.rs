@@ -12,18 +12,19 @@
 //! (`webhook.gave_up`). Every end is reported with `Command::WebhookDelivered`, which clears the
 //! due record.
 //!
-//! [`WebhookDue`]: crate::core::task::WebhookDue
+//! [`WebhookDue`]: crate::task::WebhookDue
 
 use serde_json::json;
 
 use super::ports::Ports;
-use crate::core::ids::TaskId;
-use crate::core::jobs::{JobMessage, MAX_DELAY_SECONDS};
-use crate::core::status::{view, StatusQuery};
-use crate::core::task::{Command, StepState};
-use crate::core::webhook::{classify, event_id, retry_delay_s, Delivery, WEBHOOK_WINDOW_MS};
 use crate::error::DepError;
+use crate::ids::TaskId;
+use crate::jobs::{JobMessage, MAX_DELAY_SECONDS};
 use crate::log::Level;
+use crate::status::{view, StatusQuery};
+use crate::task::{Command, StepState};
+use crate::task_wire::DoError;
+use crate::webhook::{classify, event_id, retry_delay_s, Delivery, WEBHOOK_WINDOW_MS};
 
 /// Sends the first delivery message of a step that just became final, if it has a webhook due.
 /// A failed send is logged: the alarm sends it later.
@@ -146,6 +147,8 @@ pub async fn deliver<W: Ports>(w: &W, msg: &JobMessage) -> Result<(), DepError> 
         }
     };
     // A lost report only means one more delivery (same id) or one more alarm.
-    let _ = w.command(task, cmd, w.now_ms()).await?;
-    Ok(())
+    match w.command(task, cmd, w.now_ms()).await {
+        Ok(_) | Err(DoError::Refused(_)) => Ok(()),
+        Err(DoError::Unavailable(e)) => Err(e),
+    }
 }

@@ -7,30 +7,29 @@
 use serde_json::json;
 
 use super::ports::Ports;
-use super::{gate, rows, webhook, Setup};
-use crate::core::ids::{TaskId, UserId};
-use crate::core::step::Step;
-use crate::core::task::{Command, Outcome, Refusal, TaskState};
+use super::{gate, rows, webhook};
+use crate::config::Config;
 use crate::error::DepError;
+use crate::ids::{TaskId, UserId};
 use crate::log::Level;
+use crate::step::Step;
+use crate::task::{Command, Outcome, TaskState};
+use crate::task_wire::DoError;
 
-/// Cancels and returns the state after it (`Ok(Err(refusal))`: unknown task, another owner, or
-/// no such step — a 404 for the client). Repeating it changes nothing. A failed row write is
+/// Cancels and returns the state after it (`Err(DoError::Refused(_))`: unknown task, another
+/// owner, or no such step — a 404 for the client). Repeating it changes nothing. A failed row write is
 /// left to the DO's rows check (the alarm writes them), so it is not an error here.
 pub async fn cancel<W: Ports>(
     w: &W,
-    setup: &Setup<'_>,
+    cfg: &Config,
     task: &TaskId,
     owner: UserId,
     step: Option<Step>,
-) -> Result<Result<TaskState, Refusal>, DepError> {
+) -> Result<TaskState, DoError> {
     let cmd = Command::Cancel { owner, step };
-    let reply = match w.command(task, cmd, w.now_ms()).await? {
-        Ok(r) => r,
-        Err(refusal) => return Ok(Err(refusal)),
-    };
+    let reply = w.command(task, cmd, w.now_ms()).await?;
     let Outcome::Cancelled { steps } = &reply.outcome else {
-        return Ok(Ok(reply.state));
+        return Ok(reply.state);
     };
     for step in steps {
         let Some(s) = reply.state.steps.get(step) else {
@@ -43,8 +42,8 @@ pub async fn cancel<W: Ports>(
             Some(*step),
             json!({ "attempt": s.attempt, "provider_task_id": s.provider_task_id }),
         );
-        gate::release_if_done(w, setup, task, s).await;
-        if let Err(e) = rows::sync(w, setup.cfg, task, s).await {
+        gate::release_if_done(w, cfg, task, s).await;
+        if let Err(e) = rows::sync(w, cfg, task, s).await {
             w.event(
                 Level::Warn,
                 "rows.sync_failed",
@@ -55,7 +54,7 @@ pub async fn cancel<W: Ports>(
         }
         webhook::kick(w, task, s).await;
     }
-    Ok(Ok(reply.state))
+    Ok(reply.state)
 }
 
 /// Whether the job's step is still this attempt and unfinished (a cancel makes it final): read

@@ -9,15 +9,16 @@ use serde_json::json;
 
 use super::ports::Ports;
 use crate::config::Config;
-use crate::core::ids::{TaskId, UserId};
-use crate::core::jobs::JobMessage;
-use crate::core::request::{StepRequest, ValidRequest};
-use crate::core::rest::RestRequest;
-use crate::core::rows;
-use crate::core::step::{Status, Step};
-use crate::core::task::{Command, Outcome, Refusal, Submission};
 use crate::error::{ApiError, DepError};
+use crate::ids::{TaskId, UserId};
+use crate::jobs::JobMessage;
 use crate::log::Level;
+use crate::request::{StepRequest, ValidRequest};
+use crate::rest::RestRequest;
+use crate::rows;
+use crate::step::{Status, Step};
+use crate::task::{Command, Outcome, Refusal, Submission};
+use crate::task_wire::DoError;
 
 /// What a submit led to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,9 +57,10 @@ pub async fn submit<W: Ports>(
         request: step_req.clone(),
         deadline_ms: cfg.tripo_deadline_s.saturating_mul(1000),
     });
-    let reply = match w.command(&task_id, cmd, w.now_ms()).await? {
+    let reply = match w.command(&task_id, cmd, w.now_ms()).await {
         Ok(r) => r,
-        Err(refusal) => return Err(refusal_error(refusal)),
+        Err(DoError::Refused(refusal)) => return Err(refusal_error(&refusal)),
+        Err(DoError::Unavailable(e)) => return Err(e.into()),
     };
     let Some(state) = reply.state.steps.get(&step) else {
         return Err(ApiError::Internal);
@@ -176,7 +178,7 @@ async fn undo<W: Ports>(
 /// pending and never enqueued: the alarm resumes it, `core::task::RESUME_AFTER_MS`).
 async fn abort<W: Ports>(w: &W, task_id: &TaskId, step: Step, attempt: u32) {
     let abort = Command::AbortSubmit { step, attempt };
-    if let Err(e) = w.command(task_id, abort, w.now_ms()).await {
+    if let Err(DoError::Unavailable(e)) = w.command(task_id, abort, w.now_ms()).await {
         w.event(
             Level::Error,
             "submit.abort_failed",
@@ -187,7 +189,7 @@ async fn abort<W: Ports>(w: &W, task_id: &TaskId, step: Step, attempt: u32) {
     }
 }
 
-fn refusal_error(r: Refusal) -> ApiError {
+fn refusal_error(r: &Refusal) -> ApiError {
     match r {
         Refusal::OtherOwner => ApiError::TaskConflict("this task_id is already used".into()),
         Refusal::DifferentRequest { .. } => ApiError::TaskConflict(r.to_string()),

@@ -1,11 +1,13 @@
-//! Settings from the Worker's environment (SPEC §8), validated once per isolate, with every
-//! problem reported by the setting's name and never with its value.
+//! Settings from the Worker's environment (SPEC §8), validated all at once, with every problem
+//! reported by the setting's name and never with its value.
 //!
 //! Pure: the glue passes a lookup function (`env.var` / `env.secret`), so this is tested natively.
+//! The worker loads it once per isolate and keeps it (`settings` in the worker crate).
 
 use serde::Serialize;
 
-use crate::core::limits::{Limits, Tier, MAX_SETTING};
+use crate::limits::{Limits, Tier, MAX_SETTING};
+use crate::storage_path::Origin;
 
 /// How callers are authenticated (SPEC §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -25,6 +27,8 @@ pub const LOCAL_USER_ID: &str = "00000000-0000-4000-8000-000000000001";
 pub struct Config {
     /// `https://<ref>.supabase.co`, without a trailing slash.
     pub supabase_url: String,
+    /// `SUPABASE_URL` parsed: the only origin input URLs may point to.
+    pub supabase_origin: Origin,
     pub supabase_service_key: String,
     pub supabase_jwt_secret: Option<String>,
     /// The project's publishable (or legacy anon) key: the `apikey` of calls made with a user's
@@ -73,6 +77,22 @@ pub struct Config {
 pub struct Problem {
     pub name: &'static str,
     pub problem: String,
+}
+
+/// A configuration that did not validate: every problem, and the two settings the worker still
+/// needs to answer (the CORS origin of its error responses, and whether authentication is off).
+#[derive(Debug, Clone)]
+pub struct Invalid {
+    pub problems: Vec<Problem>,
+    pub cors_allow_origin: String,
+    pub auth_mode: AuthMode,
+}
+
+impl Invalid {
+    /// The names of the missing or invalid settings.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.problems.iter().map(|p| p.name).collect()
+    }
 }
 
 /// Every setting: name, whether it is a secret, default (None = required).
@@ -147,6 +167,10 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         }
     }
 
+    fn has_problem(&self, name: &str) -> bool {
+        self.problems.iter().any(|p| p.name == name)
+    }
+
     fn string(&mut self, name: &'static str) -> String {
         self.raw(name).unwrap_or_default()
     }
@@ -219,15 +243,15 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
 
 impl Config {
     /// The configured row tables.
-    pub fn tables(&self) -> crate::core::rows::Tables {
-        crate::core::rows::Tables {
+    pub fn tables(&self) -> crate::rows::Tables {
+        crate::rows::Tables {
             concept_images: self.concept_images_table.clone(),
             models: self.models_table.clone(),
         }
     }
 
     /// Reads and validates every setting. `Err` lists every problem at once.
-    pub fn load(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Vec<Problem>> {
+    pub fn load(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Invalid> {
         let mut r = Reader {
             lookup,
             problems: Vec::new(),
@@ -265,7 +289,7 @@ impl Config {
             });
         }
         let webhook_allowed_hosts =
-            crate::core::webhook::parse_allowed_hosts(&r.string("WEBHOOK_ALLOWED_HOSTS"));
+            crate::webhook::parse_allowed_hosts(&r.string("WEBHOOK_ALLOWED_HOSTS"));
         let webhook_secret = r.string("WEBHOOK_SECRET");
         let webhook_key = if webhook_secret.is_empty() {
             if !webhook_allowed_hosts.is_empty() {
@@ -276,7 +300,7 @@ impl Config {
             }
             None
         } else {
-            match crate::core::webhook::parse_secret(&webhook_secret) {
+            match crate::webhook::parse_secret(&webhook_secret) {
                 Ok(key) => Some(key),
                 Err(problem) => {
                     r.problems.push(Problem {
@@ -287,8 +311,22 @@ impl Config {
                 }
             }
         };
+        let supabase_url = r.url("SUPABASE_URL");
+        let supabase_origin = if supabase_url.is_empty() || r.has_problem("SUPABASE_URL") {
+            Origin::unset()
+        } else {
+            Origin::parse(&supabase_url).unwrap_or_else(|_| {
+                r.problems.push(Problem {
+                    name: "SUPABASE_URL",
+                    problem: "must be an origin: http(s)://host[:port], no path, query or userinfo"
+                        .into(),
+                });
+                Origin::unset()
+            })
+        };
         let config = Config {
-            supabase_url: r.url("SUPABASE_URL"),
+            supabase_url,
+            supabase_origin,
             supabase_service_key: r.string("SUPABASE_SERVICE_KEY"),
             supabase_jwt_secret: (!secret.is_empty()).then_some(secret),
             supabase_anon_key: (!anon_key.is_empty()).then_some(anon_key),
@@ -342,7 +380,11 @@ impl Config {
         if r.problems.is_empty() {
             Ok(config)
         } else {
-            Err(r.problems)
+            Err(Invalid {
+                problems: r.problems,
+                cors_allow_origin: config.cors_allow_origin,
+                auth_mode: config.auth_mode,
+            })
         }
     }
 }
@@ -377,11 +419,31 @@ mod tests {
         assert_eq!(c.max_body_bytes, 65536);
         assert!(c.supabase_jwt_secret.is_none());
         assert!(c.bucket_public);
+        assert_eq!(c.supabase_origin.as_url(), "https://abc.supabase.co");
+    }
+
+    #[test]
+    fn supabase_url_must_be_an_origin() {
+        let mut pairs = COMPLETE.to_vec();
+        pairs[0] = ("SUPABASE_URL", "https://abc.supabase.co/rest/v1");
+        pairs.push(("CORS_ALLOW_ORIGIN", "https://app.example"));
+        pairs.push(("AUTH_MODE", "none"));
+        let invalid = Config::load(env(&pairs)).unwrap_err();
+        assert_eq!(invalid.names(), ["SUPABASE_URL"]);
+        assert!(!invalid.problems[0].problem.contains("abc"));
+        // What an invalid configuration still answers with.
+        assert_eq!(invalid.cors_allow_origin, "https://app.example");
+        assert_eq!(invalid.auth_mode, AuthMode::None);
+        // One problem per setting: a URL that is no URL is not also a bad origin.
+        pairs[0] = ("SUPABASE_URL", "ftp://abc");
+        assert_eq!(Config::load(env(&pairs)).unwrap_err().problems.len(), 1);
     }
 
     #[test]
     fn missing_settings_are_named_not_valued() {
-        let problems = Config::load(env(&[("OPENAI_API_KEY", "sk-secret-value")])).unwrap_err();
+        let problems = Config::load(env(&[("OPENAI_API_KEY", "sk-secret-value")]))
+            .unwrap_err()
+            .problems;
         let names: Vec<_> = problems.iter().map(|p| p.name).collect();
         assert_eq!(
             names,
@@ -398,7 +460,7 @@ mod tests {
         pairs.push(("JOB_MAX_ATTEMPTS", "0"));
         pairs.push(("MODELS_TABLE_NAME", "models; drop table x"));
         pairs[0] = ("SUPABASE_URL", "ftp://abc");
-        let problems = Config::load(env(&pairs)).unwrap_err();
+        let problems = Config::load(env(&pairs)).unwrap_err().problems;
         let names: Vec<_> = problems.iter().map(|p| p.name).collect();
         assert!(names.contains(&"AUTH_MODE"));
         assert!(names.contains(&"JOB_MAX_ATTEMPTS"));
@@ -410,7 +472,7 @@ mod tests {
     fn test_hooks_are_refused_with_real_auth() {
         let mut pairs = COMPLETE.to_vec();
         pairs.push(("TEST_HOOKS", "true"));
-        let problems = Config::load(env(&pairs)).unwrap_err();
+        let problems = Config::load(env(&pairs)).unwrap_err().problems;
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].name, "TEST_HOOKS");
         pairs.push(("AUTH_MODE", "none"));
@@ -427,7 +489,7 @@ mod tests {
         assert!(Config::load(env(&pairs)).unwrap().anonymous_users);
         pairs.pop();
         pairs.push(("ANONYMOUS_USERS", "yes"));
-        let problems = Config::load(env(&pairs)).unwrap_err();
+        let problems = Config::load(env(&pairs)).unwrap_err().problems;
         assert_eq!(problems[0].name, "ANONYMOUS_USERS");
     }
 
@@ -470,11 +532,7 @@ mod tests {
         pairs.push(("MAX_ACTIVE_STEPS_PER_USER", "-1"));
         pairs.push(("RATE_LIMIT_SUBMITS_PER_MINUTE", "many"));
         pairs.push(("RATE_LIMIT_USE_BINDING", "maybe"));
-        let names: Vec<_> = Config::load(env(&pairs))
-            .unwrap_err()
-            .iter()
-            .map(|p| p.name)
-            .collect();
+        let names = Config::load(env(&pairs)).unwrap_err().names();
         assert_eq!(
             names,
             [
@@ -486,7 +544,7 @@ mod tests {
         // Anonymous callers looser than signed-in ones.
         let mut pairs = COMPLETE.to_vec();
         pairs.push(("MAX_ACTIVE_STEPS_PER_USER_ANONYMOUS", "5"));
-        let problems = Config::load(env(&pairs)).unwrap_err();
+        let problems = Config::load(env(&pairs)).unwrap_err().problems;
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].name, "MAX_ACTIVE_STEPS_PER_USER_ANONYMOUS");
         assert!(!problems[0].problem.contains('5'));
@@ -495,7 +553,7 @@ mod tests {
     #[test]
     fn every_setting_is_listed_once() {
         let mut names: Vec<_> = SETTINGS.iter().map(|s| s.0).collect();
-        names.sort();
+        names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), SETTINGS.len());
     }

@@ -8,14 +8,14 @@
 use serde_json::json;
 
 use super::ports::Ports;
-use super::Setup;
+
 use crate::config::Config;
-use crate::core::gate::{Gate, GateName, SlotKey, TRIPO_REFINE_LIMIT};
-use crate::core::ids::TaskId;
-use crate::core::jobs::JobMessage;
-use crate::core::step::Step;
-use crate::core::task::{Phase, StepState};
+use crate::gate::{Gate, GateName, SlotKey, TRIPO_REFINE_LIMIT};
+use crate::ids::TaskId;
+use crate::jobs::JobMessage;
 use crate::log::Level;
+use crate::step::Step;
+use crate::task::{Phase, StepState};
 
 /// The gate a step passes and its capacity, or `None` when that gate is off. Refines share
 /// `TRIPO_MAX_CONCURRENT_TASKS` capped at Tripo's refine limit (5); text, image and multiview
@@ -45,9 +45,9 @@ pub fn slot_done(s: &StepState) -> bool {
 }
 
 /// Gives the step's slot back when it no longer needs it (best effort: logged; the gate heals).
-pub async fn release_if_done<W: Ports>(w: &W, setup: &Setup<'_>, task: &TaskId, s: &StepState) {
+pub async fn release_if_done<W: Ports>(w: &W, cfg: &Config, task: &TaskId, s: &StepState) {
     if slot_done(s) {
-        release(w, setup.cfg, task, s.step(), s.attempt).await;
+        release(w, cfg, task, s.step(), s.attempt).await;
     }
 }
 

@@ -20,18 +20,20 @@
 use serde_json::json;
 
 use super::ports::Ports;
-use super::{rows, Setup};
-use crate::core::ids::TaskId;
-use crate::core::jobs::JobMessage;
-use crate::core::retry::{
+use super::rows;
+use crate::config::Config;
+use crate::ids::TaskId;
+use crate::jobs::JobMessage;
+use crate::log::Level;
+use crate::retry::{
     decide_poll_error, next_poll_delay_ms, Deadline, Decision, ErrorCode, FailureClass, PollPolicy,
 };
-use crate::core::step::Step;
-use crate::core::task::{
+use crate::step::Step;
+use crate::task::{
     Command, Observation, Outcome, Phase, ProviderStatus, StepError, StepState, TaskState,
 };
-use crate::core::tripo::{poll_outcome, PollOutcome, TaskStatus};
-use crate::log::Level;
+use crate::task_wire::DoError;
+use crate::tripo::{poll_outcome, PollOutcome, TaskStatus};
 
 /// A poll due within this much is made now (saves a wake-up for a few ms).
 const DUE_SLACK_MS: u64 = 200;
@@ -40,11 +42,11 @@ const MISCONFIGURED_RETRY_MS: u64 = 15_000;
 
 /// Sweeps the task (lost messages sent again, deadlines enforced, unconfirmed rows written),
 /// then polls every step whose provider task is due, applies the results and enqueues finalize
-/// jobs. `setup` is `None` when the worker's configuration is invalid: the sweep still runs,
+/// jobs. `cfg` is `None` when the worker's configuration is invalid: the sweep still runs,
 /// polls record the problem, rows wait for the next alarm.
-pub async fn on_alarm<W: Ports>(w: &W, setup: Option<&Setup<'_>>, state: &TaskState) {
+pub async fn on_alarm<W: Ports>(w: &W, cfg: Option<&Config>, state: &TaskState) {
     let now_ms = w.now_ms();
-    let state = &sweep(w, setup, state, now_ms).await;
+    let state = &sweep(w, cfg, state, now_ms).await;
     for (step, s) in &state.steps {
         let due = s.phase() == Phase::AwaitingProvider
             && s.poll
@@ -52,7 +54,7 @@ pub async fn on_alarm<W: Ports>(w: &W, setup: Option<&Setup<'_>>, state: &TaskSt
                 .and_then(|p| p.next_poll_at_ms)
                 .is_some_and(|at| at <= now_ms.saturating_add(DUE_SLACK_MS));
         if due {
-            poll_step(w, setup, &state.task_id, *step, s).await;
+            poll_step(w, cfg, &state.task_id, *step, s).await;
         }
     }
 }
@@ -61,17 +63,12 @@ pub async fn on_alarm<W: Ports>(w: &W, setup: Option<&Setup<'_>>, state: &TaskSt
 /// (`watchdog.requeued`), and writes the rows of each step it failed (`watchdog.failed`) or whose
 /// rows are unconfirmed (`rows.resync`). Returns the state to poll from (the given one if the
 /// sweep could not be applied).
-async fn sweep<W: Ports>(
-    w: &W,
-    setup: Option<&Setup<'_>>,
-    state: &TaskState,
-    now_ms: u64,
-) -> TaskState {
+async fn sweep<W: Ports>(w: &W, cfg: Option<&Config>, state: &TaskState, now_ms: u64) -> TaskState {
     let task = &state.task_id;
     let reply = match w.command(task, Command::Sweep, now_ms).await {
-        Ok(Ok(reply)) => reply,
-        Ok(Err(_)) => return state.clone(),
-        Err(e) => {
+        Ok(reply) => reply,
+        Err(DoError::Refused(_)) => return state.clone(),
+        Err(DoError::Unavailable(e)) => {
             w.event(
                 Level::Error,
                 "watchdog.apply_error",
@@ -119,8 +116,8 @@ async fn sweep<W: Ports>(
             }
         }
         for step in failed {
-            if let (Some(setup), Some(after)) = (setup, reply.state.steps.get(step)) {
-                super::gate::release_if_done(w, setup, task, after).await;
+            if let (Some(cfg), Some(after)) = (cfg, reply.state.steps.get(step)) {
+                super::gate::release_if_done(w, cfg, task, after).await;
             }
         }
         for step in failed.iter().chain(resync) {
@@ -136,7 +133,7 @@ async fn sweep<W: Ports>(
                     json!({ "status": after.status.as_str(), "attempt": after.attempt, "resyncs": after.rows.resyncs }),
                 );
             }
-            sync_final_rows(w, setup, task, after).await;
+            sync_final_rows(w, cfg, task, after).await;
             if failed.contains(step) {
                 super::webhook::kick(w, task, after).await;
             }
@@ -159,14 +156,9 @@ async fn sweep<W: Ports>(
 
 /// Writes a final step's rows (and confirms them to the DO); a failure is left to the DO's rows
 /// check, which brings the alarm back.
-async fn sync_final_rows<W: Ports>(
-    w: &W,
-    setup: Option<&Setup<'_>>,
-    task: &TaskId,
-    step: &StepState,
-) {
-    let result = match setup {
-        Some(setup) => rows::sync(w, setup.cfg, task, step)
+async fn sync_final_rows<W: Ports>(w: &W, cfg: Option<&Config>, task: &TaskId, step: &StepState) {
+    let result = match cfg {
+        Some(cfg) => rows::sync(w, cfg, task, step)
             .await
             .map_err(|e| e.to_string()),
         None => Err("the worker's configuration is invalid".to_owned()),
@@ -200,7 +192,7 @@ enum Next {
 /// One poll of one step, applied; problems are logged (the alarm keeps going for other steps).
 async fn poll_step<W: Ports>(
     w: &W,
-    setup: Option<&Setup<'_>>,
+    cfg: Option<&Config>,
     task: &TaskId,
     step: Step,
     s: &StepState,
@@ -214,7 +206,7 @@ async fn poll_step<W: Ports>(
         p.started_at_ms,
         p.deadline_ms.saturating_sub(p.started_at_ms),
     );
-    let next = match setup {
+    let next = match cfg {
         None => Next::Poll(
             Observation::Unreachable {
                 message: "the worker's configuration is invalid".into(),
@@ -303,8 +295,8 @@ async fn poll_step<W: Ports>(
         }
     };
     let reply = match w.command(task, cmd, at).await {
-        Ok(Ok(reply)) => reply,
-        Ok(Err(refusal)) => {
+        Ok(reply) => reply,
+        Err(DoError::Refused(refusal)) => {
             w.event(
                 Level::Warn,
                 "poll.refused",
@@ -314,7 +306,7 @@ async fn poll_step<W: Ports>(
             );
             return;
         }
-        Err(e) => {
+        Err(DoError::Unavailable(e)) => {
             w.event(
                 Level::Error,
                 "poll.apply_error",
@@ -337,15 +329,15 @@ async fn poll_step<W: Ports>(
     };
     w.event(level, "poll.result", Some(task), Some(step), fields);
     // Tripo's part is over (success or failure): its slot goes back at once.
-    if let (Outcome::Finalize | Outcome::Failed, Some(setup), Some(after)) =
-        (&reply.outcome, setup, after)
+    if let (Outcome::Finalize | Outcome::Failed, Some(cfg), Some(after)) =
+        (&reply.outcome, cfg, after)
     {
-        super::gate::release_if_done(w, setup, task, after).await;
+        super::gate::release_if_done(w, cfg, task, after).await;
     }
     match (&reply.outcome, after) {
         (Outcome::Finalize, _) => enqueue_finalize(w, task, step, s.attempt).await,
         (Outcome::Failed, Some(after)) => {
-            sync_final_rows(w, setup, task, after).await;
+            sync_final_rows(w, cfg, task, after).await;
             super::webhook::kick(w, task, after).await;
         }
         _ => {}

@@ -22,19 +22,19 @@ use super::ports::{
     WebhookSender,
 };
 use crate::config::Config;
-use crate::core::gate::{Acquire, Gate, GateName, SlotKey};
-use crate::core::ids::TaskId;
-use crate::core::jobs::JobMessage;
-use crate::core::openai::EditRequest;
-use crate::core::rest::{Method, RestRequest};
-use crate::core::retry::{Dependency as FailureDep, Failure};
-use crate::core::step::Step;
-use crate::core::storage_path::InputObject;
-use crate::core::task::{apply, effects, Command, Outcome, Refusal, TaskState};
-use crate::core::task_wire::CmdReply;
-use crate::core::tripo::{parse_task, CreateTask, ImageFormat, TaskDetail};
 use crate::error::{DepError, Dependency};
+use crate::gate::{Acquire, Gate, GateName, SlotKey};
+use crate::ids::TaskId;
+use crate::jobs::JobMessage;
 use crate::log::Level;
+use crate::openai::EditRequest;
+use crate::rest::{Method, RestRequest};
+use crate::retry::Failure;
+use crate::step::Step;
+use crate::storage_path::InputObject;
+use crate::task::{apply, effects, Command, Outcome, Refusal, TaskState};
+use crate::task_wire::{CmdReply, DoError};
+use crate::tripo::{parse_task, CreateTask, ImageFormat, TaskDetail};
 
 /// A PNG the fakes hand out (signature and an `IHDR` chunk: enough for every check we make).
 pub const PNG: &[u8] =
@@ -388,7 +388,7 @@ impl Mem {
                 else {
                     return Err(DepError::new(Dependency::Database, Some(400), "no body"));
                 };
-                for ((t, _), row) in w.rows.iter_mut() {
+                for ((t, _), row) in &mut w.rows {
                     if *t == table && matches(row, &filters) {
                         for (k, v) in &body {
                             row.insert(k.clone(), v.clone());
@@ -545,14 +545,10 @@ impl Clock for Mem {
 }
 
 impl TaskStore for Mem {
-    async fn command(
-        &self,
-        task: &TaskId,
-        cmd: Command,
-        now_ms: u64,
-    ) -> Result<Result<CmdReply, Refusal>, DepError> {
+    async fn command(&self, task: &TaskId, cmd: Command, now_ms: u64) -> Result<CmdReply, DoError> {
         self.io(Op::Command, |m| Ok(m.apply(task, cmd, now_ms)))
-            .await
+            .await?
+            .map_err(DoError::Refused)
     }
 
     async fn task_state(&self, task: &TaskId) -> Result<Option<TaskState>, DepError> {
@@ -621,7 +617,7 @@ impl ObjectStore for Mem {
             Ok(Some(len))
         })
         .await
-        .map_err(|e| super::consume::failure_of(&e))
+        .map_err(Failure::from)
     }
 
     async fn delete_outputs(&self, paths: &[String]) -> Result<(), DepError> {
@@ -644,7 +640,7 @@ impl WebhookSender for Mem {
         timestamp_s: u64,
         body: &str,
     ) -> Result<u16, String> {
-        use crate::core::webhook::{signature_header, signed_content, tests::hmac_sha256};
+        use crate::webhook::{signature_header, signed_content, tests::hmac_sha256};
         let key = self.cfg.webhook_key.clone().ok_or("no secret")?;
         let signature =
             signature_header(&hmac_sha256(&key, &signed_content(id, timestamp_s, body)));
@@ -665,8 +661,8 @@ impl WebhookSender for Mem {
 
     async fn present_view(
         &self,
-        _state: &crate::core::task::TaskState,
-        view: &mut crate::core::status::StatusView,
+        _state: &crate::task::TaskState,
+        view: &mut crate::status::StatusView,
     ) -> Result<(), String> {
         // A private bucket's URLs become "signed" ones here (`?token=mem`), or signing fails
         // when the test asks for it.
@@ -682,11 +678,10 @@ impl WebhookSender for Mem {
 }
 
 fn tripo_failure(e: DepError) -> Failure {
-    let hint = e.retry_after_s.map(|s| s * 1000);
-    match e.status {
-        None => Failure::network(FailureDep::Tripo, &e.message),
-        Some(status) => Failure::http(FailureDep::Tripo, status, &e.message, hint),
-    }
+    Failure::from(DepError {
+        dependency: Dependency::Tripo,
+        ..e
+    })
 }
 
 impl TripoApi for Mem {
@@ -719,7 +714,7 @@ impl TripoApi for Mem {
                 .tasks
                 .values()
                 .flat_map(|t| t.steps.values())
-                .filter(|s| s.phase() == crate::core::task::Phase::AwaitingProvider)
+                .filter(|s| s.phase() == crate::task::Phase::AwaitingProvider)
                 .count();
             w.tripo_peak = w.tripo_peak.max(running);
             Ok(id)
@@ -767,7 +762,7 @@ impl OpenAiApi for Mem {
             })
             .await
             .map_err(|e| {
-                super::consume::failure_of(&DepError {
+                Failure::from(DepError {
                     dependency: Dependency::OpenAi,
                     ..e
                 })

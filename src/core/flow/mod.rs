@@ -25,39 +25,18 @@ mod tests;
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::core::ids::{TaskId, UserId};
-use crate::core::jobs::JobMessage;
-use crate::core::storage_path::Origin;
-use crate::core::task::{Command, Refusal, StepState};
-use crate::core::task_wire::CmdReply;
-use crate::error::{DepError, Dependency};
+use crate::ids::{TaskId, UserId};
+use crate::jobs::JobMessage;
 use crate::log::Level;
+use crate::task::{Command, StepState};
+use crate::task_wire::{CmdReply, DoError};
 pub use ports::Ports;
-
-/// The validated configuration with the parsed Supabase origin.
-pub struct Setup<'a> {
-    pub cfg: &'a Config,
-    pub origin: Origin,
-}
-
-impl<'a> Setup<'a> {
-    pub fn new(cfg: &'a Config) -> Result<Setup<'a>, DepError> {
-        let origin = Origin::parse(&cfg.supabase_url).map_err(|_| {
-            DepError::new(
-                Dependency::Storage,
-                None,
-                "SUPABASE_URL is not a valid origin",
-            )
-        })?;
-        Ok(Setup { cfg, origin })
-    }
-}
 
 /// What a job works with: the ports, the configuration, its message, and the step as the claim
 /// left it.
 pub struct Job<'a, W> {
     pub w: &'a W,
-    pub setup: &'a Setup<'a>,
+    pub cfg: &'a Config,
     pub msg: &'a JobMessage,
     /// The task's owner (the rows' `user_id`).
     pub owner: UserId,
@@ -66,7 +45,7 @@ pub struct Job<'a, W> {
 
 impl<W: Ports> Job<'_, W> {
     pub fn cfg(&self) -> &Config {
-        self.setup.cfg
+        self.cfg
     }
 
     pub fn task(&self) -> &TaskId {
@@ -84,7 +63,7 @@ impl<W: Ports> Job<'_, W> {
     }
 
     /// Applies one command to the job's task, at the clock's time.
-    pub async fn command(&self, cmd: Command) -> Result<Result<CmdReply, Refusal>, DepError> {
+    pub async fn command(&self, cmd: Command) -> Result<CmdReply, DoError> {
         self.w
             .command(&self.msg.task_id, cmd, self.w.now_ms())
             .await

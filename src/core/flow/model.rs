@@ -14,22 +14,20 @@
 
 use serde_json::json;
 
-use super::consume::{fail_step, failure_of};
+use super::consume::fail_step;
 use super::ports::Ports;
 use super::{rows, Job};
-use crate::core::request::{
+use crate::error::Dependency;
+use crate::log::Level;
+use crate::request::{
     ModelOptions, ModelRequest, ModelSource, Orientation as ReqOrientation, StepRequest,
     TextureQuality as ReqTextureQuality,
 };
-use crate::core::retry::{
-    next_poll_delay_ms, Dependency, ErrorCode, Failure, FailureClass, PollPolicy,
-};
-use crate::core::storage_path::parse_input_url;
-use crate::core::task::{Command, Outcome, StepState};
-use crate::core::tripo::{
-    CreateTask, FileToken, ImageFormat, ModelParams, Orientation, TextureQuality,
-};
-use crate::log::Level;
+use crate::retry::{next_poll_delay_ms, ErrorCode, Failure, FailureClass, PollPolicy};
+use crate::storage_path::parse_input_url;
+use crate::task::{Command, Outcome, StepState};
+use crate::task_wire::DoError;
+use crate::tripo::{CreateTask, FileToken, ImageFormat, ModelParams, Orientation, TextureQuality};
 
 /// In-job tries of the DO write that records the Tripo task (losing it would orphan a paid task,
 /// and a retried job would create another).
@@ -73,9 +71,7 @@ pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
         );
         return Ok(());
     }
-    rows::start(job.w, job.cfg(), job.task(), job.owner, &job.step)
-        .await
-        .map_err(|e| failure_of(&e))?;
+    rows::start(job.w, job.cfg(), job.task(), job.owner, &job.step).await?;
     let task = match &job.step.request {
         StepRequest::Model(m) => model_task(job, m).await?,
         StepRequest::Refine(r) => CreateTask::RefineModel {
@@ -123,9 +119,10 @@ async fn may_create<W: Ports>(job: &Job<'_, W>) -> Result<bool, Failure> {
         step: job.msg.step,
         attempt: job.msg.attempt,
     };
-    let reply = match job.command(start).await.map_err(|e| failure_of(&e))? {
+    let reply = match job.command(start).await {
         Ok(reply) => reply,
-        Err(_) => return Ok(false),
+        Err(DoError::Refused(_)) => return Ok(false),
+        Err(e @ DoError::Unavailable(_)) => return Err(e.into()),
     };
     let creates = reply
         .state
@@ -145,9 +142,7 @@ async fn may_create<W: Ports>(job: &Job<'_, W>) -> Result<bool, Failure> {
         Outcome::CreateRefused => {
             let message = "Tripo did not answer two task creations; a third is not attempted \
                            (each may have created a billed task)";
-            fail_step(job, ErrorCode::ProviderUnavailable.as_str(), message)
-                .await
-                .map_err(|e| failure_of(&e))?;
+            fail_step(job, ErrorCode::ProviderUnavailable.as_str(), message).await?;
             Ok(false)
         }
         other => {
@@ -210,13 +205,9 @@ async fn upload_input<W: Ports>(
     url: &str,
     index: usize,
 ) -> Result<FileToken, Failure> {
-    let obj = parse_input_url(url, &job.setup.origin)
+    let obj = parse_input_url(url, &job.cfg().supabase_origin)
         .map_err(|e| invalid(Dependency::Storage, &e.to_string()))?;
-    let bytes = job
-        .w
-        .download_input(&obj)
-        .await
-        .map_err(|e| failure_of(&e))?;
+    let bytes = job.w.download_input(&obj).await?;
     let format = ImageFormat::sniff(&bytes).ok_or_else(|| {
         invalid(
             Dependency::Storage,
@@ -249,7 +240,7 @@ async fn record<W: Ports>(job: &Job<'_, W>, tripo_id: &str) -> Result<(), Failur
             next_poll_at_ms: now + next_poll_delay_ms(0, None, &PollPolicy::default()),
         };
         match job.w.command(job.task(), cmd, now).await {
-            Ok(Ok(reply)) => {
+            Ok(reply) => {
                 let step = reply.state.steps.get(&job.msg.step);
                 return match (&reply.outcome, step) {
                     (Outcome::Polling { next_poll_at_ms }, Some(step)) => {
@@ -272,7 +263,7 @@ async fn record<W: Ports>(job: &Job<'_, W>, tripo_id: &str) -> Result<(), Failur
                     }
                 };
             }
-            Ok(Err(refusal)) => {
+            Err(DoError::Refused(refusal)) => {
                 job.log(
                     Level::Warn,
                     "model.record_refused",
@@ -280,7 +271,7 @@ async fn record<W: Ports>(job: &Job<'_, W>, tripo_id: &str) -> Result<(), Failur
                 );
                 return Ok(());
             }
-            Err(e) => {
+            Err(DoError::Unavailable(e)) => {
                 last = e.to_string();
                 job.log(
                     Level::Warn,
@@ -293,7 +284,7 @@ async fn record<W: Ports>(job: &Job<'_, W>, tripo_id: &str) -> Result<(), Failur
         }
     }
     Err(Failure::network(
-        Dependency::Database,
+        Dependency::TaskObject,
         &format!("could not record Tripo task {tripo_id}: {last}"),
     ))
 }

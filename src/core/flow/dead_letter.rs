@@ -6,13 +6,15 @@
 use serde_json::json;
 
 use super::ports::Ports;
-use super::{rows, Setup};
-use crate::core::jobs::{dead_letter_action, DeadLetterAction, JobMessage, StepSnapshot};
-use crate::core::task::{Command, StepError};
+use super::rows;
+use crate::config::Config;
 use crate::error::DepError;
+use crate::jobs::{dead_letter_action, DeadLetterAction, JobMessage, StepSnapshot};
 use crate::log::Level;
+use crate::task::{Command, StepError};
+use crate::task_wire::DoError;
 
-pub async fn handle<W: Ports>(w: &W, setup: &Setup<'_>, msg: &JobMessage) -> Result<(), DepError> {
+pub async fn handle<W: Ports>(w: &W, cfg: &Config, msg: &JobMessage) -> Result<(), DepError> {
     let task = &msg.task_id;
     let state = w.task_state(task).await?;
     let current = state.as_ref().and_then(|s| s.steps.get(&msg.step));
@@ -44,7 +46,7 @@ pub async fn handle<W: Ports>(w: &W, setup: &Setup<'_>, msg: &JobMessage) -> Res
             );
             // A failure here redelivers the dead letter (with its delay), up to the dead-letter
             // queue's own max_retries; the DO's rows check goes on regardless.
-            rows::sync(w, setup.cfg, task, step).await
+            rows::sync(w, cfg, task, step).await
         }
         DeadLetterAction::MarkFailed { code, message } => {
             w.event(
@@ -59,12 +61,15 @@ pub async fn handle<W: Ports>(w: &W, setup: &Setup<'_>, msg: &JobMessage) -> Res
                 attempt: msg.attempt,
                 error: StepError::new(code.as_str(), message),
             };
-            if let Ok(reply) = w.command(task, cmd, w.now_ms()).await? {
-                if let Some(step) = reply.state.steps.get(&msg.step) {
-                    super::gate::release_if_done(w, setup, task, step).await;
-                    rows::sync(w, setup.cfg, task, step).await?;
-                    super::webhook::kick(w, task, step).await;
-                }
+            let reply = match w.command(task, cmd, w.now_ms()).await {
+                Ok(reply) => reply,
+                Err(DoError::Refused(_)) => return Ok(()),
+                Err(DoError::Unavailable(e)) => return Err(e),
+            };
+            if let Some(step) = reply.state.steps.get(&msg.step) {
+                super::gate::release_if_done(w, cfg, task, step).await;
+                rows::sync(w, cfg, task, step).await?;
+                super::webhook::kick(w, task, step).await;
             }
             Ok(())
         }

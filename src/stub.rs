@@ -1,0 +1,100 @@
+//! Calls to a Durable Object over its stub: one JSON request to `https://object{path}` of the
+//! object named `name` (`idFromName`) in namespace `binding`. The one helper behind every call
+//! to the task, gate and user-limits objects; their wire contracts are in `core::*_wire` and
+//! `user_limits`.
+
+use serde::{de::DeserializeOwned, Serialize};
+use worker::{Env, Headers, Method, Request, RequestInit, Response};
+
+use crate::core::error::{DepError, Dependency};
+
+/// An object's answer: its status and body.
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The body decoded; `dependency` names the object in the error.
+    pub fn decode<R: DeserializeOwned>(&self, dependency: Dependency) -> Result<R, DepError> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| DepError::new(dependency, None, e.to_string()))
+    }
+
+    /// The answer as a failure of `dependency`, with the object's status and body.
+    pub fn into_error(self, dependency: Dependency) -> DepError {
+        DepError::new(
+            dependency,
+            Some(self.status),
+            String::from_utf8_lossy(&self.body).into_owned(),
+        )
+    }
+}
+
+fn failed(dependency: Dependency) -> impl Fn(worker::Error) -> DepError {
+    move |e| DepError::new(dependency, None, e.to_string())
+}
+
+/// POSTs `body` as JSON to the object at `path` and reads its whole answer, whatever its status.
+pub async fn post<B: Serialize + ?Sized>(
+    env: &Env,
+    dependency: Dependency,
+    binding: &str,
+    name: &str,
+    path: &str,
+    body: &B,
+) -> Result<Answer, DepError> {
+    let text =
+        serde_json::to_string(body).map_err(|e| DepError::new(dependency, None, e.to_string()))?;
+    let headers = Headers::new();
+    headers
+        .set("content-type", "application/json")
+        .map_err(failed(dependency))?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(text.into()));
+    let req = Request::new_with_init(&format!("https://object{path}"), &init)
+        .map_err(failed(dependency))?;
+    let mut resp = forward(env, dependency, binding, name, req).await?;
+    let status = resp.status_code();
+    let body = resp.bytes().await.map_err(failed(dependency))?;
+    Ok(Answer { status, body })
+}
+
+/// [`post`], with a 2xx answer decoded and any other a failure carrying its status and body.
+pub async fn call<B: Serialize + ?Sized, R: DeserializeOwned>(
+    env: &Env,
+    dependency: Dependency,
+    binding: &str,
+    name: &str,
+    path: &str,
+    body: &B,
+) -> Result<R, DepError> {
+    let answer = post(env, dependency, binding, name, path, body).await?;
+    if answer.is_success() {
+        answer.decode(dependency)
+    } else {
+        Err(answer.into_error(dependency))
+    }
+}
+
+/// Sends `req` to the object as it is and returns its raw answer (a stream or a WebSocket
+/// upgrade is passed through, never read).
+pub async fn forward(
+    env: &Env,
+    dependency: Dependency,
+    binding: &str,
+    name: &str,
+    req: Request,
+) -> Result<Response, DepError> {
+    let ns = env.durable_object(binding).map_err(failed(dependency))?;
+    let stub = ns.get_by_name(name).map_err(failed(dependency))?;
+    stub.fetch_with_request(req)
+        .await
+        .map_err(failed(dependency))
+}
