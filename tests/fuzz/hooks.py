@@ -90,6 +90,31 @@ class responses_counted:
                 )
 
 
+def _serialise_ast_parse():
+    """CPython 3.11's AST conversion is not safe when two threads build an AST at once
+    ("SystemError: AST constructor recursion depth mismatch"): Hypothesis describes lambdas by
+    parsing their source (`ast.parse`) in whichever worker thread draws first, so a run with
+    several workers can end in that runtime error (not a finding). One lock around `ast.parse`
+    makes those parses take turns; they are few and small."""
+    import ast
+    import threading
+
+    if getattr(ast.parse, "_makeit3d_serialised", False):
+        return
+    lock = threading.Lock()
+    parse = ast.parse
+
+    def serialised(*args, **kwargs):
+        with lock:
+            return parse(*args, **kwargs)
+
+    serialised._makeit3d_serialised = True
+    ast.parse = serialised
+
+
+_serialise_ast_parse()
+
+
 def _warm_lambda_sources():
     """Parses schemathesis' coverage module for Hypothesis' lambda descriptions once, here, before
     the workers start. Left to the workers, two threads may build that AST at once, and CPython
