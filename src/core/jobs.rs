@@ -390,4 +390,19 @@ mod tests {
             DeadLetterAction::Ignore { .. }
         ));
     }
+
+    #[test]
+    fn a_finalize_carries_its_model_url_on_the_first_try_only() {
+        let t = TaskId::parse("t-1").unwrap();
+        let m = JobMessage::finalize(t, Step::Model, 1)
+            .unwrap()
+            .with_model_url(Some("https://cdn/m.glb".into()));
+        let back = JobMessage::from_json(&m.to_json()).unwrap();
+        assert_eq!(back.model_url.as_deref(), Some("https://cdn/m.glb"));
+        assert_eq!(back.next_try().model_url, None, "a retry asks Tripo again");
+        assert_eq!(back.next_wait().model_url, None);
+        // Absent on the wire when there is none (older messages read the same).
+        let plain = JobMessage::finalize(TaskId::parse("t-1").unwrap(), Step::Model, 1).unwrap();
+        assert!(!plain.to_json().contains("model_url"));
+    }
 }
