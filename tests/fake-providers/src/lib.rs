@@ -120,6 +120,7 @@ pub use glb::{
 };
 pub use image_formats::{concept_image, jpeg_solid, webp_solid, ImageFormat};
 pub use log::LogEntry;
+pub use tripo::v3::sign as sign_tripo_webhook;
 pub use png::{
     concept_png, concept_rgb, encode_rgb, pad_png, png_dimensions, png_texts, png_with_text,
     solid_png, CONCEPT_SIZE,
