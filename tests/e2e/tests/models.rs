@@ -109,7 +109,13 @@ impl Target {
         r.json()
     }
 
-    pub(crate) fn status(&self, ctx: &Ctx, user: &User, task: &str, step: &str) -> Result<Value, Failed> {
+    pub(crate) fn status(
+        &self,
+        ctx: &Ctx,
+        user: &User,
+        task: &str,
+        step: &str,
+    ) -> Result<Value, Failed> {
         let auth = format!("Bearer {}", user.token);
         let r = ctx.request(
             "GET",
@@ -186,7 +192,12 @@ pub(crate) fn own_worker(
 
 /// Streams `{bucket}/{path}` out of Storage (service key) and compares it with the fake's model
 /// `(seed, size)` byte for byte; the number of bytes compared.
-pub(crate) fn stored_equals_glb(ctx: &Ctx, path: &str, seed: &str, size: u64) -> Result<u64, Failed> {
+pub(crate) fn stored_equals_glb(
+    ctx: &Ctx,
+    path: &str,
+    seed: &str,
+    size: u64,
+) -> Result<u64, Failed> {
     let url = format!(
         "{}/storage/v1/object/{}/{path}",
         ctx.stack.supabase_url, ctx.stack.bucket

@@ -93,9 +93,9 @@ fn creates(ctx: &Ctx, nonce: &str) -> Result<Vec<Value>, Failed> {
         .into_iter()
         .filter(|e| {
             e["method"] == "POST"
-                && e["path"].as_str().is_some_and(|p| {
-                    p.starts_with("/v3/generation/") || p == "/v3/models/refine"
-                })
+                && e["path"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("/v3/generation/") || p == "/v3/models/refine")
         })
         .collect())
 }
@@ -148,9 +148,10 @@ fn check_model(ctx: &Ctx, task: &str, step: &str, status: &Value, tripo: &str) -
 fn check_v3_body(entry: &Value) -> CaseResult {
     let b = &entry["body"];
     let path = entry["path"].as_str().unwrap_or_default();
-    check(b.get("type").is_none() && b.get("model_version").is_none(), || {
-        format!("v2 names sent to v3: {b}")
-    })?;
+    check(
+        b.get("type").is_none() && b.get("model_version").is_none(),
+        || format!("v2 names sent to v3: {b}"),
+    )?;
     let ok = match path {
         "/v3/generation/text-to-model" => b["prompt"].is_string() && b["model"].is_string(),
         "/v3/generation/image-to-model" => {
@@ -207,7 +208,13 @@ fn every_kind(ctx: &Ctx) -> CaseResult {
             "image-to-model",
             &json!({"task_id": task, "input_image_asset_urls": [upload("front", &n)?, upload("left", &n)?]}),
         )?;
-        runs.push((name, t.clone(), task, n, "/v3/generation/multiview-to-model"));
+        runs.push((
+            name,
+            t.clone(),
+            task,
+            n,
+            "/v3/generation/multiview-to-model",
+        ));
         let n = nonce();
         let task = ctx.task_id(&format!("{name}-sketch"));
         t.generate(
@@ -251,7 +258,9 @@ fn every_kind(ctx: &Ctx) -> CaseResult {
                 || format!("{task}: deliveries {delivered:?}"),
             )?;
         } else {
-            check(gets >= 1, || format!("{task}: never polled without webhooks"))?;
+            check(gets >= 1, || {
+                format!("{task}: never polled without webhooks")
+            })?;
             check(delivered.is_empty(), || {
                 format!("{task}: webhooks without a secret: {delivered:?}")
             })?;
@@ -347,10 +356,11 @@ fn webhook_faults(ctx: &Ctx) -> CaseResult {
                         !d.is_empty() && d.iter().all(|x| x["answer"] == 401),
                         || format!("bad signature answered: {d:?}"),
                     )?;
-                    let refused: Vec<Value> = events_in(&log_of(ctx, WEBHOOKS), "tripo_webhook.refused")
-                        .into_iter()
-                        .filter(|e| e["delivery"] == d[0]["delivery"])
-                        .collect();
+                    let refused: Vec<Value> =
+                        events_in(&log_of(ctx, WEBHOOKS), "tripo_webhook.refused")
+                            .into_iter()
+                            .filter(|e| e["delivery"] == d[0]["delivery"])
+                            .collect();
                     check(!refused.is_empty(), || {
                         "the refused delivery was not logged".to_string()
                     })?;
@@ -379,7 +389,11 @@ fn webhook_faults(ctx: &Ctx) -> CaseResult {
             }
             _ => {
                 // dup: 1 + 2 copies + 1 redelivery; reorder: 2. All 200, one applied.
-                let want = if fault.starts_with("webhook_dup") { 4 } else { 2 };
+                let want = if fault.starts_with("webhook_dup") {
+                    4
+                } else {
+                    2
+                };
                 let d = deliveries(ctx, &id, want, Duration::from_secs(10))?;
                 check(
                     d.len() == want && d.iter().all(|x| x["answer"] == 200),
@@ -391,7 +405,10 @@ fn webhook_faults(ctx: &Ctx) -> CaseResult {
                         .into_iter()
                         .filter(|e| e["task_id"] == task.as_str())
                         .collect();
-                let applied = received.iter().filter(|e| e["handled"] == "applied").count();
+                let applied = received
+                    .iter()
+                    .filter(|e| e["handled"] == "applied")
+                    .count();
                 check(applied == 1, || {
                     format!("{fault}: applied {applied} times: {received:?}")
                 })?;
@@ -439,7 +456,13 @@ fn route_checks(ctx: &Ctx) -> CaseResult {
         .as_secs();
     let good = sign_tripo_webhook(SECRET, now, &body);
     // Well signed, unknown task: 200, logged.
-    let r = post_hook(ctx, &t.base, &body, Some(&format!("t={now},v1={good}")), &format!("dlv-ok-{n}"))?;
+    let r = post_hook(
+        ctx,
+        &t.base,
+        &body,
+        Some(&format!("t={now},v1={good}")),
+        &format!("dlv-ok-{n}"),
+    )?;
     check(r.status == 200 && r.text.contains("\"unknown\""), || {
         format!("unknown task: {} {}", r.status, r.text)
     })?;
@@ -452,7 +475,9 @@ fn route_checks(ctx: &Ctx) -> CaseResult {
         Some(&format!("t={now},v1={other},v1={good}")),
         &format!("dlv-two-{n}"),
     )?;
-    check(r.status == 200, || format!("two v1: {} {}", r.status, r.text))?;
+    check(r.status == 200, || {
+        format!("two v1: {} {}", r.status, r.text)
+    })?;
     // Refused: no signature, wrong secret, a body changed after signing, a replay 10 min old.
     let old = now - 600;
     let replay = sign_tripo_webhook(SECRET, old, &body);
@@ -464,7 +489,9 @@ fn route_checks(ctx: &Ctx) -> CaseResult {
     ];
     for (sig, what) in &cases {
         let r = post_hook(ctx, &t.base, &body, sig.as_deref(), &format!("dlv-bad-{n}"))?;
-        check(r.status == 401, || format!("{what}: {} {}", r.status, r.text))?;
+        check(r.status == 401, || {
+            format!("{what}: {} {}", r.status, r.text)
+        })?;
     }
     let tampered = body.replace("never.glb", "other.glb");
     let r = post_hook(
@@ -492,6 +519,12 @@ fn route_checks(ctx: &Ctx) -> CaseResult {
     })?;
     // Without a secret the route does not exist.
     let (p, _) = worker(ctx, POLLING)?;
-    let r = post_hook(ctx, &p.base, &body, Some(&format!("t={now},v1={good}")), "dlv-off")?;
+    let r = post_hook(
+        ctx,
+        &p.base,
+        &body,
+        Some(&format!("t={now},v1={good}")),
+        "dlv-off",
+    )?;
     check(r.status == 404, || format!("webhooks off: {}", r.status))
 }

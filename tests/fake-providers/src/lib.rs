@@ -120,11 +120,11 @@ pub use glb::{
 };
 pub use image_formats::{concept_image, jpeg_solid, webp_solid, ImageFormat};
 pub use log::LogEntry;
-pub use tripo::v3::sign as sign_tripo_webhook;
 pub use png::{
     concept_png, concept_rgb, encode_rgb, pad_png, png_dimensions, png_texts, png_with_text,
     solid_png, CONCEPT_SIZE,
 };
+pub use tripo::v3::sign as sign_tripo_webhook;
 
 /// Largest request body accepted (OpenAI allows 16 images of < 50 MB; tests stay far below).
 const BODY_LIMIT: usize = 160 * 1024 * 1024;
