@@ -49,6 +49,13 @@ pub async fn handle(mut req: Request, env: &Env) -> Result<Reply, ApiError> {
         return Err(ApiError::RouteNotFound(PATH.into()));
     };
     let header = |name: &str| req.headers().get(name).ok().flatten();
+    // A declared length over the limit is refused before the body is read.
+    let declared = header("content-length").and_then(|v| v.trim().parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
+    }
     let delivery = delivery_id(header(HEADER_DELIVERY).as_deref());
     let event_header = header(HEADER_EVENT);
     let signature = header(HEADER_SIGNATURE);

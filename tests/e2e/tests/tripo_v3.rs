@@ -502,6 +502,17 @@ fn route_checks(ctx: &Ctx) -> CaseResult {
         &format!("dlv-tamper-{n}"),
     )?;
     check(r.status == 401, || format!("tampered: {}", r.status))?;
+    // Larger than any task event: refused before it is read.
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(300 * 1024));
+    let sig = sign_tripo_webhook(SECRET, now, &big);
+    let r = post_hook(
+        ctx,
+        &t.base,
+        &big,
+        Some(&format!("t={now},v1={sig}")),
+        &format!("dlv-big-{n}"),
+    )?;
+    check(r.status == 413, || format!("oversized: {}", r.status))?;
     let log = log_of(ctx, WEBHOOKS);
     let refused = events_in(&log, "tripo_webhook.refused")
         .into_iter()
