@@ -8,10 +8,15 @@
 #
 # Real providers: export OPENAI_API_KEY and/or TRIPO_API_KEY before running to use the real
 # services instead of the fakes (their base URLs default to the public APIs).
+#
+# Tripo v3 with signed webhooks against the fake: TRIPO_API_VERSION=v3 bash scripts/dev.sh (the
+# fake then signs its webhooks with a local whsec_ secret and sends them to this worker's
+# /providers/tripo/webhook; docs/operations.md "Tripo v3 and its webhooks").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 real_openai_key="${OPENAI_API_KEY:-}"
 real_tripo_key="${TRIPO_API_KEY:-}"
+tripo_api_version="${TRIPO_API_VERSION:-v2}"
 bash scripts/setup.sh
 source scripts/env.sh
 PORT="${PORT:-8787}"
@@ -50,6 +55,16 @@ if [ -n "$real_tripo_key" ]; then
   sed -i '/^TRIPO_API_KEY=/d; /^TRIPO_BASE_URL=/d' "$state/dev.vars"
   printf 'TRIPO_API_KEY=%s\nTRIPO_BASE_URL=https://api.tripo3d.ai/v2/openapi\n' "$real_tripo_key" >> "$state/dev.vars"
   echo "using the real Tripo API"
+fi
+
+if [ "$tripo_api_version" = "v3" ] && [ -z "$real_tripo_key" ]; then
+  local_secret="whsec_local_dev_$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  printf 'TRIPO_API_VERSION=v3\nTRIPO_WEBHOOK_SECRET=%s\nTRIPO_SAFETY_POLL_SECONDS=30\n' "$local_secret" >> "$state/dev.vars"
+  fake_base="$(grep '^TRIPO_BASE_URL=' "$state/dev.vars" | cut -d= -f2- | sed 's#/v2/openapi$##')"
+  fake_key="$(grep '^TRIPO_API_KEY=' "$state/dev.vars" | cut -d= -f2-)"
+  curl -fsS -X PUT "$fake_base/__fake/tripo/webhook" -H 'content-type: application/json' \
+    -d "{\"key\":\"$fake_key\",\"url\":\"http://127.0.0.1:$PORT/providers/tripo/webhook\",\"secret\":\"$local_secret\"}"
+  echo "Tripo v3 with signed webhooks (fake at $fake_base/v3)"
 fi
 
 port_note=""

@@ -17,6 +17,7 @@ pub fn handle(env: &Env) -> Result<Reply, ApiError> {
             "version": env!("CARGO_PKG_VERSION"),
             "auth_mode": c.auth_mode,
             "local_only": c.auth_mode == AuthMode::None,
+            "tripo": { "api": c.tripo_api, "webhooks": c.tripo_webhooks() },
             "problems": [],
         }),
         Err(invalid) => json!({

@@ -9,6 +9,7 @@ pub mod openapi;
 pub mod playground;
 pub mod status;
 pub mod test_hooks;
+pub mod tripo_webhook;
 
 use worker::{Headers, Request};
 

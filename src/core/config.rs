@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::limits::{Limits, Tier, MAX_SETTING};
 use crate::storage_path::Origin;
+use crate::tripo_v3::{ApiVersion, DEFAULT_V3_BASE_URL};
 
 /// How callers are authenticated (SPEC §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -47,6 +48,16 @@ pub struct Config {
     pub openai_image_size: String,
     pub tripo_base_url: String,
     pub tripo_api_key: String,
+    /// Which Tripo wire format (`TRIPO_API_VERSION`, default v2; `core::tripo_v3`).
+    pub tripo_api: ApiVersion,
+    /// The v3 base URL (`TRIPO_V3_BASE_URL`), used when `tripo_api` is v3.
+    pub tripo_v3_base_url: String,
+    /// The `whsec_…` secret Tripo signs its webhooks with (`TRIPO_WEBHOOK_SECRET`); webhooks are
+    /// on when it is set and `tripo_api` is v3 ([`Config::tripo_webhooks`]).
+    pub tripo_webhook_secret: Option<String>,
+    /// With webhooks on: the first safety-net poll this long after creation, then widening
+    /// (`core::retry::safety_poll_delay_ms`).
+    pub tripo_safety_poll_s: u64,
     pub auth_mode: AuthMode,
     /// Whether Supabase anonymous sign-ins (`is_anonymous: true`) are admitted (`ANONYMOUS_USERS=allow`).
     pub anonymous_users: bool,
@@ -120,6 +131,10 @@ pub const SETTINGS: &[(&str, bool, Option<&str>)] = &[
         Some("https://api.tripo3d.ai/v2/openapi"),
     ),
     ("TRIPO_API_KEY", true, None),
+    ("TRIPO_API_VERSION", false, Some("v2")),
+    ("TRIPO_V3_BASE_URL", false, Some(DEFAULT_V3_BASE_URL)),
+    ("TRIPO_WEBHOOK_SECRET", true, Some("")),
+    ("TRIPO_SAFETY_POLL_SECONDS", false, Some("60")),
     ("AUTH_MODE", false, Some("supabase")),
     ("ANONYMOUS_USERS", false, Some("refuse")),
     ("TEST_HOOKS", false, Some("false")),
@@ -250,6 +265,20 @@ impl Config {
         }
     }
 
+    /// The base URL of the Tripo API in use.
+    pub fn tripo_base(&self) -> &str {
+        match self.tripo_api {
+            ApiVersion::V2 => &self.tripo_base_url,
+            ApiVersion::V3 => &self.tripo_v3_base_url,
+        }
+    }
+
+    /// Whether Tripo's signed webhooks move the steps (v3 with a secret): the alarm then only
+    /// polls as a safety net.
+    pub fn tripo_webhooks(&self) -> bool {
+        self.tripo_api == ApiVersion::V3 && self.tripo_webhook_secret.is_some()
+    }
+
     /// Reads and validates every setting. `Err` lists every problem at once.
     pub fn load(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Invalid> {
         let mut r = Reader {
@@ -311,6 +340,26 @@ impl Config {
                 }
             }
         };
+        let tripo_api = ApiVersion::parse(&r.string("TRIPO_API_VERSION")).unwrap_or_else(|| {
+            r.problems.push(Problem {
+                name: "TRIPO_API_VERSION",
+                problem: "must be v2 or v3".into(),
+            });
+            ApiVersion::V2
+        });
+        let tripo_webhook_secret = match r.string("TRIPO_WEBHOOK_SECRET") {
+            s if s.is_empty() => None,
+            s => match crate::tripo_webhook::parse_secret(&s) {
+                Ok(secret) => Some(secret),
+                Err(problem) => {
+                    r.problems.push(Problem {
+                        name: "TRIPO_WEBHOOK_SECRET",
+                        problem,
+                    });
+                    None
+                }
+            },
+        };
         let supabase_url = r.url("SUPABASE_URL");
         let supabase_origin = if supabase_url.is_empty() || r.has_problem("SUPABASE_URL") {
             Origin::unset()
@@ -341,6 +390,10 @@ impl Config {
             openai_image_size: r.string("OPENAI_IMAGE_SIZE"),
             tripo_base_url: r.url("TRIPO_BASE_URL"),
             tripo_api_key: r.string("TRIPO_API_KEY"),
+            tripo_api,
+            tripo_v3_base_url: r.url("TRIPO_V3_BASE_URL"),
+            tripo_webhook_secret,
+            tripo_safety_poll_s: r.number("TRIPO_SAFETY_POLL_SECONDS", 1, 3600),
             auth_mode,
             anonymous_users,
             test_hooks,
@@ -556,5 +609,45 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), SETTINGS.len());
+    }
+
+    #[test]
+    fn tripo_v3_and_its_webhook_secret() {
+        let c = Config::load(env(COMPLETE)).unwrap();
+        assert_eq!(c.tripo_api, ApiVersion::V2);
+        assert_eq!(c.tripo_base(), "https://api.tripo3d.ai/v2/openapi");
+        assert!(!c.tripo_webhooks());
+        assert_eq!(c.tripo_safety_poll_s, 60);
+
+        let mut pairs = COMPLETE.to_vec();
+        pairs.push(("TRIPO_API_VERSION", "v3"));
+        let c = Config::load(env(&pairs)).unwrap();
+        assert_eq!(c.tripo_base(), "https://openapi.tripo3d.ai/v3");
+        assert!(!c.tripo_webhooks(), "no secret: polling as before");
+        pairs.push(("TRIPO_WEBHOOK_SECRET", "whsec_0123456789abcdefXYZ"));
+        pairs.push(("TRIPO_V3_BASE_URL", "http://127.0.0.1:9/v3/"));
+        pairs.push(("TRIPO_SAFETY_POLL_SECONDS", "5"));
+        let c = Config::load(env(&pairs)).unwrap();
+        assert!(c.tripo_webhooks());
+        assert_eq!(c.tripo_base(), "http://127.0.0.1:9/v3");
+        assert_eq!(c.tripo_safety_poll_s, 5);
+
+        let bad = Config::load(env(&[
+            ("SUPABASE_URL", "https://abc.supabase.co"),
+            ("SUPABASE_SERVICE_KEY", "sb_secret_x"),
+            ("OPENAI_API_KEY", "sk-x"),
+            ("TRIPO_API_KEY", "tsk_x"),
+            ("TRIPO_API_VERSION", "v4"),
+            ("TRIPO_WEBHOOK_SECRET", "not-a-whsec-secret-at-all"),
+        ]))
+        .unwrap_err();
+        assert_eq!(
+            bad.names(),
+            vec!["TRIPO_API_VERSION", "TRIPO_WEBHOOK_SECRET"]
+        );
+        assert!(bad
+            .problems
+            .iter()
+            .all(|p| !p.problem.contains("not-a-whsec")));
     }
 }

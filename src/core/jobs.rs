@@ -1,7 +1,8 @@
 //! The queue message of the job side (SPEC §2, §6) and what to do with one: stale detection,
 //! re-enqueue with a delay, and the dead-letter decision.
 //!
-//! Messages carry ids only, never bytes (Queues limit a message to 128 KB): the task's Durable
+//! Messages carry ids only (and, for a first finalize, the model URL to copy), never bytes
+//! (Queues limit a message to 128 KB): the task's Durable
 //! Object holds everything else. Wire form (JSON):
 //! `{"kind":"run","task_id":"t-1","step":"model","attempt":1,"try_no":1}`.
 //!
@@ -41,6 +42,11 @@ pub struct JobMessage {
     /// Waits on a provider's concurrency limit so far (not counted as tries).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub waits: u32,
+    /// Finalize only, first try only: the model URL Tripo gave with the success (a webhook or a
+    /// safety poll, webhooks on), so the job need not ask Tripo again. A retry drops it (the URL
+    /// may have expired) and asks. Never logged (signed URLs carry credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_url: Option<String>,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference
@@ -75,6 +81,7 @@ impl JobMessage {
             attempt,
             try_no: 1,
             waits: 0,
+            model_url: None,
         }
     }
 
@@ -87,6 +94,7 @@ impl JobMessage {
             attempt,
             try_no: 1,
             waits: 0,
+            model_url: None,
         };
         m.validate()?;
         Ok(m)
@@ -102,6 +110,7 @@ impl JobMessage {
             attempt: r.attempt,
             try_no: r.try_no.max(1),
             waits: 0,
+            model_url: None,
         };
         m.validate()?;
         Ok(m)
@@ -116,6 +125,7 @@ impl JobMessage {
             attempt,
             try_no: 1,
             waits: 0,
+            model_url: None,
         }
     }
 
@@ -123,6 +133,7 @@ impl JobMessage {
     pub fn next_wait(&self) -> JobMessage {
         JobMessage {
             waits: self.waits.saturating_add(1),
+            model_url: None,
             ..self.clone()
         }
     }
@@ -131,8 +142,15 @@ impl JobMessage {
     pub fn next_try(&self) -> JobMessage {
         JobMessage {
             try_no: self.try_no.saturating_add(1),
+            model_url: None,
             ..self.clone()
         }
+    }
+
+    /// The same finalize job carrying the model URL to copy (see [`JobMessage::model_url`]).
+    #[must_use]
+    pub fn with_model_url(self, model_url: Option<String>) -> JobMessage {
+        JobMessage { model_url, ..self }
     }
 
     fn validate(&self) -> Result<(), JobError> {
@@ -371,5 +389,20 @@ mod tests {
             dead_letter_action(Some(&m), None),
             DeadLetterAction::Ignore { .. }
         ));
+    }
+
+    #[test]
+    fn a_finalize_carries_its_model_url_on_the_first_try_only() {
+        let t = TaskId::parse("t-1").unwrap();
+        let m = JobMessage::finalize(t, Step::Model, 1)
+            .unwrap()
+            .with_model_url(Some("https://cdn/m.glb".into()));
+        let back = JobMessage::from_json(&m.to_json()).unwrap();
+        assert_eq!(back.model_url.as_deref(), Some("https://cdn/m.glb"));
+        assert_eq!(back.next_try().model_url, None, "a retry asks Tripo again");
+        assert_eq!(back.next_wait().model_url, None);
+        // Absent on the wire when there is none (older messages read the same).
+        let plain = JobMessage::finalize(TaskId::parse("t-1").unwrap(), Step::Model, 1).unwrap();
+        assert!(!plain.to_json().contains("model_url"));
     }
 }

@@ -53,6 +53,8 @@ pub mod storage_path;
 pub mod supabase;
 pub mod task_wire;
 pub mod tripo;
+pub mod tripo_v3;
+pub mod tripo_webhook;
 
 // The orchestration over ports (submit, jobs, alarm, dead letters), with in-memory ports for tests.
 pub mod flow;

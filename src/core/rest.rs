@@ -563,6 +563,31 @@ pub fn find_owned_model(table: &str, draft: &str, user: UserId) -> RestRequest {
     }
 }
 
+/// The task a Tripo webhook is about: `GET /rest/v1/{models}?select=task_id
+/// &ai_service_task_id=eq.{tripo_id}&limit=2` (service key; the column is indexed,
+/// `migrations/0001_init.sql`). Two rows would be a bug somewhere: the caller refuses to guess.
+pub fn find_by_provider_task(table: &str, tripo_id: &str) -> RestRequest {
+    RestRequest {
+        method: Method::Get,
+        path: format!(
+            "{}?select=task_id&ai_service_task_id=eq.{}&limit=2",
+            table_path(table),
+            encode(tripo_id)
+        ),
+        headers: vec![("Accept", "application/json".to_owned())],
+        body: None,
+    }
+}
+
+/// The `task_id`s of a `select=task_id` answer (unusable entries skipped).
+pub fn task_ids(body: &[u8]) -> Vec<String> {
+    serde_json::from_slice::<Vec<Value>>(body)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| r.get("task_id").and_then(Value::as_str).map(str::to_owned))
+        .collect()
+}
+
 /// Whether a `select` answer (a JSON array) holds at least one row.
 pub fn has_rows(body: &[u8]) -> bool {
     serde_json::from_slice::<Vec<Value>>(body).is_ok_and(|rows| !rows.is_empty())
@@ -938,5 +963,24 @@ mod tests {
         assert_eq!(body["ai_service_task_id"], "tripo-1");
         assert_eq!(body["status"], "complete");
         assert_eq!(with.path, done.path, "the guard is unchanged");
+    }
+
+    #[test]
+    fn rows_are_found_by_their_tripo_task_id() {
+        let r = find_by_provider_task("models", "a-1_b");
+        assert_eq!(r.method, Method::Get);
+        assert_eq!(
+            r.path,
+            "/rest/v1/models?select=task_id&ai_service_task_id=eq.a-1_b&limit=2"
+        );
+        // Anything but unreserved characters is encoded (the filter cannot be widened).
+        let r = find_by_provider_task("models", "x&user_id=neq.1");
+        assert!(
+            r.path.ends_with("eq.x%26user_id%3Dneq.1&limit=2"),
+            "{}",
+            r.path
+        );
+        assert_eq!(task_ids(br#"[{"task_id":"t-1"},{"x":1}]"#), vec!["t-1"]);
+        assert!(task_ids(b"nope").is_empty());
     }
 }

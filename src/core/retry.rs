@@ -751,6 +751,22 @@ pub fn next_poll_delay_ms(
     }
 }
 
+/// Longest gap between two safety-net polls (webhooks on).
+pub const SAFETY_POLL_CAP_MS: u64 = 10 * 60 * SEC;
+
+/// The poll schedule when Tripo's signed webhooks are on (SPEC §11 "Tripo v3"): the webhook
+/// moves the step, and the alarm only checks as a safety net: first `first_ms` after the task
+/// was created (about the expected duration), then `first · 2^polls_made`, capped at
+/// [`SAFETY_POLL_CAP_MS`] (never below `first_ms`). A lost webhook costs at most one wait; a
+/// delivered one costs no poll at all when the task ends before `first_ms`.
+///
+/// `polls_made` is the number of safety polls already made for this Tripo task (0 at creation).
+pub fn safety_poll_delay_ms(polls_made: u32, first_ms: u64) -> u64 {
+    first_ms
+        .saturating_mul(1u64 << polls_made.min(32))
+        .min(SAFETY_POLL_CAP_MS.max(first_ms))
+}
+
 /// After a failed poll (the `GET` itself failed): transient, rate-limit and concurrency failures
 /// back off (`min · 2^(n-1)` with full jitter, floor `min`, cap `error_cap_ms`, never below the
 /// hint) and are *not* counted: the task fails only at its deadline. Final failures (401, 404
@@ -1300,5 +1316,18 @@ mod tests {
             age_ms += u64::from(d) * 1000;
         }
         assert!(age_ms > 5 * 60_000, "{age_ms}");
+    }
+
+    #[test]
+    fn safety_polls_start_at_the_expected_duration_and_widen() {
+        let first = 60 * SEC;
+        assert_eq!(safety_poll_delay_ms(0, first), 60 * SEC);
+        assert_eq!(safety_poll_delay_ms(1, first), 120 * SEC);
+        assert_eq!(safety_poll_delay_ms(2, first), 240 * SEC);
+        assert_eq!(safety_poll_delay_ms(3, first), 480 * SEC);
+        assert_eq!(safety_poll_delay_ms(4, first), SAFETY_POLL_CAP_MS);
+        assert_eq!(safety_poll_delay_ms(40, first), SAFETY_POLL_CAP_MS);
+        // A first check longer than the cap is kept (never more often than asked).
+        assert_eq!(safety_poll_delay_ms(3, 20 * 60 * SEC), 20 * 60 * SEC);
     }
 }

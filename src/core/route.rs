@@ -28,6 +28,8 @@ pub enum Route {
     /// `POST /__test/enqueue`: sends a raw job message. Only when `TEST_HOOKS=true` (end-to-end
     /// tests force a duplicate delivery with it); a 404 otherwise.
     TestEnqueue,
+    /// `POST /providers/tripo/webhook`: Tripo's signed v3 webhooks.
+    TripoWebhook,
 }
 
 /// Which path pattern a path belongs to, and the methods it allows.
@@ -38,6 +40,7 @@ fn pattern(path: &str) -> Option<(Route, &'static str)> {
         "/" => return Some((Route::Playground, "GET, HEAD")),
         "/playground/config.json" => return Some((Route::PlaygroundConfig, "GET, HEAD, OPTIONS")),
         "/__test/enqueue" => return Some((Route::TestEnqueue, "POST")),
+        "/providers/tripo/webhook" => return Some((Route::TripoWebhook, "POST")),
         _ => {}
     }
     if let Some(endpoint) = Endpoint::from_path(path) {
@@ -124,6 +127,16 @@ mod tests {
         );
         assert_eq!(route("GET", "/tasks/t-1/cancel").unwrap_err().status(), 405);
         assert_eq!(route("GET", "/tasks/t-1/other").unwrap_err().status(), 404);
+        assert_eq!(
+            route("POST", "/providers/tripo/webhook"),
+            Ok(Route::TripoWebhook)
+        );
+        assert_eq!(
+            route("GET", "/providers/tripo/webhook")
+                .unwrap_err()
+                .status(),
+            405
+        );
     }
 
     #[test]

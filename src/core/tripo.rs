@@ -707,8 +707,9 @@ pub fn failure(http_status: u16, body: &str, retry_after_ms: Option<u64>) -> Fai
     parse_error(body).to_failure(http_status, retry_after_ms)
 }
 
-/// Parses the `{code, data}` envelope of a 2xx body and returns `data`.
-fn data_of(body: &str) -> Result<Value, WireError> {
+/// Parses the `{code, data}` envelope of a 2xx body and returns `data` (v2; v3 adds a
+/// `status` string beside `code`, which this ignores).
+pub(crate) fn data_of(body: &str) -> Result<Value, WireError> {
     let v: Value = serde_json::from_str(body)
         .map_err(|_| WireError::Malformed(format!("not JSON: {}", excerpt(body))))?;
     let code = v.get("code").and_then(Value::as_i64);
@@ -727,16 +728,16 @@ fn data_of(body: &str) -> Result<Value, WireError> {
 }
 
 /// True for ids we put in a URL path or a JSON file object: 1–128 of `[A-Za-z0-9_-]`.
-fn is_safe_id(s: &str) -> bool {
+pub fn is_plain_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn id_field(data: &Value, field: &str) -> Result<String, WireError> {
+pub(crate) fn id_field(data: &Value, field: &str) -> Result<String, WireError> {
     match data.get(field).and_then(Value::as_str) {
-        Some(s) if is_safe_id(s) => Ok(s.to_owned()),
+        Some(s) if is_plain_id(s) => Ok(s.to_owned()),
         Some(_) => Err(WireError::Malformed(format!(
             "`data.{field}` is not a plain id"
         ))),
@@ -851,7 +852,11 @@ fn int_field(data: &Value, key: &str) -> Option<i64> {
 
 /// Parses `GET /task/{id}`.
 pub fn parse_task(body: &str) -> Result<TaskDetail, WireError> {
-    let data = data_of(body)?;
+    task_from_data(&data_of(body)?)
+}
+
+/// The task detail in a `data` object (v2 field names; `core::tripo_v3` adds the v3 ones).
+pub(crate) fn task_from_data(data: &Value) -> Result<TaskDetail, WireError> {
     let status = data
         .get("status")
         .and_then(Value::as_str)
@@ -862,16 +867,16 @@ pub fn parse_task(body: &str) -> Result<TaskDetail, WireError> {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    let non_negative = |k: &str| int_field(&data, k).filter(|n| *n >= 0);
+    let non_negative = |k: &str| int_field(data, k).filter(|n| *n >= 0);
     let output = data.get("output").filter(|v| v.is_object());
     let result = data.get("result").filter(|v| v.is_object());
     Ok(TaskDetail {
         task_id,
         status,
-        progress: int_field(&data, "progress").and_then(|p| u8::try_from(p.clamp(0, 100)).ok()),
+        progress: int_field(data, "progress").and_then(|p| u8::try_from(p.clamp(0, 100)).ok()),
         running_left_time: non_negative("running_left_time"),
         queuing_num: non_negative("queuing_num"),
-        error_code: int_field(&data, "error_code"),
+        error_code: int_field(data, "error_code"),
         error_msg: data
             .get("error_msg")
             .and_then(Value::as_str)

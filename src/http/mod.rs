@@ -96,6 +96,7 @@ async fn dispatch(route: Route, req: Request, env: &Env) -> Result<Reply, ApiErr
         Route::Ws(id) => api::live::websocket(&id, req, env).await,
         Route::Cancel(id) => api::live::cancel(&id, req, env).await,
         Route::TestEnqueue => api::test_hooks::enqueue(req, env).await,
+        Route::TripoWebhook => api::tripo_webhook::handle(req, env).await,
     }
 }
 

@@ -1,6 +1,8 @@
-//! Tripo 3D API v2: `POST {TRIPO_BASE_URL}/upload/sts` (multipart), `POST /task`,
-//! `GET /task/{id}`. Payloads, parsing and error classification live in `core::tripo`; this
-//! module sends the requests, logs one `tripo.call` line per request (with Tripo's
+//! Tripo 3D API, v2 or v3 (`TRIPO_API_VERSION`): v2 `POST {TRIPO_BASE_URL}/upload/sts`
+//! (multipart), `POST /task`, `GET /task/{id}`; v3 `POST {TRIPO_V3_BASE_URL}/files`,
+//! `POST /generation/…` (one endpoint per capability), `GET /tasks/{id}`. Paths, payloads,
+//! parsing and error classification live in `core::tripo` and `core::tripo_v3` (picked by
+//! `core::tripo_v3::ApiVersion`); this module sends the requests, logs one `tripo.call` line per request (with Tripo's
 //! `X-Tripo-Trace-ID`), and hands back parsed answers or classified failures.
 
 use serde_json::json;
@@ -12,8 +14,7 @@ use crate::core::ids::TaskId;
 use crate::core::retry::{parse_retry_after, Failure};
 use crate::core::step::Step;
 use crate::core::tripo::{
-    boundary, failure, multipart_content_type, parse_create, parse_task, parse_upload, task_path,
-    upload_multipart, CreateTask, ImageFormat, TaskDetail, CREATE_TASK_PATH, UPLOAD_PATH,
+    boundary, multipart_content_type, upload_multipart, CreateTask, ImageFormat, TaskDetail,
 };
 use crate::log::{self, Level};
 use crate::net::{self, Body, NetError, Reply};
@@ -49,7 +50,7 @@ async fn call(
     body: Body,
     timeout_ms: u64,
 ) -> Result<Reply, Failure> {
-    let url = format!("{}{}", cfg.tripo_base_url, path);
+    let url = format!("{}{}", cfg.tripo_base(), path);
     let auth = format!("Bearer {}", cfg.tripo_api_key);
     let mut headers = vec![("authorization", auth.as_str())];
     if let Some(ct) = content_type {
@@ -83,7 +84,7 @@ async fn call(
         "tripo.call",
         Some(cx.task_id.as_str()),
         Some(cx.step),
-        json!({ "method": method_name, "path": path, "status": reply.status, "trace_id": trace, "ms": elapsed_ms }),
+        json!({ "api": cfg.tripo_api, "method": method_name, "path": path, "status": reply.status, "trace_id": trace, "ms": elapsed_ms }),
     );
     if reply.is_success() {
         return Ok(reply);
@@ -91,10 +92,10 @@ async fn call(
     let hint = reply
         .header("retry-after")
         .and_then(|v| parse_retry_after(&v, net::now_ms()));
-    Err(failure(reply.status, &reply.text(), hint))
+    Err(cfg.tripo_api.failure(reply.status, &reply.text(), hint))
 }
 
-/// Uploads one image (`POST /upload/sts`, part `file`); its `image_token`.
+/// Uploads one image (v2 `POST /upload/sts`, v3 `POST /files`; part `file`); its token.
 pub async fn upload(
     cx: CallCtx<'_>,
     cfg: &Config,
@@ -108,18 +109,20 @@ pub async fn upload(
         cx,
         cfg,
         Method::Post,
-        UPLOAD_PATH,
+        cfg.tripo_api.upload_path(),
         Some(&ct),
         Body::Bytes(body),
         UPLOAD_TIMEOUT_MS,
     )
     .await?;
-    parse_upload(&reply.text()).map_err(|e| e.to_failure(reply.status))
+    cfg.tripo_api
+        .parse_upload(&reply.text())
+        .map_err(|e| e.to_failure(reply.status))
 }
 
-/// Creates a task (`POST /task`); Tripo's task id.
+/// Creates a task (v2 `POST /task`, v3 `POST /generation/…`); Tripo's task id.
 pub async fn create(cx: CallCtx<'_>, cfg: &Config, task: &CreateTask) -> Result<String, Failure> {
-    let payload = task.to_json().map_err(|e| {
+    let payload = cfg.tripo_api.create_body(task).map_err(|e| {
         Failure::new(
             Dependency::Tripo,
             crate::core::retry::FailureClass::InvalidInput,
@@ -130,16 +133,18 @@ pub async fn create(cx: CallCtx<'_>, cfg: &Config, task: &CreateTask) -> Result<
         cx,
         cfg,
         Method::Post,
-        CREATE_TASK_PATH,
+        cfg.tripo_api.create_path(task.task_type()),
         Some("application/json"),
         Body::Text(payload.to_string()),
         API_TIMEOUT_MS,
     )
     .await?;
-    parse_create(&reply.text()).map_err(|e| e.to_failure(reply.status))
+    cfg.tripo_api
+        .parse_create(&reply.text())
+        .map_err(|e| e.to_failure(reply.status))
 }
 
-/// Queries a task (`GET /task/{id}`).
+/// Queries a task (v2 `GET /task/{id}`, v3 `GET /tasks/{id}`).
 pub async fn task(
     cx: CallCtx<'_>,
     cfg: &Config,
@@ -149,11 +154,13 @@ pub async fn task(
         cx,
         cfg,
         Method::Get,
-        &task_path(tripo_task_id),
+        &cfg.tripo_api.task_path(tripo_task_id),
         None,
         Body::Empty,
         API_TIMEOUT_MS,
     )
     .await?;
-    parse_task(&reply.text()).map_err(|e| e.to_failure(reply.status))
+    cfg.tripo_api
+        .parse_task(&reply.text())
+        .map_err(|e| e.to_failure(reply.status))
 }

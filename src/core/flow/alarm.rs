@@ -1,11 +1,15 @@
 //! The task Durable Object's alarm: the sweep, then Tripo polling (SPEC §6 "Poll").
 //!
-//! For every step awaiting Tripo whose poll is due: `GET /task/{id}`, then one `PollResult` (or
+//! For every step awaiting Tripo whose poll is due: `GET /task/{id}` (v3: `/tasks/{id}`), then one `PollResult` (or
 //! `Fail`) applied through the task store the alarm is given (in the Worker, the Durable Object
 //! itself: a DO calling itself over fetch deadlocks). The next poll comes from `core::retry::next_poll_delay_ms`
 //! (`max(2 s, running_left_time / 2)` with an estimate, else 2 s doubling to 15 s), never later
 //! than the deadline; poll errors back off with `decide_poll_error` until the deadline. Success
 //! enqueues the finalize job; a failure status fails the step and its row with Tripo's reason.
+//!
+//! With Tripo's webhooks on (v3 and `TRIPO_WEBHOOK_SECRET`), a verified delivery feeds the same
+//! [`apply`] (`flow::tripo_events`), and the alarm only polls as a safety net: first
+//! `TRIPO_SAFETY_POLL_SECONDS` after creation, then widening (`retry::safety_poll_delay_ms`).
 //!
 //! Poll first, re-arm after: the DO's `alarm()` re-arms from the state this leaves (and every
 //! command applied here arms too). A duplicate alarm is harmless: a poll is only made when due,
@@ -26,14 +30,15 @@ use crate::ids::TaskId;
 use crate::jobs::JobMessage;
 use crate::log::Level;
 use crate::retry::{
-    decide_poll_error, next_poll_delay_ms, Deadline, Decision, ErrorCode, FailureClass, PollPolicy,
+    decide_poll_error, next_poll_delay_ms, safety_poll_delay_ms, Deadline, Decision, ErrorCode,
+    Failure, FailureClass, PollPolicy,
 };
 use crate::step::Step;
 use crate::task::{
     Command, Observation, Outcome, Phase, ProviderStatus, StepError, StepState, TaskState,
 };
 use crate::task_wire::DoError;
-use crate::tripo::{poll_outcome, PollOutcome, TaskStatus};
+use crate::tripo::{poll_outcome, PollOutcome, TaskDetail, TaskStatus};
 
 /// A poll due within this much is made now (saves a wake-up for a few ms).
 const DUE_SLACK_MS: u64 = 200;
@@ -189,6 +194,14 @@ enum Next {
     Fail(StepError),
 }
 
+/// Where a task detail came from: the alarm's own `GET`, or a verified Tripo webhook
+/// (`flow::tripo_events`), which feeds the same state machine.
+#[derive(Clone, Copy)]
+pub enum Source<'a> {
+    Poll,
+    Webhook { delivery: &'a str },
+}
+
 /// One poll of one step, applied; problems are logged (the alarm keeps going for other steps).
 async fn poll_step<W: Ports>(
     w: &W,
@@ -197,8 +210,31 @@ async fn poll_step<W: Ports>(
     step: Step,
     s: &StepState,
 ) {
-    let (Some(p), Some(tripo_id)) = (s.poll.as_ref(), s.provider_task_id.as_deref()) else {
+    let Some(tripo_id) = s.provider_task_id.as_deref() else {
         return;
+    };
+    let result = match cfg {
+        None => None,
+        Some(_) => Some(w.tripo_task(task, step, tripo_id).await),
+    };
+    apply(w, cfg, task, step, s, result, Source::Poll).await;
+}
+
+/// Applies what Tripo said about a step's task (`None`: the configuration is invalid, nothing
+/// was asked): one `PollResult` (or `Fail`), then the finalize job or the failed rows. The poll
+/// number makes a poll and a webhook for the same news apply once. Returns the state machine's
+/// outcome, `None` when nothing was applied.
+pub async fn apply<W: Ports>(
+    w: &W,
+    cfg: Option<&Config>,
+    task: &TaskId,
+    step: Step,
+    s: &StepState,
+    result: Option<Result<TaskDetail, Failure>>,
+    source: Source<'_>,
+) -> Option<Outcome> {
+    let (Some(p), Some(tripo_id)) = (s.poll.as_ref(), s.provider_task_id.as_deref()) else {
+        return None;
     };
     let poll_no = s.next_poll_number();
     let policy = PollPolicy::default();
@@ -206,15 +242,15 @@ async fn poll_step<W: Ports>(
         p.started_at_ms,
         p.deadline_ms.saturating_sub(p.started_at_ms),
     );
-    let next = match cfg {
-        None => Next::Poll(
+    let mut model_url: Option<String> = None;
+    let next = match (cfg, result) {
+        (None, _) | (Some(_), None) => Next::Poll(
             Observation::Unreachable {
                 message: "the worker's configuration is invalid".into(),
             },
             deadline.next_alarm_ms(w.now_ms(), MISCONFIGURED_RETRY_MS),
         ),
-        Some(_) => {
-            let result = w.tripo_task(task, step, tripo_id).await;
+        (Some(cfg), Some(result)) => {
             let at = w.now_ms();
             match result {
                 Ok(detail) => match poll_outcome(&detail, s.unknown_for_ms(at)) {
@@ -222,9 +258,14 @@ async fn poll_step<W: Ports>(
                         progress,
                         running_left_time,
                     } => {
-                        // This poll included: 2 s (first, at creation), then 4, 8, 15, 15, … s.
+                        // This poll included: 2 s (first, at creation), then 4, 8, 15, 15, … s;
+                        // with webhooks on, the slow safety net instead.
                         let made = p.polls.saturating_add(1);
-                        let delay = next_poll_delay_ms(made, running_left_time, &policy);
+                        let delay = if cfg.tripo_webhooks() {
+                            safety_poll_delay_ms(made, cfg.tripo_safety_poll_s.saturating_mul(1000))
+                        } else {
+                            next_poll_delay_ms(made, running_left_time, &policy)
+                        };
                         Next::Poll(
                             Observation::Waiting {
                                 status: provider_status(detail.status),
@@ -236,7 +277,14 @@ async fn poll_step<W: Ports>(
                             deadline.next_alarm_ms(at, delay),
                         )
                     }
-                    PollOutcome::Succeeded { .. } => Next::Poll(Observation::Succeeded, at),
+                    PollOutcome::Succeeded { model_url: url } => {
+                        // With webhooks on, the finalize job copies this fresh URL instead of
+                        // asking Tripo again (its retries do ask): one request saved per task.
+                        if cfg.tripo_webhooks() {
+                            model_url = Some(url);
+                        }
+                        Next::Poll(Observation::Succeeded, at)
+                    }
                     PollOutcome::Failed(f) => {
                         // A task Tripo reports as failed is over, whatever its error class (a
                         // server-side 1000/1001 inside the task is still "the provider failed").
@@ -267,11 +315,15 @@ async fn poll_step<W: Ports>(
         }
     };
     let at = w.now_ms();
+    let source_label = match source {
+        Source::Poll => json!("poll"),
+        Source::Webhook { delivery } => json!({ "webhook": delivery }),
+    };
     let (cmd, fields) = match next {
         Next::Poll(observation, next_poll_at_ms) => {
             let fields = json!({
                 "poll": poll_no, "tripo_task_id": tripo_id, "observation": observation_label(&observation),
-                "next_poll_in_ms": next_poll_at_ms.saturating_sub(at),
+                "next_poll_in_ms": next_poll_at_ms.saturating_sub(at), "source": source_label,
             });
             let cmd = Command::PollResult {
                 step,
@@ -285,6 +337,7 @@ async fn poll_step<W: Ports>(
         Next::Fail(error) => {
             let fields = json!({
                 "poll": poll_no, "tripo_task_id": tripo_id, "code": error.code, "message": error.message,
+                "source": source_label,
             });
             let cmd = Command::Fail {
                 step,
@@ -302,9 +355,9 @@ async fn poll_step<W: Ports>(
                 "poll.refused",
                 Some(task),
                 Some(step),
-                json!({ "poll": poll_no, "refusal": refusal.to_string() }),
+                json!({ "poll": poll_no, "refusal": refusal.to_string(), "source": source_label }),
             );
-            return;
+            return None;
         }
         Err(DoError::Unavailable(e)) => {
             w.event(
@@ -312,9 +365,9 @@ async fn poll_step<W: Ports>(
                 "poll.apply_error",
                 Some(task),
                 Some(step),
-                json!({ "poll": poll_no, "error": e.to_string() }),
+                json!({ "poll": poll_no, "error": e.to_string(), "source": source_label }),
             );
-            return;
+            return None;
         }
     };
     let after = reply.state.steps.get(&step);
@@ -335,13 +388,14 @@ async fn poll_step<W: Ports>(
         super::gate::release_if_done(w, cfg, task, after).await;
     }
     match (&reply.outcome, after) {
-        (Outcome::Finalize, _) => enqueue_finalize(w, task, step, s.attempt).await,
+        (Outcome::Finalize, _) => enqueue_finalize(w, task, step, s.attempt, model_url).await,
         (Outcome::Failed, Some(after)) => {
             sync_final_rows(w, cfg, task, after).await;
             super::webhook::kick(w, task, after).await;
         }
         _ => {}
     }
+    Some(reply.outcome)
 }
 
 fn observation_label(o: &Observation) -> serde_json::Value {
@@ -370,10 +424,20 @@ fn outcome_label(o: &Outcome) -> String {
     }
 }
 
-/// Sends the finalize job. If the queue is unavailable the watchdog sends it later.
-async fn enqueue_finalize<W: Ports>(w: &W, task: &TaskId, step: Step, attempt: u32) {
+/// Sends the finalize job (with the model URL Tripo just gave, when there is one to reuse). If
+/// the queue is unavailable the watchdog sends it later (without a URL: finalize asks Tripo).
+async fn enqueue_finalize<W: Ports>(
+    w: &W,
+    task: &TaskId,
+    step: Step,
+    attempt: u32,
+    model_url: Option<String>,
+) {
     let result = match JobMessage::finalize(task.clone(), step, attempt) {
-        Ok(msg) => w.enqueue(&msg, 0).await.map_err(|e| e.to_string()),
+        Ok(msg) => {
+            let msg = msg.with_model_url(model_url);
+            w.enqueue(&msg, 0).await.map_err(|e| e.to_string())
+        }
         Err(e) => Err(e.to_string()),
     };
     let (level, fields) = match &result {

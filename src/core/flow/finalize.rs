@@ -1,6 +1,8 @@
 //! The finalize job (SPEC §6 "Finalize"): the finished model copied from Tripo into Storage.
 //!
 //! The Tripo task is queried again for fresh output URLs (they expire after about 5 minutes),
+//! unless the message carries the URL a webhook (or a safety poll) gave moments ago (first try
+//! only, webhooks on);
 //! the model is picked (`pbr_model`, else `base_model`, else `model`), and streamed into
 //! `models/{task_id}/model.glb` (`refined_model.glb` for a refine) by the runtime
 //! ([`ObjectStore::copy_model`](super::ports::ObjectStore::copy_model)): the bytes never enter
@@ -25,6 +27,29 @@ pub fn host_of(url: &str) -> &str {
     rest.split(['/', '?', '#']).next().unwrap_or_default()
 }
 
+/// Asks Tripo for the task again: its model URL, fresh.
+async fn fresh_model_url<W: Ports>(job: &Job<'_, W>, tripo_id: &str) -> Result<String, Failure> {
+    let detail = job.w.tripo_task(job.task(), job.msg.step, tripo_id).await?;
+    if detail.status != TaskStatus::Success {
+        return Err(Failure::bad_response(
+            Dependency::Tripo,
+            &format!(
+                "the task is reported as `{}`, no longer `success`",
+                detail.status.as_str()
+            ),
+        ));
+    }
+    pick_model_url(&detail.output)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            Failure::new(
+                Dependency::Tripo,
+                FailureClass::TaskFailed,
+                "the task succeeded but returned no model URL",
+            )
+        })
+}
+
 pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
     let (w, cfg) = (job.w, job.cfg());
     let step = job.msg.step;
@@ -39,22 +64,10 @@ pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
     // final write carries it too).
     rows::mark_running(w, cfg, job.task(), &job.step).await;
 
-    let detail = w.tripo_task(job.task(), step, &tripo_id).await?;
-    if detail.status != TaskStatus::Success {
-        return Err(Failure::bad_response(
-            Dependency::Tripo,
-            &format!(
-                "the task is reported as `{}`, no longer `success`",
-                detail.status.as_str()
-            ),
-        ));
-    }
-    let Some(url) = pick_model_url(&detail.output).map(str::to_owned) else {
-        return Err(Failure::new(
-            Dependency::Tripo,
-            FailureClass::TaskFailed,
-            "the task succeeded but returned no model URL",
-        ));
+    let url = match job.msg.model_url.clone() {
+        // Given with the success moments ago (webhooks on); a retry asks Tripo again.
+        Some(url) => url,
+        None => fresh_model_url(job, &tripo_id).await?,
     };
 
     // A cancelled step gets no model (SPEC §11 "Cancel"): checked right before the copy.

@@ -102,6 +102,8 @@ pub struct World {
     pub objects: BTreeMap<String, Vec<u8>>,
     pub tripo: BTreeMap<String, TripoTask>,
     pub tripo_creates: u32,
+    /// `GET /task/{id}` answered (polls and finalize queries).
+    pub tripo_queries: u32,
     pub openai_calls: u32,
     /// Applied commands and their outcomes, in order.
     pub applied: Vec<(Command, Outcome)>,
@@ -314,7 +316,7 @@ impl Mem {
         format!("glTF model of {tripo_id}").into_bytes()
     }
 
-    fn tripo_json(id: &str, t: &TripoTask) -> String {
+    pub fn tripo_json(id: &str, t: &TripoTask) -> String {
         let data = if t.polls_left > 0 {
             json!({ "task_id": id, "type": "image_to_model", "status": "running", "progress": 50,
                     "input": {}, "output": {} })
@@ -737,6 +739,7 @@ impl TripoApi for Mem {
                 };
                 let body = Mem::tripo_json(id, t);
                 t.polls_left = t.polls_left.saturating_sub(1);
+                w.tripo_queries += 1;
                 Ok(body)
             })
             .await

@@ -15,6 +15,7 @@ pub mod model;
 pub mod ports;
 pub mod rows;
 pub mod submit;
+pub mod tripo_events;
 pub mod webhook;
 
 #[cfg(test)]

@@ -23,7 +23,9 @@ use crate::request::{
     ModelOptions, ModelRequest, ModelSource, Orientation as ReqOrientation, StepRequest,
     TextureQuality as ReqTextureQuality,
 };
-use crate::retry::{next_poll_delay_ms, ErrorCode, Failure, FailureClass, PollPolicy};
+use crate::retry::{
+    next_poll_delay_ms, safety_poll_delay_ms, ErrorCode, Failure, FailureClass, PollPolicy,
+};
 use crate::storage_path::parse_input_url;
 use crate::task::{Command, Outcome, StepState};
 use crate::task_wire::DoError;
@@ -226,6 +228,16 @@ async fn upload_input<W: Ports>(
     Ok(FileToken::new(format, token))
 }
 
+/// When the alarm first checks a new Tripo task: 2 s, or with Tripo's webhooks on the safety
+/// net's first check (`TRIPO_SAFETY_POLL_SECONDS`, about the expected duration).
+fn first_poll_delay_ms(cfg: &crate::config::Config) -> u64 {
+    if cfg.tripo_webhooks() {
+        safety_poll_delay_ms(0, cfg.tripo_safety_poll_s.saturating_mul(1000))
+    } else {
+        next_poll_delay_ms(0, None, &PollPolicy::default())
+    }
+}
+
 /// Stores the Tripo id in the DO (arming the alarm), then on the row.
 async fn record<W: Ports>(job: &Job<'_, W>, tripo_id: &str) -> Result<(), Failure> {
     let mut delay = 250;
@@ -237,7 +249,7 @@ async fn record<W: Ports>(job: &Job<'_, W>, tripo_id: &str) -> Result<(), Failur
             attempt: job.msg.attempt,
             provider_task_id: tripo_id.to_owned(),
             timeout_ms: job.cfg().tripo_deadline_s.saturating_mul(1000),
-            next_poll_at_ms: now + next_poll_delay_ms(0, None, &PollPolicy::default()),
+            next_poll_at_ms: now + first_poll_delay_ms(job.cfg()),
         };
         match job.w.command(job.task(), cmd, now).await {
             Ok(reply) => {

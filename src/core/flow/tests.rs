@@ -772,3 +772,174 @@ fn cancel_through_the_flow_is_owner_only_and_repeatable() {
     let rows = mem.rows_of(mem.cfg.tables().of(Step::Model), &task());
     assert_eq!(rows[0]["status"], json!("failed"));
 }
+
+// --- Tripo v3 with signed webhooks (SPEC §11 "Tripo v3") ----------------------------------------
+
+/// The test configuration with Tripo v3 and its webhook secret (first safety poll at 60 s).
+fn webhook_config() -> Config {
+    let pairs = [
+        ("SUPABASE_URL", "https://abc.supabase.co"),
+        ("SUPABASE_SERVICE_KEY", "sb_secret_x"),
+        ("OPENAI_API_KEY", "sk-x"),
+        ("TRIPO_API_KEY", "tsk_x"),
+        ("TRIPO_API_VERSION", "v3"),
+        ("TRIPO_WEBHOOK_SECRET", "whsec_0123456789abcdef0123"),
+        ("TRIPO_SAFETY_POLL_SECONDS", "60"),
+    ];
+    Config::load(|n| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == n)
+            .map(|(_, v)| (*v).to_owned())
+    })
+    .unwrap()
+}
+
+/// Submits a text model and delivers messages (no alarm) until the step awaits Tripo.
+fn awaiting_tripo(mem: &mut Mem) -> u64 {
+    mem.cfg = webhook_config();
+    mem.w.borrow_mut().tripo_polls = 0;
+    submit_ok(mem, Endpoint::TextToModel, text_model());
+    for _ in 0..100 {
+        let q = {
+            let mut w = mem.w.borrow_mut();
+            (!w.queue.is_empty()).then(|| w.queue.remove(0))
+        };
+        let Some(q) = q else { break };
+        mem.advance_to(q.at_ms);
+        drive(mem, consume::process(mem, &mem.cfg, &q.msg))
+            .unwrap()
+            .unwrap();
+    }
+    let state = mem.state(&task()).unwrap();
+    let s = &state.steps[&Step::Model];
+    assert_eq!(s.phase(), Phase::AwaitingProvider);
+    let next = s.poll.as_ref().and_then(|p| p.next_poll_at_ms).unwrap();
+    assert!(
+        next >= mem.now() + 59_000,
+        "with webhooks the first poll waits for the expected duration"
+    );
+    next
+}
+
+/// The success a webhook reports for `id` (the same task object a poll returns).
+fn success_detail(id: &str) -> crate::tripo::TaskDetail {
+    let body = Mem::tripo_json(id, &super::memory::TripoTask { polls_left: 0 });
+    crate::tripo::parse_task(&body).unwrap()
+}
+
+#[test]
+fn a_webhook_finishes_the_step_without_a_poll_and_a_repeat_changes_nothing() {
+    let mut mem = Mem::new();
+    awaiting_tripo(&mut mem);
+    let cfg = mem.cfg.clone();
+    let detail = success_detail("tripo-1");
+    let first = drive(
+        &mem,
+        super::tripo_events::on_task_event(&mem, &cfg, &detail, "dlv-1"),
+    )
+    .unwrap()
+    .unwrap();
+    assert!(
+        matches!(&first, super::tripo_events::Handled::Applied { outcome, .. } if outcome == "finalize"),
+        "{first:?}"
+    );
+    // The same delivery again, and a redelivery under another id: no effect.
+    for delivery in ["dlv-1", "dlv-2"] {
+        let again = drive(
+            &mem,
+            super::tripo_events::on_task_event(&mem, &cfg, &detail, delivery),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(again.label(), "duplicate", "{again:?}");
+    }
+    settle(&mem, &cfg, Delivery::Redelivered);
+    check(&mem, "webhook");
+    let w = mem.w.borrow();
+    assert_eq!(w.tripo_creates, 1);
+    assert_eq!(
+        w.tripo_queries, 0,
+        "the finalize job copied the webhook's URL: no GET at all"
+    );
+    let finalizes = w
+        .applied
+        .iter()
+        .filter(|(_, o)| *o == Outcome::Finalize)
+        .count();
+    assert_eq!(finalizes, 1);
+}
+
+#[test]
+fn a_lost_webhook_is_caught_by_one_safety_poll() {
+    let mut mem = Mem::new();
+    let first_poll_at = awaiting_tripo(&mut mem);
+    let cfg = mem.cfg.clone();
+    settle(&mem, &cfg, Delivery::Redelivered);
+    check(&mem, "lost webhook");
+    assert_eq!(
+        mem.w.borrow().tripo_queries,
+        1,
+        "one safety poll, and finalize reused its URL"
+    );
+    assert!(mem.now() >= first_poll_at);
+}
+
+#[test]
+fn a_webhook_before_the_row_has_the_tripo_id_is_unknown_and_the_safety_poll_covers_it() {
+    let mut mem = Mem::new();
+    awaiting_tripo(&mut mem);
+    let cfg = mem.cfg.clone();
+    // The row write that carries the Tripo id has not happened yet.
+    for row in mem.w.borrow_mut().rows.values_mut() {
+        row.insert("ai_service_task_id".into(), Value::Null);
+    }
+    let detail = success_detail("tripo-1");
+    let handled = drive(
+        &mem,
+        super::tripo_events::on_task_event(&mem, &cfg, &detail, "dlv-early"),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(handled.label(), "unknown");
+    settle(&mem, &cfg, Delivery::Redelivered);
+    check(&mem, "early webhook");
+    assert_eq!(mem.w.borrow().tripo_queries, 1);
+}
+
+#[test]
+fn a_failed_task_webhook_fails_the_step_with_tripos_reason() {
+    let mut mem = Mem::new();
+    awaiting_tripo(&mut mem);
+    let cfg = mem.cfg.clone();
+    let body = br#"{"type":"task.failed","data":{"task_id":"tripo-1","error":{"code":2008,"message":"policy"}}}"#;
+    let event = crate::tripo_webhook::parse_event(body).unwrap();
+    let detail = event.task.unwrap();
+    let handled = drive(
+        &mem,
+        super::tripo_events::on_task_event(&mem, &cfg, &detail, "dlv-f"),
+    )
+    .unwrap()
+    .unwrap();
+    assert!(
+        matches!(&handled, super::tripo_events::Handled::Applied { outcome, .. } if outcome == "failed"),
+        "{handled:?}"
+    );
+    // A late success for the same task changes nothing.
+    let late = drive(
+        &mem,
+        super::tripo_events::on_task_event(&mem, &cfg, &success_detail("tripo-1"), "dlv-s"),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(late.label(), "duplicate");
+    settle(&mem, &cfg, Delivery::Redelivered);
+    let state = mem.state(&task()).unwrap();
+    let s = &state.steps[&Step::Model];
+    assert_eq!(s.status, Status::Failed);
+    let e = s.error.as_ref().unwrap();
+    assert_eq!(e.code, "content_policy", "{e:?}");
+    let rows = mem.rows_of(mem.cfg.tables().of(Step::Model), &task());
+    assert_eq!(rows[0]["status"], json!("failed"));
+    assert_eq!(mem.w.borrow().tripo_queries, 0);
+}

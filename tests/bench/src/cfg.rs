@@ -26,7 +26,7 @@ pub struct Cfg {
     /// submit reserves in the user's UserLimits object, nothing is refused), `off` = none (read
     /// by `env.rs`; recorded in results.json).
     pub limits: String,
-    /// Scenarios to run (`BENCH_ONLY`, all): bundle, memory, live, jobs, copy, concepts,
+    /// Scenarios to run (`BENCH_ONLY`, all): bundle, memory, live, jobs, tripo, copy, concepts,
     /// status, profile, submit, limits.
     pub only: Option<Vec<String>>,
     /// Seconds this process may take (`BENCH_BUDGET_S`, 1020); extra runs of the slow

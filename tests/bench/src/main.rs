@@ -3,7 +3,8 @@
 //! One local stack and one release build of the worker under `wrangler dev` serve every
 //! scenario, in this order (the slow, timing-sensitive ones first, the floods last):
 //! 6 bundle (read from `scripts/bundle-size.sh`), 6 concepts memory, 7 live (1,000 SSE
-//! subscribers on 100 tasks, on a second worker of the same build), 3 Tripo jobs, 5 model
+//! subscribers on 100 tasks, on a second worker of the same build), 3 Tripo jobs, Tripo
+//! requests per task (v2 vs v3 + webhooks, `tripo_requests.rs`), 5 model
 //! copies, 4 concept jobs, 2 status, the submit profile, 1 submit vs health, then the limits
 //! on vs off (three more workers). Each figure is the median of its runs with min and max; the table is printed and written to `target/bench/results.json`.
 
@@ -17,6 +18,7 @@ mod report;
 mod rss;
 mod slow;
 mod stats;
+mod tripo_requests;
 mod wrk;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -165,6 +167,11 @@ fn scenarios(env: &Env, rep: &mut Report, cfg: &Cfg, script: &std::path::Path) -
         // The copies and concepts come after: keep time for their runs.
         complete_models = slow::jobs(env, rep, cfg, reserve + 90.0);
         phase(rep, "3 jobs", t);
+    }
+    if cfg.wants("tripo") {
+        let t = std::time::Instant::now();
+        tripo_requests::run(env, rep);
+        phase(rep, "Tripo requests per task", t);
     }
     if cfg.wants("copy") {
         let t = std::time::Instant::now();

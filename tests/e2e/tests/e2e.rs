@@ -13,6 +13,7 @@ mod models;
 mod playground;
 mod security;
 mod support;
+mod tripo_v3;
 
 use libtest_mimic::{Arguments, Trial};
 use support::Ctx;
@@ -39,6 +40,7 @@ fn main() {
         .chain(models::cases())
         .chain(playground::cases())
         .chain(security::cases())
+        .chain(tripo_v3::cases())
     {
         let ctx = ctx.clone();
         trials.push(Trial::test(name, move || case(&ctx)));

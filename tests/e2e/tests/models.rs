@@ -57,20 +57,20 @@ pub fn cases() -> Vec<(&'static str, Case)> {
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-fn fakes(ctx: &Ctx) -> Result<&Fakes, Failed> {
+pub(crate) fn fakes(ctx: &Ctx) -> Result<&Fakes, Failed> {
     ctx.stack
         .fakes()
         .ok_or_else(|| Failed::from("the stack runs no provider fakes"))
 }
 
-fn nonce() -> String {
+pub(crate) fn nonce() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
 }
 
 /// Where the worker under test answers: the suite's, or one of a case's own.
 #[derive(Clone)]
-struct Target {
-    base: String,
+pub(crate) struct Target {
+    pub(crate) base: String,
 }
 
 impl Target {
@@ -80,13 +80,13 @@ impl Target {
         }
     }
 
-    fn of(w: &WorkerProcess) -> Target {
+    pub(crate) fn of(w: &WorkerProcess) -> Target {
         Target {
             base: w.base_url.clone(),
         }
     }
 
-    fn generate(
+    pub(crate) fn generate(
         &self,
         ctx: &Ctx,
         user: &User,
@@ -109,7 +109,13 @@ impl Target {
         r.json()
     }
 
-    fn status(&self, ctx: &Ctx, user: &User, task: &str, step: &str) -> Result<Value, Failed> {
+    pub(crate) fn status(
+        &self,
+        ctx: &Ctx,
+        user: &User,
+        task: &str,
+        step: &str,
+    ) -> Result<Value, Failed> {
         let auth = format!("Bearer {}", user.token);
         let r = ctx.request(
             "GET",
@@ -124,7 +130,7 @@ impl Target {
     }
 
     /// Waits until the step is `complete` or `failed`; its status view.
-    fn wait_done(
+    pub(crate) fn wait_done(
         &self,
         ctx: &Ctx,
         user: &User,
@@ -157,7 +163,7 @@ impl Target {
 
 /// A `wrangler dev` of its own on the suite's stack, reusing the suite's build; `extra`
 /// settings replace the stack's. `persist_to`/`port` fixed for a restart on the same state.
-fn own_worker(
+pub(crate) fn own_worker(
     ctx: &Ctx,
     persist_to: Option<PathBuf>,
     port: Option<u16>,
@@ -186,7 +192,12 @@ fn own_worker(
 
 /// Streams `{bucket}/{path}` out of Storage (service key) and compares it with the fake's model
 /// `(seed, size)` byte for byte; the number of bytes compared.
-fn stored_equals_glb(ctx: &Ctx, path: &str, seed: &str, size: u64) -> Result<u64, Failed> {
+pub(crate) fn stored_equals_glb(
+    ctx: &Ctx,
+    path: &str,
+    seed: &str,
+    size: u64,
+) -> Result<u64, Failed> {
     let url = format!(
         "{}/storage/v1/object/{}/{path}",
         ctx.stack.supabase_url, ctx.stack.bucket
@@ -337,7 +348,7 @@ fn check_create_bodies(entries: &[Value], kind: &str) -> CaseResult {
 }
 
 /// The row of a step, checked `complete` with its URL and Tripo id.
-fn check_complete_row(
+pub(crate) fn check_complete_row(
     ctx: &Ctx,
     task: &str,
     step: &str,

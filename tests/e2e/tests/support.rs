@@ -32,6 +32,8 @@ pub struct Ctx {
     /// A second worker with `AUTH_MODE=none` and `TEST_HOOKS=true` (the only mode in which the
     /// worker honours test hooks), started by the first case that needs forced deliveries.
     pub hooks: Mutex<Option<WorkerProcess>>,
+    /// Workers that several cases share (e.g. the Tripo v3 ones, `tripo_v3.rs`), by name.
+    pub shared_workers: Mutex<std::collections::BTreeMap<&'static str, WorkerProcess>>,
     pub base: String,
     pub alice: User,
     pub bob: User,
@@ -111,6 +113,7 @@ impl Ctx {
             stack,
             worker: Mutex::new(worker),
             hooks: Mutex::new(None),
+            shared_workers: Mutex::new(std::collections::BTreeMap::new()),
             base,
             alice: User {
                 id: alice.0,
@@ -130,6 +133,11 @@ impl Ctx {
         }
         if let Ok(mut h) = self.hooks.lock() {
             if let Some(w) = h.as_mut() {
+                w.stop();
+            }
+        }
+        if let Ok(mut shared) = self.shared_workers.lock() {
+            for w in shared.values_mut() {
                 w.stop();
             }
         }
@@ -208,17 +216,7 @@ impl Ctx {
 
     /// The worker's structured log lines (JSON objects) that mention `needle`.
     pub fn worker_events(&self, needle: &str) -> Vec<Value> {
-        let log = self.current_log();
-        log.lines()
-            .filter(|l| l.contains(needle))
-            // wrangler wraps warn/error lines in colour codes: keep only `{ … }`.
-            .filter_map(|l| {
-                let (i, j) = (l.find('{')?, l.rfind('}')?);
-                (i < j)
-                    .then(|| serde_json::from_str::<Value>(&l[i..=j]).ok())
-                    .flatten()
-            })
-            .collect()
+        events_in(&self.current_log(), needle)
     }
 
     /// A fresh task id for one case.
@@ -504,4 +502,18 @@ pub fn expect_error(r: &Reply, status: u16, code: &str) -> CaseResult {
     check(v.as_object().is_some_and(|o| o.len() == 1), || {
         format!("extra top-level keys: {}", r.text)
     })
+}
+
+/// The structured lines (JSON objects) of a worker log that mention `needle`.
+pub fn events_in(log: &str, needle: &str) -> Vec<Value> {
+    log.lines()
+        .filter(|l| l.contains(needle))
+        // wrangler wraps warn/error lines in colour codes: keep only `{ … }`.
+        .filter_map(|l| {
+            let (i, j) = (l.find('{')?, l.rfind('}')?);
+            (i < j)
+                .then(|| serde_json::from_str::<Value>(&l[i..=j]).ok())
+                .flatten()
+        })
+        .collect()
 }

@@ -51,7 +51,7 @@ enum Route {
 fn route_of(path: &str) -> Option<Route> {
     if path == "/v1" || path.starts_with("/v1/") {
         Some(Route::OpenAi)
-    } else if path.starts_with("/v2/openapi") {
+    } else if path.starts_with("/v2/openapi") || path.starts_with("/v3/") {
         Some(Route::Tripo)
     } else if path.starts_with("/__fake/files/") || path.starts_with("/__fake/openai-files/") {
         Some(Route::File)

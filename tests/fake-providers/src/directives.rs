@@ -61,6 +61,12 @@ const KEYS: &[(&str, Kind)] = &[
     ("url_ttl_s", Kind::Secs),
     ("progress", Kind::Plan),
     ("no_limit", Kind::Flag),
+    // Tripo v3 webhooks (tripo/v3.rs)
+    ("webhook_drop", Kind::Flag),
+    ("webhook_dup", Kind::Count),
+    ("webhook_reorder", Kind::Flag),
+    ("webhook_bad_sig", Kind::Flag),
+    ("webhook_delay_ms", Kind::Count),
 ];
 
 /// The Tripo final statuses a task can be scripted to end in.

@@ -4,6 +4,9 @@
 //! * **OpenAI Images** — `POST /v1/images/edits` (PART 2), see `openai.rs`.
 //! * **Tripo v2** — `/v2/openapi/{task, task/{id}, upload, upload/sts, upload/sts/token,
 //!   user/balance}` (PART 1, recipe §1.13), see `tripo/`.
+//! * **Tripo v3** — `/v3/{generation/*-to-model, models/refine, tasks/{id}, files,
+//!   account/balance}` (§1.14) and signed webhooks to a registered endpoint (§1.10), with the
+//!   `webhook_*` faults, see `tripo/v3.rs`.
 //! * **Output files** — `GET /__fake/files/{task_id}/{kind}.glb|.webp?expires=<unix>`: streamed,
 //!   deterministic GLB models ([`glb_chunk`], [`glb_sha256_hex`]) and WebP previews.
 //! * **Test control** — `/__fake/directives`, `/__fake/log`, `/__fake/keys`, `/__fake/tasks/{id}`,
@@ -121,6 +124,7 @@ pub use png::{
     concept_png, concept_rgb, encode_rgb, pad_png, png_dimensions, png_texts, png_with_text,
     solid_png, CONCEPT_SIZE,
 };
+pub use tripo::v3::sign as sign_tripo_webhook;
 
 /// Largest request body accepted (OpenAI allows 16 images of < 50 MB; tests stay far below).
 const BODY_LIMIT: usize = 160 * 1024 * 1024;
@@ -158,6 +162,7 @@ pub(crate) struct Shared {
     pub log: log::RequestLog,
     pub openai: openai::OpenAiState,
     pub tripo: tripo::tasks::TripoState,
+    pub tripo_webhooks: tripo::v3::Webhooks,
     pub chaos: ::chaos::Chaos,
     extra_keys: Mutex<HashSet<String>>,
 }
@@ -213,6 +218,8 @@ async fn fallback(req: Request) -> Response {
         openai::not_found(&method, &path)
     } else if path.starts_with("/v2/openapi") {
         tripo::not_found(&method, &path)
+    } else if path == "/v3" || path.starts_with("/v3/") {
+        tripo::v3::not_found(&method, &path)
     } else {
         (axum::http::StatusCode::NOT_FOUND, "not found\n").into_response()
     }
@@ -229,6 +236,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v2/openapi/user/balance", get(tripo::balance))
         .route("/__fake/files/{task_id}/{file}", get(files::serve))
         .route("/__fake/openai-files/{file}", get(openai::hosted_image))
+        .merge(tripo::v3::routes())
         .merge(control::routes())
         .merge(webhooks::routes())
         .fallback(fallback)
@@ -282,6 +290,7 @@ impl Fakes {
             log: Default::default(),
             openai: Default::default(),
             tripo: Default::default(),
+            tripo_webhooks: Default::default(),
             chaos: ::chaos::Chaos::new(chaos::KINDS, chaos::DEFAULT_HOLD),
             extra_keys: Mutex::new(HashSet::new()),
         });
@@ -315,6 +324,22 @@ impl Fakes {
     /// `http://127.0.0.1:PORT/v2/openapi`; the worker calls `{base}/task`, `{base}/upload/sts`, ...
     pub fn tripo_base_url(&self) -> String {
         format!("{}/v2/openapi", self.base_url())
+    }
+
+    /// `http://127.0.0.1:PORT/v3`: the Tripo v3 fake (`TRIPO_V3_BASE_URL`).
+    pub fn tripo_v3_base_url(&self) -> String {
+        format!("{}/v3", self.base_url())
+    }
+
+    /// In-process twin of `PUT /__fake/tripo/webhook`: Tripo webhooks of `key`'s v3 tasks go to
+    /// `url`, signed with `secret` (`whsec_…`).
+    pub fn set_tripo_webhook(&self, key: &str, url: &str, secret: &str) {
+        self.shared.tripo_webhooks.register(key, url, secret);
+    }
+
+    /// In-process twin of `GET /__fake/tripo/webhooks?task=`: the webhook delivery attempts.
+    pub fn tripo_webhook_deliveries(&self, tripo_task_id: Option<&str>) -> Vec<serde_json::Value> {
+        self.shared.tripo_webhooks.deliveries(tripo_task_id)
     }
 
     /// The OpenAI key the fake accepts.

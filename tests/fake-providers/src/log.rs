@@ -1,6 +1,6 @@
 //! The request log and the edge middleware that feeds it.
 //!
-//! Every request to `/v1/...` (provider `openai`), `/v2/openapi/...` and `/__fake/files/...`
+//! Every request to `/v1/...` (provider `openai`), `/v2/openapi/...`, `/v3/...` and `/__fake/files/...`
 //! (provider `tripo`) is recorded once its response head is ready: method, path, status,
 //! arrival time, and whatever the handler attached as [`LogInfo`] (the parsed body, the Tripo
 //! task id, the effective directive, the task's prompt). The middleware also stamps the
@@ -110,7 +110,11 @@ fn raw_contains(v: &Value, needle: &str) -> bool {
 fn provider_of(path: &str) -> Option<&'static str> {
     if path == "/v1" || path.starts_with("/v1/") {
         Some("openai")
-    } else if path.starts_with("/v2/openapi") || path.starts_with("/__fake/files/") {
+    } else if path.starts_with("/v2/openapi")
+        || path == "/v3"
+        || path.starts_with("/v3/")
+        || path.starts_with("/__fake/files/")
+    {
         Some("tripo")
     } else {
         None

@@ -117,6 +117,8 @@ pub struct Stack {
     pub openai_base_url: String,
     pub openai_key: String,
     pub tripo_base_url: String,
+    /// The Tripo v3 fake (`TRIPO_V3_BASE_URL`; used with `TRIPO_API_VERSION=v3`).
+    pub tripo_v3_base_url: String,
     pub tripo_key: String,
     /// Public bucket for generated assets, created at start.
     pub bucket: String,
@@ -295,6 +297,7 @@ impl Stack {
             openai_base_url: fakes.openai_base_url(),
             openai_key,
             tripo_base_url: fakes.tripo_base_url(),
+            tripo_v3_base_url: fakes.tripo_v3_base_url(),
             tripo_key,
             bucket: GENERATED_ASSETS_BUCKET.to_string(),
             input_bucket: INPUT_BUCKET.to_string(),
@@ -374,6 +377,7 @@ impl Stack {
             ("OPENAI_BASE_URL", self.openai_base_url.clone()),
             ("TRIPO_API_KEY", self.tripo_key.clone()),
             ("TRIPO_BASE_URL", self.tripo_base_url.clone()),
+            ("TRIPO_V3_BASE_URL", self.tripo_v3_base_url.clone()),
             ("AUTH_MODE", "supabase".to_string()),
             // The tools on this stack (end-to-end suite, bench, soak, fuzz, dev.sh) submit many
             // steps for few users: the per-user limits stay on (every submit goes through the

@@ -150,6 +150,7 @@ async fn run(up: UpArgs) -> Result<(), StackError> {
     println!("  PostgreSQL       {}", stack.database_url);
     println!("  OpenAI fake      {}", stack.openai_base_url);
     println!("  Tripo fake       {}", stack.tripo_base_url);
+    println!("  Tripo v3 fake    {}", stack.tripo_v3_base_url);
     println!(
         "  buckets          {} (public), {} (private)",
         stack.bucket, stack.input_bucket

@@ -5,6 +5,7 @@
 //! Tripo fault directives. `X-Tripo-Trace-ID` is stamped by the edge middleware in `log.rs`.
 
 pub(crate) mod tasks;
+pub(crate) mod v3;
 pub(crate) mod validate;
 
 use std::sync::Arc;
@@ -147,6 +148,11 @@ fn standard(code: i64) -> (StatusCode, &'static str, &'static str) {
     }
 }
 
+/// Tripo's standard message of `code` (the v3 fake's `error_msg`).
+pub(crate) fn standard_message(code: i64) -> &'static str {
+    standard(code).1
+}
+
 impl TripoError {
     /// Error `code` with Tripo's standard status and message, plus `detail` (what exactly).
     pub fn new(code: i64, detail: impl AsRef<str>) -> TripoError {
@@ -189,14 +195,14 @@ fn ok(data: Value) -> Response {
     axum::Json(json!({"code": 0, "data": data})).into_response()
 }
 
-fn finish(result: Result<Response, TripoError>, info: LogInfo) -> Response {
+pub(crate) fn finish(result: Result<Response, TripoError>, info: LogInfo) -> Response {
     let mut resp = result.unwrap_or_else(IntoResponse::into_response);
     resp.extensions_mut().insert(info);
     resp
 }
 
 /// The caller's key, if it is a valid `tsk_` key (401/1002 otherwise).
-fn auth(shared: &Shared, headers: &HeaderMap) -> Result<String, TripoError> {
+pub(crate) fn auth(shared: &Shared, headers: &HeaderMap) -> Result<String, TripoError> {
     match bearer(headers) {
         Some(k) if k.starts_with("tsk_") && shared.tripo_key_ok(k) => Ok(k.to_string()),
         Some(_) => Err(TripoError::new(1002, "invalid API key")),
@@ -207,7 +213,7 @@ fn auth(shared: &Shared, headers: &HeaderMap) -> Result<String, TripoError> {
     }
 }
 
-fn base_url(shared: &Shared, headers: &HeaderMap) -> String {
+pub(crate) fn base_url(shared: &Shared, headers: &HeaderMap) -> String {
     format!(
         "http://{}",
         host(headers).unwrap_or_else(|| shared.local_authority())
@@ -248,21 +254,29 @@ pub(crate) async fn create_task(
     body: Bytes,
 ) -> Response {
     let mut info = LogInfo::default();
-    let result = create(&shared, &headers, &body, &mut info).await;
+    let result = create(&shared, &headers, &body, &mut info, None)
+        .await
+        .map(|(_, data)| ok(data));
     finish(result, info)
 }
 
-async fn create(
+/// A creation, v2 or (`v3`: the endpoint's task type) v3: the caller's key and the `data`.
+pub(crate) async fn create(
     shared: &Shared,
     headers: &HeaderMap,
     raw: &[u8],
     info: &mut LogInfo,
-) -> Result<Response, TripoError> {
+    v3: Option<TaskType>,
+) -> Result<(String, Value), TripoError> {
     let key = auth(shared, headers)?;
     require_json(headers)?;
     let body: Value = serde_json::from_slice(raw)
         .map_err(|e| TripoError::new(1003, format!("invalid JSON: {e}")))?;
     info.body = Some(body.clone());
+    let body = match v3 {
+        Some(ty) => v3::to_v2(ty, &body)?,
+        None => body,
+    };
     let spec = validate::validate(&body)?;
     info.prompt = spec.prompt.clone();
 
@@ -358,6 +372,7 @@ async fn create(
     }
 
     let id = uuid::Uuid::new_v4().to_string();
+    let key_of_task = key.clone();
     let mut task = Task::new(
         id.clone(),
         key,
@@ -374,7 +389,7 @@ async fn create(
     task.inputs = inputs;
     shared.tripo.insert(task)?;
     info.tripo_task_id = Some(id.clone());
-    Ok(ok(json!({"task_id": id})))
+    Ok((key_of_task, json!({"task_id": id})))
 }
 
 /// `GET /v2/openapi/task/{id}`.
@@ -387,16 +402,17 @@ pub(crate) async fn get_task(
         tripo_task_id: Some(id.clone()),
         ..LogInfo::default()
     };
-    let result = poll(&shared, &headers, &id, &mut info).await;
+    let result = poll(&shared, &headers, &id, &mut info).await.map(ok);
     finish(result, info)
 }
 
-async fn poll(
+/// A task's `data` at this moment (v2 shape).
+pub(crate) async fn poll(
     shared: &Shared,
     headers: &HeaderMap,
     id: &str,
     info: &mut LogInfo,
-) -> Result<Response, TripoError> {
+) -> Result<Value, TripoError> {
     let key = auth(shared, headers)?;
     let (prompt, directive, inputs) = shared.tripo.with_own_task(id, &key, |t| {
         (t.prompt.clone(), t.directive.clone(), t.inputs.clone())
@@ -417,7 +433,7 @@ async fn poll(
         t.polled();
         t.view(std::time::Instant::now(), &base)
     })?;
-    Ok(ok(view))
+    Ok(view)
 }
 
 /// `POST /v2/openapi/upload` and `POST /v2/openapi/upload/sts` (multipart, part `file`).
@@ -427,16 +443,20 @@ pub(crate) async fn upload(
     mp: Result<Multipart, MultipartRejection>,
 ) -> Response {
     let mut info = LogInfo::default();
-    let result = upload_inner(&shared, &headers, mp, &mut info).await;
+    let result = upload_inner(&shared, &headers, mp, &mut info, "")
+        .await
+        .map(|token| ok(json!({"image_token": token})));
     finish(result, info)
 }
 
-async fn upload_inner(
+/// An upload; its token (`token_prefix` + a UUID: v3 tokens are `file_<uuid>`).
+pub(crate) async fn upload_inner(
     shared: &Shared,
     headers: &HeaderMap,
     mp: Result<Multipart, MultipartRejection>,
     info: &mut LogInfo,
-) -> Result<Response, TripoError> {
+    token_prefix: &str,
+) -> Result<String, TripoError> {
     let key = auth(shared, headers)?;
     let mp = mp.map_err(|_| TripoError::new(1003, "expected a multipart/form-data body"))?;
     let parts = read_parts(mp).await.map_err(|f| match f {
@@ -490,7 +510,7 @@ async fn upload_inner(
     let directive = Directive::merge(found);
     info.directive = directive.as_ref().map(|d| d.text().to_string());
     slow(directive.as_ref()).await;
-    let token = uuid::Uuid::new_v4().to_string();
+    let token = format!("{token_prefix}{}", uuid::Uuid::new_v4());
     let texts: Vec<String> = crate::png::png_texts(&file.data)
         .into_iter()
         .map(|(k, t)| format!("{k}: {t}").chars().take(1000).collect())
@@ -512,7 +532,7 @@ async fn upload_inner(
             summary,
         },
     );
-    Ok(ok(json!({"image_token": token})))
+    Ok(token)
 }
 
 /// `POST /v2/openapi/upload/sts/token`: fake STS credentials for `{format}`.
