@@ -79,7 +79,7 @@ impl DurableObject for ProviderGate {
         let now = now_ms();
         match req.path().as_str() {
             ACQUIRE_PATH => {
-                let body: AcquireRequest = req.json().await?;
+                let body: AcquireRequest = crate::stub::read_json(&mut req).await?;
                 let mut r = self.load().await?;
                 r.capacity = body.capacity;
                 let acquire = r
@@ -89,7 +89,7 @@ impl DurableObject for ProviderGate {
                 Response::from_json(&AcquireReply { acquire })
             }
             RELEASE_PATH => {
-                let body: ReleaseRequest = req.json().await?;
+                let body: ReleaseRequest = crate::stub::read_json(&mut req).await?;
                 let mut r = self.load().await?;
                 r.capacity = body.capacity;
                 let woken = r.gate.release(&body.key, body.capacity, now);
@@ -98,7 +98,7 @@ impl DurableObject for ProviderGate {
                 Response::from_json(&ReleaseReply { woken: n })
             }
             POSITION_PATH => {
-                let body: PositionRequest = req.json().await?;
+                let body: PositionRequest = crate::stub::read_json(&mut req).await?;
                 let r = self.load().await?;
                 Response::from_json(&PositionReply {
                     position: r.gate.position(&body.key),

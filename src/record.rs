@@ -22,24 +22,32 @@ enum Stored<T> {
     Object(T),
 }
 
-/// One record under `key`, with its cached copy (`None`: not read yet; `Some(None)`: read, absent).
+/// What the instance knows of the record.
+enum Cached<T> {
+    /// Not read from storage yet.
+    Unread,
+    /// Read or written: what storage holds (`None`: nothing).
+    Known(Option<T>),
+}
+
+/// One record under `key`, with its cached copy.
 pub struct Record<T> {
     key: &'static str,
-    cache: RefCell<Option<Option<T>>>,
+    cache: RefCell<Cached<T>>,
 }
 
 impl<T: Serialize + DeserializeOwned + Clone> Record<T> {
     pub fn new(key: &'static str) -> Self {
         Self {
             key,
-            cache: RefCell::new(None),
+            cache: RefCell::new(Cached::Unread),
         }
     }
 
     /// The record (a copy), read from storage only the first time.
     pub async fn get(&self, storage: &Storage) -> Result<Option<T>> {
-        if let Some(cached) = self.cache.borrow().as_ref() {
-            return Ok(cached.clone());
+        if let Cached::Known(known) = &*self.cache.borrow() {
+            return Ok(known.clone());
         }
         let value = match storage.get::<Stored<T>>(self.key).await? {
             None => None,
@@ -51,7 +59,13 @@ impl<T: Serialize + DeserializeOwned + Clone> Record<T> {
         };
         // A write that finished while this read waited is newer: keep it.
         let mut cache = self.cache.borrow_mut();
-        Ok(cache.get_or_insert(value).clone())
+        match &*cache {
+            Cached::Known(newer) => Ok(newer.clone()),
+            Cached::Unread => {
+                *cache = Cached::Known(value.clone());
+                Ok(value)
+            }
+        }
     }
 
     /// Writes the record; the cache follows once storage has it.
@@ -59,12 +73,12 @@ impl<T: Serialize + DeserializeOwned + Clone> Record<T> {
         let text = serde_json::to_string(value)
             .map_err(|e| worker::Error::RustError(format!("storing {}: {e}", self.key)))?;
         storage.put(self.key, text).await?;
-        *self.cache.borrow_mut() = Some(Some(value.clone()));
+        *self.cache.borrow_mut() = Cached::Known(Some(value.clone()));
         Ok(())
     }
 
     /// After the object's storage was deleted: the record is absent.
     pub fn forget(&self) {
-        *self.cache.borrow_mut() = Some(None);
+        *self.cache.borrow_mut() = Cached::Known(None);
     }
 }

@@ -332,7 +332,7 @@ impl DurableObject for TaskObject {
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         match req.path().as_str() {
             CMD_PATH => {
-                let body: CmdRequest = req.json().await?;
+                let body: CmdRequest = crate::stub::read_json(&mut req).await?;
                 match self.command(body.command, body.now_ms).await? {
                     Ok(reply) => Response::from_json(&reply),
                     Err(refusal) => {
@@ -344,7 +344,7 @@ impl DurableObject for TaskObject {
                 state: self.load().await?,
             }),
             EVENTS_PATH => {
-                let body: LiveRequest = req.json().await?;
+                let body: LiveRequest = crate::stub::read_json(&mut req).await?;
                 self.events(body).await
             }
             WS_PATH => {
