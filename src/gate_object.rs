@@ -18,13 +18,14 @@ use crate::core::gate_wire::{
     ACQUIRE_PATH, POSITION_PATH, RELEASE_PATH,
 };
 use crate::net::now_ms;
+use crate::record::Record;
 use crate::runtime::{Runtime, Tasks};
 
 /// Storage key of the gate's state.
 const STATE_KEY: &str = "gate";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Record {
+struct GateRecord {
     gate: Gate,
     /// The capacity of the last request (the alarm has no request).
     capacity: u32,
@@ -34,14 +35,15 @@ struct Record {
 pub struct ProviderGate {
     state: State,
     env: Env,
+    /// The gate: JSON in storage, cached here after the first read (`record`).
+    record: Record<GateRecord>,
 }
 
 impl ProviderGate {
-    async fn load(&self) -> Result<Record> {
+    async fn load(&self) -> Result<GateRecord> {
         Ok(self
-            .state
-            .storage()
-            .get::<Record>(STATE_KEY)
+            .record
+            .get(&self.state.storage())
             .await?
             .unwrap_or_default())
     }
@@ -51,8 +53,8 @@ impl ProviderGate {
         Runtime::new(&self.env, None, Tasks::Stub)
     }
 
-    async fn save(&self, r: &Record, now: u64) -> Result<()> {
-        self.state.storage().put(STATE_KEY, r).await?;
+    async fn save(&self, r: &GateRecord, now: u64) -> Result<()> {
+        self.record.put(&self.state.storage(), r).await?;
         if let Some(at) = r.gate.next_alarm_ms() {
             let delay = at.saturating_sub(now).max(1);
             self.state
@@ -66,14 +68,18 @@ impl ProviderGate {
 
 impl DurableObject for ProviderGate {
     fn new(state: State, env: Env) -> Self {
-        Self { state, env }
+        Self {
+            state,
+            env,
+            record: Record::new(STATE_KEY),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let now = now_ms();
         match req.path().as_str() {
             ACQUIRE_PATH => {
-                let body: AcquireRequest = req.json().await?;
+                let body: AcquireRequest = crate::stub::read_json(&mut req).await?;
                 let mut r = self.load().await?;
                 r.capacity = body.capacity;
                 let acquire = r
@@ -83,7 +89,7 @@ impl DurableObject for ProviderGate {
                 Response::from_json(&AcquireReply { acquire })
             }
             RELEASE_PATH => {
-                let body: ReleaseRequest = req.json().await?;
+                let body: ReleaseRequest = crate::stub::read_json(&mut req).await?;
                 let mut r = self.load().await?;
                 r.capacity = body.capacity;
                 let woken = r.gate.release(&body.key, body.capacity, now);
@@ -92,7 +98,7 @@ impl DurableObject for ProviderGate {
                 Response::from_json(&ReleaseReply { woken: n })
             }
             POSITION_PATH => {
-                let body: PositionRequest = req.json().await?;
+                let body: PositionRequest = crate::stub::read_json(&mut req).await?;
                 let r = self.load().await?;
                 Response::from_json(&PositionReply {
                     position: r.gate.position(&body.key),

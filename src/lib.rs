@@ -24,6 +24,7 @@ pub mod auth;
 pub mod net;
 pub mod providers;
 pub mod queue;
+pub mod record;
 pub mod runtime;
 pub mod stub;
 pub mod supabase;

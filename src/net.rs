@@ -243,6 +243,23 @@ async fn send_with_redirect(
     }
 }
 
+/// A reply's whole body in one runtime call (`new Response(body).arrayBuffer()`), copied once into
+/// WebAssembly memory. `worker::Response::bytes` reads a stream chunk by chunk through
+/// `wasm-streams`, a boundary crossing and a reallocation per chunk: several times the CPU for the
+/// small JSON replies of PostgREST, the providers and the Durable Objects. For bodies whose size is
+/// known to be small (or capped by their `Content-Length`); model files stay streams.
+pub async fn body_bytes(resp: &Response) -> worker::Result<Vec<u8>> {
+    match resp.body() {
+        worker::ResponseBody::Empty => Ok(Vec::new()),
+        worker::ResponseBody::Body(bytes) => Ok(bytes.clone()),
+        worker::ResponseBody::Stream(stream) => {
+            let whole = web_sys::Response::new_with_opt_readable_stream(Some(stream))?;
+            let buf = JsFuture::from(whole.array_buffer()?).await?;
+            Ok(js_sys::Uint8Array::new(&buf).to_vec())
+        }
+    }
+}
+
 /// A body read with a size cap.
 pub enum Capped {
     /// The whole body, at most the cap.
@@ -299,12 +316,32 @@ pub enum RequestBody {
 /// on the JavaScript side (never copied into WebAssembly memory), then reading stops. Draining
 /// lets the client read our 413 (a server that closes with unread request bytes makes TCP reset
 /// the connection, which can discard the answer: `wrangler dev`'s proxy does exactly that), and
-/// the cap keeps a huge body from costing more than a bounded read.
+/// the cap keeps a huge body from costing more than a bounded read. A body whose
+/// `Content-Length` is within the limit is read whole in one call.
 pub async fn read_request_capped(req: &Request, limit: usize) -> Result<RequestBody, NetError> {
     use futures::StreamExt;
     let Some(raw) = req.inner().body() else {
         return Ok(RequestBody::Complete(Vec::new()));
     };
+    let declared = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if declared.is_some_and(|n| n <= limit) {
+        // The runtime holds the body to its declared length: one call reads it whole.
+        let buf = JsFuture::from(
+            req.inner()
+                .array_buffer()
+                .map_err(|_| NetError::Network("reading the request body".into()))?,
+        )
+        .await
+        .map_err(|_| NetError::Network("reading the request body".into()))?;
+        return Ok(RequestBody::Complete(
+            js_sys::Uint8Array::new(&buf).to_vec(),
+        ));
+    }
     let mut stream = wasm_streams::ReadableStream::from_raw(raw);
     let mut chunks = stream.get_reader().into_stream();
     let mut out = Vec::new();
@@ -348,10 +385,18 @@ pub async fn read_capped(resp: &mut Response, limit: usize) -> Result<Capped, Ne
         .ok()
         .flatten()
         .and_then(|v| v.trim().parse::<usize>().ok());
+    if expected.is_some_and(|n| n <= limit) {
+        // The runtime holds the body to its declared length: read it in one call.
+        return Ok(Capped::Complete(
+            body_bytes(resp)
+                .await
+                .map_err(|e| NetError::Network(format!("reading body: {e}")))?,
+        ));
+    }
     match resp.stream() {
         Ok(stream) => collect_capped(stream, limit, expected).await,
         Err(_) => {
-            Ok(Capped::Complete(resp.bytes().await.map_err(|e| {
+            Ok(Capped::Complete(body_bytes(resp).await.map_err(|e| {
                 NetError::Network(format!("reading body: {e}"))
             })?))
         }
@@ -385,11 +430,10 @@ pub async fn send(
     body: Body,
     timeout_ms: u64,
 ) -> Result<Reply, NetError> {
-    let mut resp = send_streaming(method, url, headers, body, timeout_ms).await?;
+    let resp = send_streaming(method, url, headers, body, timeout_ms).await?;
     let status = resp.status_code();
     let headers = resp.headers().clone();
-    let body = resp
-        .bytes()
+    let body = body_bytes(&resp)
         .await
         .map_err(|e| NetError::Network(format!("reading body: {e}")))?;
     Ok(Reply {

@@ -1,7 +1,7 @@
 //! Calls to a Durable Object over its stub: one JSON request to `https://object{path}` of the
 //! object named `name` (`idFromName`) in namespace `binding`. The one helper behind every call
 //! to the task, gate and user-limits objects; their wire contracts are in `core::*_wire` and
-//! `user_limits`.
+//! `user_limits`; [`read_json`] is the objects' side of that wire.
 
 use serde::{de::DeserializeOwned, Serialize};
 use worker::{Env, Headers, Method, Request, RequestInit, Response};
@@ -60,9 +60,11 @@ pub async fn post<B: Serialize + ?Sized>(
         .with_body(Some(text.into()));
     let req = Request::new_with_init(&format!("https://object{path}"), &init)
         .map_err(failed(dependency))?;
-    let mut resp = forward(env, dependency, binding, name, req).await?;
+    let resp = forward(env, dependency, binding, name, req).await?;
     let status = resp.status_code();
-    let body = resp.bytes().await.map_err(failed(dependency))?;
+    let body = crate::net::body_bytes(&resp)
+        .await
+        .map_err(failed(dependency))?;
     Ok(Answer { status, body })
 }
 
@@ -97,4 +99,12 @@ pub async fn forward(
     stub.fetch_with_request(req)
         .await
         .map_err(failed(dependency))
+}
+
+/// An object's side of the wire: the request's JSON body as `T`, read as text in one call and
+/// parsed inside WebAssembly (`Request::json` parses in JavaScript, then walks the object graph
+/// field by field through `serde_wasm_bindgen`).
+pub async fn read_json<T: DeserializeOwned>(req: &mut Request) -> worker::Result<T> {
+    let text = req.text().await?;
+    serde_json::from_str(&text).map_err(worker::Error::from)
 }

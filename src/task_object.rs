@@ -31,6 +31,7 @@ use crate::core::task_wire::{
     LIVE_HEADER, STATE_PATH, WS_PATH,
 };
 use crate::log::{self, Level};
+use crate::record::Record;
 use crate::runtime::{Runtime, TaskHost, Tasks};
 use crate::settings;
 
@@ -44,6 +45,8 @@ pub struct TaskObject {
     /// Open event streams (SSE) of this object, in memory only: after an eviction their
     /// clients reconnect with `Last-Event-ID`. WebSockets are kept by the runtime (hibernation).
     streams: RefCell<Vec<Subscriber>>,
+    /// The task's state: JSON in storage, cached here after the first read (`record`).
+    record: Record<TaskState>,
 }
 
 /// One open event stream: which view it follows, where its frames go, and the version of the
@@ -77,7 +80,7 @@ fn ws_send(ws: &WebSocket, att: &mut WsAttachment, version: u64, json: &str) {
 
 impl TaskObject {
     pub async fn load(&self) -> Result<Option<TaskState>> {
-        self.state.storage().get::<TaskState>(STATE_KEY).await
+        self.record.get(&self.state.storage()).await
     }
 
     /// Applies one command and persists the result; the alarm follows the state.
@@ -95,11 +98,12 @@ impl TaskObject {
         let effects = effects(&outcome);
         if effects.delete_task {
             self.state.storage().delete_all().await?;
+            self.record.forget();
             self.state.storage().delete_alarm().await?;
         }
         let changed = effects.persist && before != Some(state.version);
         if effects.persist {
-            self.state.storage().put(STATE_KEY, &state).await?;
+            self.record.put(&self.state.storage(), &state).await?;
         }
         if effects.arm {
             self.arm(&state, now_ms).await?;
@@ -321,13 +325,14 @@ impl DurableObject for TaskObject {
             state,
             env,
             streams: RefCell::new(Vec::new()),
+            record: Record::new(STATE_KEY),
         }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         match req.path().as_str() {
             CMD_PATH => {
-                let body: CmdRequest = req.json().await?;
+                let body: CmdRequest = crate::stub::read_json(&mut req).await?;
                 match self.command(body.command, body.now_ms).await? {
                     Ok(reply) => Response::from_json(&reply),
                     Err(refusal) => {
@@ -339,7 +344,7 @@ impl DurableObject for TaskObject {
                 state: self.load().await?,
             }),
             EVENTS_PATH => {
-                let body: LiveRequest = req.json().await?;
+                let body: LiveRequest = crate::stub::read_json(&mut req).await?;
                 self.events(body).await
             }
             WS_PATH => {

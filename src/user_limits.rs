@@ -369,11 +369,11 @@ impl DurableObject for UserLimits {
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         match req.path().as_str() {
             "/reserve" => {
-                let body: ReserveRequest = req.json().await?;
+                let body: ReserveRequest = crate::stub::read_json(&mut req).await?;
                 Response::from_json(&self.reserve(body).await?)
             }
             "/release" => {
-                let body: ReleaseRequest = req.json().await?;
+                let body: ReleaseRequest = crate::stub::read_json(&mut req).await?;
                 self.release(&body)?;
                 Response::from_json(&json!({}))
             }

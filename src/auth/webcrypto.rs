@@ -2,6 +2,8 @@
 //! ECDSA P-256 SHA-256 (ES256) and RSASSA-PKCS1-v1_5 SHA-256 (RS256). Using the runtime's
 //! native crypto keeps RSA/ECDSA code out of the WebAssembly bundle.
 
+use std::cell::RefCell;
+
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -14,6 +16,13 @@ pub enum Key<'a> {
     EcP256 { x: &'a str, y: &'a str },
     /// RS256 public key as JWK modulus and exponent (base64url).
     Rsa { n: &'a str, e: &'a str },
+}
+
+thread_local! {
+    /// The HS256 key, imported once per isolate (the secret it was imported from, and the key):
+    /// every request verifies against the same `SUPABASE_JWT_SECRET`.
+    static HMAC_VERIFY_KEY: RefCell<Option<(Vec<u8>, web_sys::CryptoKey)>> =
+        const { RefCell::new(None) };
 }
 
 fn obj(pairs: &[(&str, JsValue)]) -> Result<Object, JsValue> {
@@ -70,52 +79,13 @@ pub async fn verify(key: Key<'_>, signing_input: &[u8], signature: &[u8]) -> Res
 
 async fn verify_js(key: Key<'_>, signing_input: &[u8], signature: &[u8]) -> Result<bool, JsValue> {
     let subtle = subtle()?;
-    let usages = Array::of1(&s("verify"));
-    let sha256 = obj(&[("name", s("SHA-256"))])?;
-    let (format, key_data, import_alg, verify_alg): (&str, Object, Object, Object) = match key {
+    let (crypto_key, verify_alg) = match key {
         Key::Hmac(secret) => (
-            "raw",
-            Uint8Array::from(secret).into(),
-            obj(&[("name", s("HMAC")), ("hash", sha256.clone().into())])?,
+            hmac_verify_key(&subtle, secret).await?,
             obj(&[("name", s("HMAC"))])?,
         ),
-        Key::EcP256 { x, y } => (
-            "jwk",
-            obj(&[
-                ("kty", s("EC")),
-                ("crv", s("P-256")),
-                ("x", s(x)),
-                ("y", s(y)),
-                ("ext", JsValue::TRUE),
-            ])?,
-            obj(&[("name", s("ECDSA")), ("namedCurve", s("P-256"))])?,
-            obj(&[("name", s("ECDSA")), ("hash", sha256.clone().into())])?,
-        ),
-        Key::Rsa { n, e } => (
-            "jwk",
-            obj(&[
-                ("kty", s("RSA")),
-                ("n", s(n)),
-                ("e", s(e)),
-                ("alg", s("RS256")),
-                ("ext", JsValue::TRUE),
-            ])?,
-            obj(&[
-                ("name", s("RSASSA-PKCS1-v1_5")),
-                ("hash", sha256.clone().into()),
-            ])?,
-            obj(&[("name", s("RSASSA-PKCS1-v1_5"))])?,
-        ),
+        other => import_public(&subtle, other).await?,
     };
-    let crypto_key: web_sys::CryptoKey = JsFuture::from(subtle.import_key_with_object(
-        format,
-        &key_data,
-        &import_alg,
-        false,
-        &usages,
-    )?)
-    .await?
-    .unchecked_into();
     let sig = Uint8Array::from(signature);
     let data = Uint8Array::from(signing_input);
     let ok = JsFuture::from(
@@ -128,4 +98,79 @@ async fn verify_js(key: Key<'_>, signing_input: &[u8], signature: &[u8]) -> Resu
     )
     .await?;
     Ok(ok.as_bool().unwrap_or(false))
+}
+
+/// The HS256 verification key for `secret`: the isolate's imported key when it was imported from
+/// the same secret, else imported now and kept.
+async fn hmac_verify_key(
+    subtle: &web_sys::SubtleCrypto,
+    secret: &[u8],
+) -> Result<web_sys::CryptoKey, JsValue> {
+    let cached = HMAC_VERIFY_KEY.with(|k| {
+        k.borrow()
+            .as_ref()
+            .filter(|(from, _)| from.as_slice() == secret)
+            .map(|(_, key)| key.clone())
+    });
+    if let Some(key) = cached {
+        return Ok(key);
+    }
+    let alg = obj(&[
+        ("name", s("HMAC")),
+        ("hash", obj(&[("name", s("SHA-256"))])?.into()),
+    ])?;
+    let key: web_sys::CryptoKey = JsFuture::from(subtle.import_key_with_object(
+        "raw",
+        &Uint8Array::from(secret),
+        &alg,
+        false,
+        &Array::of1(&s("verify")),
+    )?)
+    .await?
+    .unchecked_into();
+    HMAC_VERIFY_KEY.with(|k| *k.borrow_mut() = Some((secret.to_vec(), key.clone())));
+    Ok(key)
+}
+
+/// Imports an ES256 or RS256 public key (JWK); the algorithm to verify with comes along.
+async fn import_public(
+    subtle: &web_sys::SubtleCrypto,
+    key: Key<'_>,
+) -> Result<(web_sys::CryptoKey, Object), JsValue> {
+    let sha256 = obj(&[("name", s("SHA-256"))])?;
+    let (key_data, import_alg, verify_alg) = match key {
+        Key::Hmac(_) => return Err(JsValue::from_str("not a public key")),
+        Key::EcP256 { x, y } => (
+            obj(&[
+                ("kty", s("EC")),
+                ("crv", s("P-256")),
+                ("x", s(x)),
+                ("y", s(y)),
+                ("ext", JsValue::TRUE),
+            ])?,
+            obj(&[("name", s("ECDSA")), ("namedCurve", s("P-256"))])?,
+            obj(&[("name", s("ECDSA")), ("hash", sha256.into())])?,
+        ),
+        Key::Rsa { n, e } => (
+            obj(&[
+                ("kty", s("RSA")),
+                ("n", s(n)),
+                ("e", s(e)),
+                ("alg", s("RS256")),
+                ("ext", JsValue::TRUE),
+            ])?,
+            obj(&[("name", s("RSASSA-PKCS1-v1_5")), ("hash", sha256.into())])?,
+            obj(&[("name", s("RSASSA-PKCS1-v1_5"))])?,
+        ),
+    };
+    let crypto_key: web_sys::CryptoKey = JsFuture::from(subtle.import_key_with_object(
+        "jwk",
+        &key_data,
+        &import_alg,
+        false,
+        &Array::of1(&s("verify")),
+    )?)
+    .await?
+    .unchecked_into();
+    Ok((crypto_key, verify_alg))
 }

@@ -1,0 +1,84 @@
+//! A Durable Object's one record (the task object's `TaskState`, the gate's `Record`): stored as
+//! JSON text under one key and kept in the instance after the first read.
+//!
+//! Why text: `Storage::get`/`put` of a Rust value go through `serde_wasm_bindgen`, which builds or
+//! walks a JS object graph one field at a time across the WebAssembly boundary; a string crosses
+//! once and `serde_json` does the rest inside WebAssembly. Why the cache: an object's storage is
+//! written only through its one live instance, so after the first read the instance already
+//! holds what storage holds — every later command skips the read and its deserialization. The
+//! cache changes only after a write succeeded, so a failed write leaves both as they were.
+//! Records stored as objects by an earlier build are still read (and rewritten as text).
+
+use std::cell::RefCell;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use worker::{Result, Storage};
+
+/// What storage holds under the key: JSON text, or an object written by an earlier build.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Stored<T> {
+    Text(String),
+    Object(T),
+}
+
+/// What the instance knows of the record.
+enum Cached<T> {
+    /// Not read from storage yet.
+    Unread,
+    /// Read or written: what storage holds (`None`: nothing).
+    Known(Option<T>),
+}
+
+/// One record under `key`, with its cached copy.
+pub struct Record<T> {
+    key: &'static str,
+    cache: RefCell<Cached<T>>,
+}
+
+impl<T: Serialize + DeserializeOwned + Clone> Record<T> {
+    pub fn new(key: &'static str) -> Self {
+        Self {
+            key,
+            cache: RefCell::new(Cached::Unread),
+        }
+    }
+
+    /// The record (a copy), read from storage only the first time.
+    pub async fn get(&self, storage: &Storage) -> Result<Option<T>> {
+        if let Cached::Known(known) = &*self.cache.borrow() {
+            return Ok(known.clone());
+        }
+        let value = match storage.get::<Stored<T>>(self.key).await? {
+            None => None,
+            Some(Stored::Text(text)) => Some(
+                serde_json::from_str::<T>(&text)
+                    .map_err(|e| worker::Error::RustError(format!("stored {}: {e}", self.key)))?,
+            ),
+            Some(Stored::Object(value)) => Some(value),
+        };
+        // A write that finished while this read waited is newer: keep it.
+        let mut cache = self.cache.borrow_mut();
+        match &*cache {
+            Cached::Known(newer) => Ok(newer.clone()),
+            Cached::Unread => {
+                *cache = Cached::Known(value.clone());
+                Ok(value)
+            }
+        }
+    }
+
+    /// Writes the record; the cache follows once storage has it.
+    pub async fn put(&self, storage: &Storage, value: &T) -> Result<()> {
+        let text = serde_json::to_string(value)
+            .map_err(|e| worker::Error::RustError(format!("storing {}: {e}", self.key)))?;
+        storage.put(self.key, text).await?;
+        *self.cache.borrow_mut() = Cached::Known(Some(value.clone()));
+        Ok(())
+    }
+
+    /// After the object's storage was deleted: the record is absent.
+    pub fn forget(&self) {
+        *self.cache.borrow_mut() = Cached::Known(None);
+    }
+}
