@@ -260,6 +260,15 @@ pub async fn body_bytes(resp: &Response) -> worker::Result<Vec<u8>> {
     }
 }
 
+/// The `Content-Length` a request or reply declares, if it is a number.
+pub fn content_length(headers: &Headers) -> Option<u64> {
+    headers
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
 /// A body read with a size cap.
 pub enum Capped {
     /// The whole body, at most the cap.
@@ -323,13 +332,7 @@ pub async fn read_request_capped(req: &Request, limit: usize) -> Result<RequestB
     let Some(raw) = req.inner().body() else {
         return Ok(RequestBody::Complete(Vec::new()));
     };
-    let declared = req
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    if declared.is_some_and(|n| n <= limit) {
+    if content_length(req.headers()).is_some_and(|n| n <= limit as u64) {
         // The runtime holds the body to its declared length: one call reads it whole.
         let buf = JsFuture::from(
             req.inner()
@@ -379,12 +382,7 @@ pub async fn read_request_capped(req: &Request, limit: usize) -> Result<RequestB
 /// Reads a reply's body up to `limit` bytes (see [`collect_capped`]; its `Content-Length`, if
 /// any, is reserved up front); an empty body when the reply has none.
 pub async fn read_capped(resp: &mut Response, limit: usize) -> Result<Capped, NetError> {
-    let expected = resp
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.trim().parse::<usize>().ok());
+    let expected = content_length(resp.headers()).and_then(|n| usize::try_from(n).ok());
     if expected.is_some_and(|n| n <= limit) {
         // The runtime holds the body to its declared length: read it in one call.
         return Ok(Capped::Complete(

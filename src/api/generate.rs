@@ -53,12 +53,7 @@ async fn read_body(req: &mut Request, cfg: &Config) -> Result<Vec<u8>, ApiError>
         return Err(ApiError::UnsupportedMediaType);
     }
     let limit = cfg.max_body_bytes;
-    let declared = req
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = net::content_length(req.headers());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(ApiError::PayloadTooLarge { limit });
     }

@@ -52,19 +52,7 @@ pub async fn hmac_sha256(key: &[u8], data: &[u8]) -> Result<Vec<u8>, String> {
 
 async fn hmac_js(key: &[u8], data: &[u8]) -> Result<Vec<u8>, JsValue> {
     let subtle = subtle()?;
-    let alg = obj(&[
-        ("name", s("HMAC")),
-        ("hash", obj(&[("name", s("SHA-256"))])?.into()),
-    ])?;
-    let crypto_key: web_sys::CryptoKey = JsFuture::from(subtle.import_key_with_object(
-        "raw",
-        &Uint8Array::from(key),
-        &alg,
-        false,
-        &Array::of1(&s("sign")),
-    )?)
-    .await?
-    .unchecked_into();
+    let crypto_key = import_hmac(&subtle, key, "sign").await?;
     let mac = JsFuture::from(subtle.sign_with_str_and_u8_array("HMAC", &crypto_key, data)?).await?;
     Ok(Uint8Array::new(&mac).to_vec())
 }
@@ -115,21 +103,30 @@ async fn hmac_verify_key(
     if let Some(key) = cached {
         return Ok(key);
     }
+    let key = import_hmac(subtle, secret, "verify").await?;
+    HMAC_VERIFY_KEY.with(|k| *k.borrow_mut() = Some((secret.to_vec(), key.clone())));
+    Ok(key)
+}
+
+/// Imports a raw HMAC SHA-256 key for one usage (`sign` or `verify`).
+async fn import_hmac(
+    subtle: &web_sys::SubtleCrypto,
+    secret: &[u8],
+    usage: &str,
+) -> Result<web_sys::CryptoKey, JsValue> {
     let alg = obj(&[
         ("name", s("HMAC")),
         ("hash", obj(&[("name", s("SHA-256"))])?.into()),
     ])?;
-    let key: web_sys::CryptoKey = JsFuture::from(subtle.import_key_with_object(
+    Ok(JsFuture::from(subtle.import_key_with_object(
         "raw",
         &Uint8Array::from(secret),
         &alg,
         false,
-        &Array::of1(&s("verify")),
+        &Array::of1(&s(usage)),
     )?)
     .await?
-    .unchecked_into();
-    HMAC_VERIFY_KEY.with(|k| *k.borrow_mut() = Some((secret.to_vec(), key.clone())));
-    Ok(key)
+    .unchecked_into())
 }
 
 /// Imports an ES256 or RS256 public key (JWK); the algorithm to verify with comes along.

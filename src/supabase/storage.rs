@@ -143,12 +143,7 @@ pub async fn download_input(
             format!("the input object is larger than the limit of {limit} bytes"),
         )
     };
-    let declared = resp
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = net::content_length(resp.headers());
     if declared.is_some_and(|n| n > limit) {
         // Dropping the response cancels its body unread.
         return Err(too_large());
