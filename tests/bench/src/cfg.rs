@@ -108,11 +108,11 @@ impl Cfg {
             s += runs * (2.0 * (secs + 1.0) + 6.0);
         }
         if self.wants("floor") {
-            // Two workers to start, 2 × 200 status tasks, then per side and turn a submit load,
+            // Two workers to start, 2 × 100 status tasks, then per side and turn a submit load,
             // its drain and a status load (the warm-up turn shorter).
             let fsecs = f64::from(self.floor_secs);
-            let drain = (self.drain_s as f64).min(8.0);
-            s += 100.0 + 2.0 * runs * (2.0 * (fsecs + 1.0) + drain) + 2.0 * (6.0 + drain);
+            let drain = (2.0 * self.drain_s as f64).min(12.0);
+            s += 120.0 + 2.0 * runs * (2.0 * (fsecs + 1.0) + drain) + 2.0 * (6.0 + drain);
         }
         if self.wants("limits") {
             // Three workers to start, then a warm-up and `runs` loads on each side, each drained.
