@@ -642,7 +642,8 @@ pub fn run(env: &Env, rep: &mut Report, cfg: &Cfg, script: &Path) {
          CPU while the jobs left at the end of a submit load run alone / those jobs (at least \
          {MIN_JOBS}); the submit's own CPU = the load's CPU less that per job for the jobs that \
          ran during the load, per request. Cold start = the first GET /health after wrangler dev \
-         logs `Ready on` (fresh isolate, fresh connection), and a second one for comparison.",
+         logs `Ready on` (fresh isolate, fresh connection), and a second one for comparison: one \
+         start, so one sample, of each worker.",
         cfg.runs,
         2.min(secs),
         crate::quick::LOAD_DIRECTIVE
