@@ -21,6 +21,16 @@ mkdir -p target/bench
 echo "=== bundle size (release, wrangler deploy --dry-run) ==="
 bash scripts/bundle-size.sh 2>&1 | tee target/bench/bundle.txt
 
+echo "=== building the floor worker (tests/bench/floor, release, as wrangler dev will) ==="
+# Built here so its first build (the worker crate's dependencies in release) counts as a build,
+# not as the floor scenario's time; wrangler dev's own build is then a no-op plus wasm-opt.
+if [ -z "${BENCH_ONLY:-}" ] || [[ ",${BENCH_ONLY}," == *",floor,"* ]]; then
+  (cd tests/bench/floor && worker-build --release >/dev/null)
+  floor_wasm=tests/bench/floor/build/index_bg.wasm
+  echo "floor: wasm raw $(stat -c %s "$floor_wasm") bytes, gzip -9 $(gzip -9c "$floor_wasm" | wc -c) bytes" \
+    | tee target/bench/floor-bundle.txt
+fi
+
 echo "=== building the bench driver ==="
 # The workspace's release profile is tuned for the WebAssembly bundle (LTO, one codegen unit,
 # size); the native driver (which also runs the in-process fakes and storage) needs speed, not size.

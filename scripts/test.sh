@@ -25,7 +25,7 @@ core_is_pure() {
 
 step cargo fmt --all --check
 step cargo clippy --workspace --all-targets --locked -- -D warnings
-step cargo clippy -p makeit3d-bff --target wasm32-unknown-unknown --all-targets --locked -- -D warnings
+step cargo clippy -p makeit3d-bff -p bench-floor --target wasm32-unknown-unknown --all-targets --locked -- -D warnings
 step core_is_pure
 step python3 scripts/module-graph.py
 step cargo test --workspace --exclude e2e --locked

@@ -20,6 +20,8 @@ pub struct Cfg {
     pub concept_jobs: usize,
     /// Model sizes copied, MiB (`BENCH_COPY_MIB`, `10,100,300`).
     pub copy_mib: Vec<u64>,
+    /// Seconds of each load of the floor comparison (`BENCH_FLOOR_SECONDS`, 8).
+    pub floor_secs: u32,
     /// Longest wait for the submit loads' jobs to finish between runs (`BENCH_DRAIN_S`, 15).
     pub drain_s: u64,
     /// Per-user limits (`BENCH_LIMITS`, `on`): `on` = the stack's generous limits (every
@@ -27,7 +29,7 @@ pub struct Cfg {
     /// by `env.rs`; recorded in results.json).
     pub limits: String,
     /// Scenarios to run (`BENCH_ONLY`, all): bundle, memory, live, jobs, tripo, copy, concepts,
-    /// status, profile, submit, limits.
+    /// status, profile, submit, floor, limits.
     pub only: Option<Vec<String>>,
     /// Seconds this process may take (`BENCH_BUDGET_S`, 1020); extra runs of the slow
     /// scenarios are skipped when they would not fit.
@@ -64,6 +66,7 @@ impl Cfg {
             jobs: var("BENCH_JOBS", 200usize).max(1),
             concept_jobs: var("BENCH_CONCEPT_JOBS", 50usize).max(1),
             copy_mib: list("BENCH_COPY_MIB", "10,100,300"),
+            floor_secs: var("BENCH_FLOOR_SECONDS", 8u32).max(2),
             drain_s: var("BENCH_DRAIN_S", 15u64),
             limits: std::env::var("BENCH_LIMITS").unwrap_or_else(|_| "on".into()),
             only: std::env::var("BENCH_ONLY")
@@ -103,6 +106,13 @@ impl Cfg {
         }
         if self.wants("profile") {
             s += runs * (2.0 * (secs + 1.0) + 6.0);
+        }
+        if self.wants("floor") {
+            // Two workers to start, 2 × 100 status tasks, then per side and turn a submit load,
+            // its drain and a status load (the warm-up turn shorter).
+            let fsecs = f64::from(self.floor_secs);
+            let drain = (2.0 * self.drain_s as f64).min(12.0);
+            s += 120.0 + 2.0 * runs * (2.0 * (fsecs + 1.0) + drain) + 2.0 * (6.0 + drain);
         }
         if self.wants("limits") {
             // Three workers to start, then a warm-up and `runs` loads on each side, each drained.

@@ -39,6 +39,8 @@ pub struct Env {
     pub scratch: tempfile::TempDir,
     pub stack_startup_s: f64,
     pub worker_startup_s: f64,
+    /// The worker's settings (its env file): more workers of the same build start with them.
+    pub settings: Vec<(String, String)>,
 }
 
 /// A submit as the client saw it.
@@ -104,7 +106,7 @@ impl Env {
         let t1 = Instant::now();
         eprintln!("bench: building the release worker and starting wrangler dev…");
         let worker = WorkerProcess::start(WorkerOptions {
-            settings,
+            settings: settings.clone(),
             build_profile: "--release".into(),
             persist_to: None,
             port: None,
@@ -131,6 +133,7 @@ impl Env {
             scratch,
             stack_startup_s,
             worker_startup_s,
+            settings,
         })
     }
 

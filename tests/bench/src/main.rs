@@ -5,12 +5,14 @@
 //! 6 bundle (read from `scripts/bundle-size.sh`), 6 concepts memory, 7 live (1,000 SSE
 //! subscribers on 100 tasks, on a second worker of the same build), 3 Tripo jobs, Tripo
 //! requests per task (v2 vs v3 + webhooks, `tripo_requests.rs`), 5 model
-//! copies, 4 concept jobs, 2 status, the submit profile, 1 submit vs health, then the limits
-//! on vs off (three more workers). Each figure is the median of its runs with min and max; the table is printed and written to `target/bench/results.json`.
+//! copies, 4 concept jobs, 2 status, the submit profile, 1 submit vs health, 8 ours vs the
+//! floor (a fresh worker of ours and the floor worker, `tests/bench/floor`), then the limits on
+//! vs off (three more workers). Each figure is the median of its runs with min and max; the table is printed and written to `target/bench/results.json`.
 
 mod cfg;
 mod cpu;
 mod env;
+mod floor;
 mod limits;
 mod live;
 mod quick;
@@ -121,6 +123,7 @@ fn run() -> Res<bool> {
         "status_concurrency": cfg.status_concurrency, "status_tasks": cfg.status_tasks,
         "jobs": cfg.jobs, "concept_jobs": cfg.concept_jobs, "copy_mib": cfg.copy_mib,
         "budget_s": cfg.budget_s, "worker_build": "--release",
+        "floor_seconds_per_load": cfg.floor_secs,
     });
     std::fs::write(&out, serde_json::to_string_pretty(&json)?)?;
     println!();
@@ -244,6 +247,11 @@ fn scenarios(env: &Env, rep: &mut Report, cfg: &Cfg, script: &std::path::Path) -
             ));
         }
         phase(rep, "1 submit", t);
+    }
+    if cfg.wants("floor") {
+        let t = std::time::Instant::now();
+        floor::run(env, rep, cfg, script);
+        phase(rep, "8 ours vs the floor", t);
     }
     if cfg.wants("limits") {
         let t = std::time::Instant::now();

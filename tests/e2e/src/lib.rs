@@ -58,6 +58,15 @@ pub struct WorkerProcess {
 impl WorkerProcess {
     /// Starts `wrangler dev` and waits until `GET /health` answers (the build runs first).
     pub fn start(opts: WorkerOptions) -> io::Result<WorkerProcess> {
+        let mut wp = Self::spawn_in(&repo_root(), opts)?;
+        wp.wait_ready(Duration::from_secs(600))?;
+        Ok(wp)
+    }
+
+    /// Starts `wrangler dev` in `dir` (a directory with its own wrangler.toml, e.g. the bench's
+    /// floor worker) and returns at once: nothing is requested from it; wait with
+    /// [`WorkerProcess::wait_log`] or [`WorkerProcess::wait_ready`].
+    pub fn spawn_in(dir: &Path, opts: WorkerOptions) -> io::Result<WorkerProcess> {
         let root = repo_root();
         let temp = tempfile::Builder::new().prefix("makeit3d-e2e-").tempdir()?;
         let state_dir = opts
@@ -104,7 +113,7 @@ impl WorkerProcess {
             .arg(&state_dir)
             .arg("--env-file")
             .arg(&env_file)
-            .current_dir(&root)
+            .current_dir(dir)
             .env("PATH", path)
             .env("WORKER_BUILD_PROFILE", &opts.build_profile)
             .env(
@@ -125,19 +134,42 @@ impl WorkerProcess {
             .stderr(log)
             .process_group(0);
         let child = cmd.spawn()?;
-        let mut wp = WorkerProcess {
+        Ok(WorkerProcess {
             child: Some(child),
             port,
             base_url: format!("http://127.0.0.1:{port}"),
             log_path,
             state_dir,
             _temp: Some(temp),
-        };
-        wp.wait_ready(Duration::from_secs(600))?;
-        Ok(wp)
+        })
     }
 
-    fn wait_ready(&mut self, limit: Duration) -> io::Result<()> {
+    /// Waits until wrangler's log has a line containing `needle` (e.g. `Ready on`), without
+    /// sending any request; fails if wrangler exits first.
+    pub fn wait_log(&mut self, needle: &str, limit: Duration) -> io::Result<()> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    return Err(io::Error::other(format!(
+                        "wrangler dev exited ({status}) before it logged {needle:?}; log tail:\n{}",
+                        self.log_tail(40)
+                    )));
+                }
+            }
+            if self.log().contains(needle) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(io::Error::other(format!(
+            "wrangler dev did not log {needle:?} within {limit:?}; log tail:\n{}",
+            self.log_tail(40)
+        )))
+    }
+
+    /// Polls `GET /health` until it answers 200.
+    pub fn wait_ready(&mut self, limit: Duration) -> io::Result<()> {
         let start = Instant::now();
         let url = format!("{}/health", self.base_url);
         while start.elapsed() < limit {
