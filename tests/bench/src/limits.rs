@@ -98,7 +98,11 @@ fn load<'a>(
 pub fn run(env: &Env, rep: &mut Report, cfg: &Cfg, script: &Path) {
     let sc = "limits on vs off";
     let Some(stack) = env.stack.as_ref() else {
-        rep.check("limits: on within 10 % of off", Verdict::Skip, "no stack");
+        rep.check(
+            "P13: limits on within 10 % of off (the glue of one DO call)",
+            Verdict::Skip,
+            "no stack",
+        );
         return;
     };
     let mut tokens = Vec::with_capacity(USERS);
@@ -108,7 +112,11 @@ pub fn run(env: &Env, rep: &mut Report, cfg: &Cfg, script: &Path) {
             Ok((id, _)) => tokens.push(stack.user_token(id, &email, 4 * 3600)),
             Err(e) => {
                 rep.note(format!("{sc}: creating the users failed: {e}"));
-                rep.check("limits: on within 10 % of off", Verdict::Skip, "no users");
+                rep.check(
+                    "P13: limits on within 10 % of off (the glue of one DO call)",
+                    Verdict::Skip,
+                    "no users",
+                );
                 return;
             }
         }
@@ -133,7 +141,11 @@ pub fn run(env: &Env, rep: &mut Report, cfg: &Cfg, script: &Path) {
                 rep.note(format!(
                     "{sc}: starting the limits-{label} worker failed: {e}"
                 ));
-                rep.check("limits: on within 10 % of off", Verdict::Skip, "no worker");
+                rep.check(
+                    "P13: limits on within 10 % of off (the glue of one DO call)",
+                    Verdict::Skip,
+                    "no worker",
+                );
                 return;
             }
         }
@@ -235,9 +247,9 @@ pub fn run(env: &Env, rep: &mut Report, cfg: &Cfg, script: &Path) {
         .map(WrkResult::errors)
         .sum();
     match median(&rps) {
-        None => rep.check("limits: on within 10 % of off", Verdict::Skip, "not measured"),
+        None => rep.check("P13: limits on within 10 % of off (the glue of one DO call)", Verdict::Skip, "not measured"),
         Some(m) => rep.check(
-            "limits: on within 10 % of off",
+            "P13: limits on within 10 % of off (the glue of one DO call)",
             if m >= 0.90 && errors == 0.0 {
                 Verdict::Pass
             } else {
