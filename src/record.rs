@@ -11,16 +11,8 @@
 
 use std::cell::RefCell;
 
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Serialize};
 use worker::{Result, Storage};
-
-/// What storage holds under the key: JSON text, or an object written by an earlier build.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Stored<T> {
-    Text(String),
-    Object(T),
-}
 
 /// What the instance knows of the record.
 enum Cached<T> {
@@ -49,13 +41,16 @@ impl<T: Serialize + DeserializeOwned + Clone> Record<T> {
         if let Cached::Known(known) = &*self.cache.borrow() {
             return Ok(known.clone());
         }
-        let value = match storage.get::<Stored<T>>(self.key).await? {
-            None => None,
-            Some(Stored::Text(text)) => Some(
+        let value = match storage.get::<String>(self.key).await {
+            Ok(None) => None,
+            Ok(Some(text)) => Some(
                 serde_json::from_str::<T>(&text)
                     .map_err(|e| worker::Error::RustError(format!("stored {}: {e}", self.key)))?,
             ),
-            Some(Stored::Object(value)) => Some(value),
+            // Not text: an object written by an earlier build (read once, rewritten as text by
+            // the next write). No untagged enum here: it would compile the record's whole
+            // deserializer a second time, over serde's buffered `Content`.
+            Err(_) => storage.get::<T>(self.key).await?,
         };
         // A write that finished while this read waited is newer: keep it.
         let mut cache = self.cache.borrow_mut();
