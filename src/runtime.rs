@@ -104,6 +104,18 @@ impl TaskStore for Runtime<'_> {
         }
     }
 
+    async fn command_syncing_rows(
+        &self,
+        task: &TaskId,
+        cmd: Command,
+        now_ms: u64,
+    ) -> Result<CmdReply, DoError> {
+        match self.tasks {
+            Tasks::Stub => task_client::command_syncing_rows(self.env, task, cmd, now_ms).await,
+            Tasks::Object(obj) => obj.apply(cmd, now_ms).await,
+        }
+    }
+
     async fn task_state(&self, task: &TaskId) -> Result<Option<TaskState>, DepError> {
         match self.tasks {
             Tasks::Stub => task_client::state(self.env, task).await,

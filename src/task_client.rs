@@ -20,7 +20,39 @@ pub async fn command(
     command: Command,
     now_ms: u64,
 ) -> Result<CmdReply, DoError> {
-    let req = CmdRequest { command, now_ms };
+    send(
+        env,
+        task,
+        CmdRequest {
+            command,
+            now_ms,
+            sync_rows: false,
+        },
+    )
+    .await
+}
+
+/// [`command`] for a command that ends a step: the object also writes the step's rows when it
+/// can (`CmdRequest::sync_rows`).
+pub async fn command_syncing_rows(
+    env: &Env,
+    task: &TaskId,
+    command: Command,
+    now_ms: u64,
+) -> Result<CmdReply, DoError> {
+    send(
+        env,
+        task,
+        CmdRequest {
+            command,
+            now_ms,
+            sync_rows: true,
+        },
+    )
+    .await
+}
+
+async fn send(env: &Env, task: &TaskId, req: CmdRequest) -> Result<CmdReply, DoError> {
     let dep = Dependency::TaskObject;
     let answer = stub::post(env, dep, BINDING, task.as_str(), CMD_PATH, &req).await?;
     match answer.status {

@@ -25,6 +25,7 @@ use crate::core::error::{DepError, Dependency};
 use crate::core::flow;
 use crate::core::live::{self, Start};
 use crate::core::status::{view, StatusQuery};
+use crate::core::step::Step;
 use crate::core::task::{apply, effects, Command, Refusal, TaskState};
 use crate::core::task_wire::{
     CmdReply, CmdRequest, DoError, LiveRequest, RefusalReply, StateReply, CMD_PATH, EVENTS_PATH,
@@ -47,6 +48,13 @@ pub struct TaskObject {
     streams: RefCell<Vec<Subscriber>>,
     /// The task's state: JSON in storage, cached here after the first read (`record`).
     record: Record<TaskState>,
+    /// The alarm time this instance last set (ms since 1970): setting the same time again is
+    /// skipped (most commands leave it as it was). Cleared when the alarm fires or is deleted;
+    /// a new instance sets it again.
+    armed: Cell<Option<u64>>,
+    /// This instance found no WebSocket open and accepted none since: a push need not ask the
+    /// runtime for them. A new instance (after hibernation too) asks once.
+    no_sockets: Cell<bool>,
 }
 
 /// One open event stream: which view it follows, where its frames go, and the version of the
@@ -100,6 +108,7 @@ impl TaskObject {
             self.state.storage().delete_all().await?;
             self.record.forget();
             self.state.storage().delete_alarm().await?;
+            self.armed.set(None);
         }
         let changed = effects.persist && before != Some(state.version);
         if effects.persist {
@@ -121,7 +130,16 @@ impl TaskObject {
     /// loses nothing.
     async fn push(&self, state: &TaskState) {
         let finished = live::all_final(state);
-        let sockets = self.state.get_websockets();
+        let sockets = if self.no_sockets.get() {
+            Vec::new()
+        } else {
+            let open = self.state.get_websockets();
+            self.no_sockets.set(open.is_empty());
+            open
+        };
+        if sockets.is_empty() && self.streams.borrow().is_empty() {
+            return;
+        }
         let mut queries: Vec<StatusQuery> = self.streams.borrow().iter().map(|s| s.query).collect();
         let mut attachments: Vec<Option<WsAttachment>> = Vec::with_capacity(sockets.len());
         for ws in &sockets {
@@ -261,6 +279,7 @@ impl TaskObject {
         let pair = WebSocketPair::new()?;
         let server: WebSocket = pair.server;
         self.state.accept_web_socket(&server);
+        self.no_sockets.set(false);
         server.serialize_attachment(WsAttachment {
             live: live_req,
             sent: 0,
@@ -277,17 +296,44 @@ impl TaskObject {
         Response::from_websocket(pair.client)
     }
 
+    /// Writes the rows of `step` when the command just left it final with its rows unconfirmed
+    /// (`CmdRequest::sync_rows`), then settles the rows check here (`RowsSynced`, applied
+    /// locally); `reply` gets the state after it. The state was persisted first, and the
+    /// object's output gate holds the row write until it is. A failed write is logged by
+    /// nobody here: the check stays due and the caller writes the rows itself.
+    async fn sync_rows(&self, reply: &mut CmdReply, step: Step) -> Result<()> {
+        let Some(s) = reply.state.steps.get(&step) else {
+            return Ok(());
+        };
+        if !s.status.is_terminal() || s.rows.is_settled() {
+            return Ok(());
+        }
+        let Ok(cfg) = settings::loaded(&self.env) else {
+            return Ok(());
+        };
+        let rt = Runtime::new(&self.env, Some(cfg), Tasks::Object(self));
+        let task = reply.state.task_id.clone();
+        if flow::rows::sync(&rt, cfg, &task, s).await.is_ok() {
+            if let Some(latest) = self.load().await? {
+                reply.state = latest;
+            }
+        }
+        Ok(())
+    }
+
     /// Sets the alarm to the task's next poll, watchdog or deadline (`TaskState::next_alarm_ms`).
     async fn arm(&self, state: &TaskState, now_ms: u64) -> Result<()> {
         match state.next_alarm_ms() {
-            Some(at) => {
+            Some(at) if self.armed.get() != Some(at) => {
                 let delay = at.saturating_sub(now_ms).max(1);
                 self.state
                     .storage()
                     .set_alarm(Duration::from_millis(delay))
-                    .await
+                    .await?;
+                self.armed.set(Some(at));
+                Ok(())
             }
-            None => Ok(()),
+            _ => Ok(()),
         }
     }
 }
@@ -326,6 +372,8 @@ impl DurableObject for TaskObject {
             env,
             streams: RefCell::new(Vec::new()),
             record: Record::new(STATE_KEY),
+            armed: Cell::new(None),
+            no_sockets: Cell::new(false),
         }
     }
 
@@ -333,8 +381,14 @@ impl DurableObject for TaskObject {
         match req.path().as_str() {
             CMD_PATH => {
                 let body: CmdRequest = crate::stub::read_json(&mut req).await?;
+                let ends = body.sync_rows.then(|| body.command.ends_step()).flatten();
                 match self.command(body.command, body.now_ms).await? {
-                    Ok(reply) => Response::from_json(&reply),
+                    Ok(mut reply) => {
+                        if let Some(step) = ends {
+                            self.sync_rows(&mut reply, step).await?;
+                        }
+                        Response::from_json(&reply)
+                    }
                     Err(refusal) => {
                         Ok(Response::from_json(&RefusalReply { refusal })?.with_status(409))
                     }
@@ -359,6 +413,8 @@ impl DurableObject for TaskObject {
     }
 
     async fn alarm(&self) -> Result<Response> {
+        // The alarm that fired is gone: the next `arm` sets one whatever its time.
+        self.armed.set(None);
         let Some(state) = self.load().await? else {
             return Response::empty();
         };

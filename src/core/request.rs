@@ -382,6 +382,17 @@ impl ModelRequest {
 }
 
 impl StepRequest {
+    /// Whether the provider task is created straight after the job's claim, with nothing
+    /// uploaded first (text-to-model, refine): the claim then records the creation as starting
+    /// (`core::task::Command::ClaimJob`'s `create`), one Durable Object round trip less.
+    pub fn creates_at_claim(&self) -> bool {
+        match self {
+            StepRequest::Model(m) => matches!(m.source, ModelSource::Text { .. }),
+            StepRequest::Refine(_) => true,
+            StepRequest::Concepts(_) => false,
+        }
+    }
+
     pub fn step(&self) -> Step {
         match self {
             StepRequest::Concepts(_) => Step::Concepts,

@@ -332,6 +332,7 @@ mod tests {
                 attempt,
                 kind: JobKind::Run,
                 lease_ms: 60_000,
+                create: false,
             })
         })
     }

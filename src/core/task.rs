@@ -551,6 +551,12 @@ pub enum Command {
         attempt: u32,
         kind: JobKind,
         lease_ms: u64,
+        /// A run job that creates its provider task straight away
+        /// ([`StepRequest::creates_at_claim`]): a granted claim also records the creation as
+        /// starting (as [`Command::CreateStarting`] would) when no earlier answer was lost, and
+        /// answers [`Outcome::RunCreate`]; otherwise [`Outcome::Run`] and the job asks itself.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        create: bool,
     },
     /// The job holding the claim is alive: its lease starts again now.
     RenewClaim { step: Step, attempt: u32 },
@@ -562,6 +568,10 @@ pub enum Command {
         /// When the retry message is due; the sweep sends it again if it never comes.
         #[serde(default)]
         retry_at_ms: Option<u64>,
+        /// The provider refused the creation with a definite answer (as
+        /// [`Command::CreateSettled`]): the next creation is not an uncertain one.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        create_settled: bool,
     },
     /// The run job found every provider slot taken (`core::gate`): the step stays as it is
     /// (`pending`) with its place in line, and asks again every [`SLOT_RECHECK_MS`].
@@ -635,6 +645,17 @@ pub enum Command {
     WebhookDelivered { step: Step, attempt: u32 },
 }
 
+impl Command {
+    /// The step a job's command ends (`Fail`, `Complete`): the one whose rows the object may
+    /// write itself (`task_wire::CmdRequest::sync_rows`).
+    pub fn ends_step(&self) -> Option<Step> {
+        match self {
+            Command::Fail { step, .. } | Command::Complete { step, .. } => Some(*step),
+            _ => None,
+        }
+    }
+}
+
 /// What the caller should do after a successful [`apply`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
@@ -654,6 +675,10 @@ pub enum Outcome {
     },
     /// The claim is granted: run the job.
     Run,
+    /// The claim is granted and the provider task's creation is recorded as starting (a
+    /// `ClaimJob` with `create`; as [`Outcome::Create`] `{ uncertain: false }`): run the job and
+    /// create without asking again.
+    RunCreate,
     Released,
     /// Arm the alarm for this time.
     Polling {
@@ -804,15 +829,21 @@ fn apply_command(
             attempt,
             kind,
             lease_ms,
+            create,
         } => on_step(state, step, attempt, now_ms, |s, now| {
-            claim(s, kind, lease_ms, now)
+            claim(s, kind, lease_ms, now)?;
+            Ok(claim_create(s, kind, create))
         }),
         Command::ReleaseJob {
             step,
             attempt,
             message,
             retry_at_ms,
+            create_settled,
         } => on_step(state, step, attempt, now_ms, |s, now| {
+            if create_settled {
+                s.job.create_in_flight = false;
+            }
             release(s, message, retry_at_ms, now)
         }),
         Command::RenewClaim { step, attempt } => on_step(state, step, attempt, now_ms, renew_claim),
@@ -1133,6 +1164,23 @@ fn claim(s: &mut StepState, kind: JobKind, lease_ms: u64, now: u64) -> Result<Ou
     s.job.retry_at_ms = None;
     s.job.slot_wait = None;
     Ok(Outcome::Run)
+}
+
+/// After a granted run claim with `create`: records the creation as starting when the step
+/// creates at once and no earlier creation's answer was lost ([`Outcome::RunCreate`]); any other
+/// case stays [`Outcome::Run`] (the job sends `CreateStarting` itself, which knows the rest).
+fn claim_create(s: &mut StepState, kind: JobKind, create: bool) -> Outcome {
+    let at_once = create
+        && kind == JobKind::Run
+        && s.provider_task_id.is_none()
+        && !s.job.create_in_flight
+        && s.request.creates_at_claim();
+    if !at_once {
+        return Outcome::Run;
+    }
+    s.job.creates = s.job.creates.saturating_add(1);
+    s.job.create_in_flight = true;
+    Outcome::RunCreate
 }
 
 fn await_slot(s: &mut StepState, position: u32, now: u64) -> Result<Outcome, SkipReason> {
@@ -1589,6 +1637,7 @@ mod tests {
             attempt,
             kind,
             lease_ms: LEASE,
+            create: false,
         }
     }
 
@@ -1672,6 +1721,7 @@ mod tests {
                 attempt: 1,
                 message: "503".into(),
                 retry_at_ms: None,
+                create_settled: false,
             };
             return run(Some(s), release, T0 + 3).0;
         }
@@ -1734,6 +1784,7 @@ mod tests {
                 attempt,
                 message: "timeout".into(),
                 retry_at_ms: None,
+                create_settled: false,
             },
             "created" => created(attempt, "tr-1"),
             "poll" => polled(state, waiting(50)),
@@ -2076,6 +2127,7 @@ mod tests {
                 attempt: 1,
                 message: "x".into(),
                 retry_at_ms: None,
+                create_settled: false,
             },
             created(1, "tr-9"),
             completed(1),
@@ -2267,6 +2319,7 @@ mod tests {
             attempt: 1,
             kind: JobKind::Run,
             lease_ms: LEASE,
+            create: false,
         };
         let (state, _) = run(Some(state), refine_claim, T0);
         let refine_created = Command::ProviderTaskCreated {
@@ -2397,6 +2450,7 @@ mod tests {
             attempt: 1,
             kind: JobKind::Run,
             lease_ms: LEASE,
+            create: false,
         };
         let (state, _) = run(Some(state), claim, T0 + 1);
         let empty = Command::Complete {
@@ -2424,6 +2478,7 @@ mod tests {
             attempt: 1,
             kind: JobKind::Finalize,
             lease_ms: LEASE,
+            create: false,
         };
         assert_eq!(
             run(Some(state), fin, T0 + 4).1,
@@ -2549,6 +2604,7 @@ mod tests {
             attempt: 1,
             message: "storage 503".into(),
             retry_at_ms: Some(T0 + 10_000),
+            create_settled: false,
         };
         let (s, _) = run(Some(s), release, T0 + 3);
         assert_eq!(s.next_alarm_ms(), Some(T0 + 10_000 + RETRY_GRACE_MS));
@@ -2572,6 +2628,7 @@ mod tests {
             attempt: 1,
             message: "openai: HTTP 503".into(),
             retry_at_ms: Some(T0 + 10_000),
+            create_settled: false,
         };
         let (s, _) = run(Some(s), release, T0 + 3);
         let deadline = T0 + DEFAULT_STEP_DEADLINE_MS;
@@ -2643,6 +2700,7 @@ mod tests {
             attempt: 1,
             message: "storage 503".into(),
             retry_at_ms: Some(late + 5_000),
+            create_settled: false,
         };
         let (s, _) = run(Some(s), release, late + 2);
         let st = step_of(&s, Step::Model);

@@ -27,6 +27,13 @@ pub struct CmdRequest {
     pub command: Command,
     /// The caller's clock: one request is applied at one time.
     pub now_ms: u64,
+    /// When the command leaves a step final with its rows unconfirmed (a job's `Fail` or
+    /// `Complete`), the object writes the rows itself after persisting (`flow::rows::sync`: the
+    /// DO first, rows follow) and settles its rows check before it answers — one round trip
+    /// less than the job's own write and `RowsSynced`. A failed write leaves the check
+    /// unsettled: the caller writes them, and the alarm after it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sync_rows: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -122,7 +122,7 @@ pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
         attempt: job.msg.attempt,
         asset_urls: urls,
     };
-    let reply = job.command(cmd).await?;
+    let reply = job.command_syncing_rows(cmd).await?;
     if let (Outcome::Completed, Some(step)) =
         (&reply.outcome, reply.state.steps.get(&Step::Concepts))
     {

@@ -74,6 +74,7 @@ pub async fn process<W: Ports>(w: &W, cfg: &Config, msg: &JobMessage) -> Result<
         attempt: msg.attempt,
         kind: msg.kind,
         lease_ms: DEFAULT_LEASE_MS,
+        create: msg.kind == JobKind::Run,
     };
     let reply = match w.command(&msg.task_id, claim, w.now_ms()).await {
         Ok(r) => r,
@@ -92,7 +93,7 @@ pub async fn process<W: Ports>(w: &W, cfg: &Config, msg: &JobMessage) -> Result<
     let Some(step) = reply.state.steps.get(&msg.step).cloned() else {
         return Ok(());
     };
-    if !matches!(reply.outcome, Outcome::Run) {
+    if !matches!(reply.outcome, Outcome::Run | Outcome::RunCreate) {
         w.event(
             Level::Info,
             "job.skipped",
@@ -116,6 +117,8 @@ pub async fn process<W: Ports>(w: &W, cfg: &Config, msg: &JobMessage) -> Result<
         msg,
         owner: reply.state.owner,
         step,
+        create_started: reply.outcome == Outcome::RunCreate,
+        create_settled: std::cell::Cell::new(false),
     };
     let work = async {
         match (msg.kind, msg.step) {
@@ -185,12 +188,18 @@ async fn on_failure<W: Ports>(job: &Job<'_, W>, failure: Failure) -> Result<(), 
                 attempt: job.msg.attempt,
                 message: failure.reason.clone(),
                 retry_at_ms: Some(now.saturating_add(after_ms)),
+                create_settled: job.create_settled.get(),
             };
             match job.command(release).await {
                 Ok(_) => {}
                 // A refusal (the task is gone) leaves nothing to retry for.
                 Err(DoError::Refused(_)) => return Ok(()),
                 Err(DoError::Unavailable(e)) => return Err(e),
+            }
+            if job.msg.kind == JobKind::Run && job.step.request.creates_at_claim() {
+                // Its rows were left `pending` for the create (`rows::start`): while the retry
+                // waits they say `processing`, as the DO does.
+                rows::mark_running(job.w, job.cfg, job.task(), &job.step).await;
             }
             let next = if counted {
                 job.msg.next_try()
@@ -219,7 +228,7 @@ pub async fn fail_step<W: Ports>(
         attempt: job.msg.attempt,
         error: StepError::new(code, message),
     };
-    let reply = match job.command(cmd).await {
+    let reply = match job.command_syncing_rows(cmd).await {
         Ok(reply) => reply,
         Err(DoError::Refused(_)) => return Ok(()),
         Err(DoError::Unavailable(e)) => return Err(e),

@@ -96,7 +96,7 @@ pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
         attempt: job.msg.attempt,
         asset_urls: vec![url],
     };
-    let reply = job.command(cmd).await?;
+    let reply = job.command_syncing_rows(cmd).await?;
     let Some(after) = reply.state.steps.get(&step) else {
         return Ok(());
     };

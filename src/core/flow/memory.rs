@@ -102,6 +102,8 @@ pub struct World {
     pub objects: BTreeMap<String, Vec<u8>>,
     pub tripo: BTreeMap<String, TripoTask>,
     pub tripo_creates: u32,
+    /// Commands that ended a step and had the object write its rows (`command_syncing_rows`).
+    pub object_row_syncs: u32,
     /// `GET /task/{id}` answered (polls and finalize queries).
     pub tripo_queries: u32,
     pub openai_calls: u32,
@@ -551,6 +553,28 @@ impl TaskStore for Mem {
         self.io(Op::Command, |m| Ok(m.apply(task, cmd, now_ms)))
             .await?
             .map_err(DoError::Refused)
+    }
+
+    /// As the object does (`task_object::sync_rows`): the command, then the rows of the step it
+    /// ended and `RowsSynced` (each a port call, so a stop can fall between them).
+    async fn command_syncing_rows(
+        &self,
+        task: &TaskId,
+        cmd: Command,
+        now_ms: u64,
+    ) -> Result<CmdReply, DoError> {
+        let ends = cmd.ends_step();
+        let mut reply = self.command(task, cmd, now_ms).await?;
+        let ended = ends.and_then(|step| reply.state.steps.get(&step).cloned());
+        if let Some(s) = ended.filter(|s| s.status.is_terminal() && !s.rows.is_settled()) {
+            self.w.borrow_mut().object_row_syncs += 1;
+            if super::rows::sync(self, &self.cfg, task, &s).await.is_ok() {
+                if let Some(latest) = self.state(task) {
+                    reply.state = latest;
+                }
+            }
+        }
+        Ok(reply)
     }
 
     async fn task_state(&self, task: &TaskId) -> Result<Option<TaskState>, DepError> {

@@ -23,6 +23,8 @@ mod memory;
 #[cfg(test)]
 mod tests;
 
+use std::cell::Cell;
+
 use serde_json::Value;
 
 use crate::config::Config;
@@ -42,6 +44,11 @@ pub struct Job<'a, W> {
     /// The task's owner (the rows' `user_id`).
     pub owner: UserId,
     pub step: StepState,
+    /// The claim recorded the provider task's creation as starting (`Outcome::RunCreate`).
+    pub create_started: bool,
+    /// The provider refused the creation with a definite answer: no task exists, so a retry's
+    /// `ReleaseJob` says the creation is settled (a final failure needs no word of it).
+    pub create_settled: Cell<bool>,
 }
 
 impl<W: Ports> Job<'_, W> {
@@ -67,6 +74,14 @@ impl<W: Ports> Job<'_, W> {
     pub async fn command(&self, cmd: Command) -> Result<CmdReply, DoError> {
         self.w
             .command(&self.msg.task_id, cmd, self.w.now_ms())
+            .await
+    }
+
+    /// Applies a command that ends the job's step; the object writes its rows when it can
+    /// (`TaskStore::command_syncing_rows`; `rows::sync` afterwards writes whatever it did not).
+    pub async fn command_syncing_rows(&self, cmd: Command) -> Result<CmdReply, DoError> {
+        self.w
+            .command_syncing_rows(&self.msg.task_id, cmd, self.w.now_ms())
             .await
     }
 }

@@ -87,30 +87,22 @@ pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
             ))
         }
     };
-    if !may_create(job).await? {
+    if !job.create_started && !may_create(job).await? {
         return Ok(());
     }
     let tripo_id = match job.w.tripo_create(job.task(), job.msg.step, &task).await {
         Ok(id) => id,
         Err(f) => {
             if f.class != FailureClass::Transient {
-                // A definite answer: nothing was created. (If this write is lost, the next
-                // create merely counts as uncertain: the safe side.)
-                let settle = Command::CreateSettled {
-                    step: job.msg.step,
-                    attempt: job.msg.attempt,
-                };
-                let _ = job.command(settle).await;
+                // A definite answer: nothing was created. A retry's `ReleaseJob` says so; a
+                // final failure ends the step. (If that write is lost, the next create merely
+                // counts as uncertain: the safe side.)
+                job.create_settled.set(true);
             }
             return Err(f);
         }
     };
-    job.log(
-        Level::Info,
-        "model.tripo_created",
-        json!({ "type": task.task_type().as_str(), "tripo_task_id": tripo_id }),
-    );
-    record(job, &tripo_id).await
+    record(job, &tripo_id, task.task_type().as_str()).await
 }
 
 /// Records in the DO that a creation starts (`CreateStarting`) before `POST /task`, so that a
@@ -239,7 +231,7 @@ fn first_poll_delay_ms(cfg: &crate::config::Config) -> u64 {
 }
 
 /// Stores the Tripo id in the DO (arming the alarm), then on the row.
-async fn record<W: Ports>(job: &Job<'_, W>, tripo_id: &str) -> Result<(), Failure> {
+async fn record<W: Ports>(job: &Job<'_, W>, tripo_id: &str, kind: &str) -> Result<(), Failure> {
     let mut delay = 250;
     let mut last = String::new();
     for try_no in 1..=RECORD_TRIES {
@@ -259,7 +251,7 @@ async fn record<W: Ports>(job: &Job<'_, W>, tripo_id: &str) -> Result<(), Failur
                         job.log(
                             Level::Info,
                             "model.polling",
-                            json!({ "tripo_task_id": tripo_id, "next_poll_in_ms": next_poll_at_ms.saturating_sub(now) }),
+                            json!({ "type": kind, "tripo_task_id": tripo_id, "next_poll_in_ms": next_poll_at_ms.saturating_sub(now) }),
                         );
                         sync_processing(job, step).await;
                         Ok(())

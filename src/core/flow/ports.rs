@@ -36,6 +36,17 @@ pub trait Clock {
 pub trait TaskStore {
     /// `Err(DoError::Refused(_))` when the state machine refused the command (nothing persisted).
     async fn command(&self, task: &TaskId, cmd: Command, now_ms: u64) -> Result<CmdReply, DoError>;
+    /// [`TaskStore::command`] for a command that ends a step: the object also writes the step's
+    /// rows and settles its rows check when it can (`task_wire::CmdRequest::sync_rows`). By
+    /// default it does not, and the caller's `rows::sync` writes them.
+    async fn command_syncing_rows(
+        &self,
+        task: &TaskId,
+        cmd: Command,
+        now_ms: u64,
+    ) -> Result<CmdReply, DoError> {
+        self.command(task, cmd, now_ms).await
+    }
     async fn task_state(&self, task: &TaskId) -> Result<Option<TaskState>, DepError>;
 }
 

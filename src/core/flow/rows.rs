@@ -90,13 +90,18 @@ fn state_writes(cfg: &Config, step: &StepState) -> Vec<RestRequest> {
 }
 
 /// Writes the rows of `step` as the DO has it; for a final step, then confirms it to the DO
-/// (a lost confirmation only costs one more guarded write by the alarm).
+/// (a lost confirmation only costs one more guarded write by the alarm). A final step whose rows
+/// are confirmed already (the object wrote them: `TaskStore::command_syncing_rows`) needs
+/// nothing.
 pub async fn sync<W: Ports>(
     w: &W,
     cfg: &Config,
     task: &TaskId,
     step: &StepState,
 ) -> Result<(), DepError> {
+    if step.status.is_terminal() && step.rows.is_settled() {
+        return Ok(());
+    }
     w.rest_all(&writes(cfg, step)).await?;
     if step.status.is_terminal() && !step.rows.is_settled() {
         let cmd = Command::RowsSynced {
@@ -140,7 +145,10 @@ pub fn ensure(cfg: &Config, task: &TaskId, owner: UserId, step: &StepState) -> V
 }
 
 /// A run job's first row writes: [`ensure`] (which must succeed: without rows, no later write
-/// matches), then `processing` ([`mark_running`]).
+/// matches), then `processing` ([`mark_running`]) — unless the provider task is created at once
+/// (`StepRequest::creates_at_claim`): then the row's `processing` write is the one that carries
+/// the Tripo id a moment later (one PostgREST write less per job; SPEC §6 "Run" in
+/// docs/architecture.md).
 pub async fn start<W: Ports>(
     w: &W,
     cfg: &Config,
@@ -149,7 +157,9 @@ pub async fn start<W: Ports>(
     step: &StepState,
 ) -> Result<(), DepError> {
     w.rest_all(&ensure(cfg, task, owner, step)).await?;
-    mark_running(w, cfg, task, step).await;
+    if !step.request.creates_at_claim() {
+        mark_running(w, cfg, task, step).await;
+    }
     Ok(())
 }
 

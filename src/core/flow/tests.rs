@@ -943,3 +943,89 @@ fn a_failed_task_webhook_fails_the_step_with_tripos_reason() {
     assert_eq!(rows[0]["status"], json!("failed"));
     assert_eq!(mem.w.borrow().tripo_queries, 0);
 }
+
+/// The commands applied so far that match `f`.
+fn applied_count(mem: &Mem, f: impl Fn(&Command, &Outcome) -> bool) -> usize {
+    mem.w
+        .borrow()
+        .applied
+        .iter()
+        .filter(|(c, o)| f(c, o))
+        .count()
+}
+
+#[test]
+fn a_text_model_refused_at_create_is_claimed_failed_and_its_rows_written_by_the_object() {
+    let mem = Mem::new();
+    mem.fail_next(
+        Op::TripoCreate,
+        DepError::new(Dependency::Tripo, Some(400), "content policy"),
+    );
+    run(&mem, SCENARIOS[2], Delivery::Lost).unwrap();
+    let state = mem.state(&task()).unwrap();
+    let s = &state.steps[&Step::Model];
+    assert_eq!(s.status, Status::Failed);
+    assert!(s.rows.is_settled(), "rows unconfirmed");
+    let rows = mem.rows_of(mem.cfg.tables().of(Step::Model), &task());
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["status"], json!("failed"));
+    // The claim recorded the creation; nothing else of it was sent to the object.
+    let claims = applied_count(&mem, |c, o| {
+        matches!(c, Command::ClaimJob { create: true, .. }) && *o == Outcome::RunCreate
+    });
+    assert_eq!(claims, 1);
+    let bookkeeping = applied_count(&mem, |c, _| {
+        matches!(
+            c,
+            Command::CreateStarting { .. } | Command::CreateSettled { .. }
+        )
+    });
+    assert_eq!(bookkeeping, 0);
+    assert_eq!(mem.w.borrow().object_row_syncs, 1);
+    assert_eq!(mem.events("provider.create_uncertain"), 0);
+}
+
+#[test]
+fn a_definite_429_at_create_settles_it_in_the_release_and_the_retry_is_not_uncertain() {
+    let mem = Mem::new();
+    mem.fail_next(
+        Op::TripoCreate,
+        DepError::new(Dependency::Tripo, Some(429), "slow down"),
+    );
+    run(&mem, SCENARIOS[2], Delivery::Lost).unwrap();
+    check(&mem, "429 at create");
+    let settled = applied_count(&mem, |c, _| {
+        matches!(
+            c,
+            Command::ReleaseJob {
+                create_settled: true,
+                ..
+            }
+        )
+    });
+    assert_eq!(settled, 1);
+    // Both claims recorded their creation; the second is not an uncertain one.
+    let claims = applied_count(&mem, |c, o| {
+        matches!(c, Command::ClaimJob { create: true, .. }) && *o == Outcome::RunCreate
+    });
+    assert_eq!(claims, 2);
+    assert_eq!(mem.events("provider.create_uncertain"), 0);
+    assert_eq!(mem.w.borrow().tripo_creates, 1);
+}
+
+#[test]
+fn a_lost_text_create_answer_makes_the_next_claim_ask_and_log_it_as_uncertain() {
+    let mem = Mem::new();
+    mem.fail_next(
+        Op::TripoCreate,
+        DepError::new(Dependency::Tripo, Some(503), "unavailable"),
+    );
+    run(&mem, SCENARIOS[2], Delivery::Lost).unwrap();
+    check(&mem, "503 at create");
+    // The second claim finds the creation in flight: plain `Run`, then `CreateStarting`.
+    let asked = applied_count(&mem, |c, o| {
+        matches!(c, Command::CreateStarting { .. }) && *o == (Outcome::Create { uncertain: true })
+    });
+    assert_eq!(asked, 1);
+    assert_eq!(mem.events("provider.create_uncertain"), 1);
+}
