@@ -6,6 +6,7 @@
 //!
 //! Requests: the contract of `core::gate_wire` (acquire, release, position).
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,9 @@ pub struct ProviderGate {
     env: Env,
     /// The gate: JSON in storage, cached here after the first read (`record`).
     record: Record<GateRecord>,
+    /// The alarm time this instance last set: the same time is not set again (cleared when the
+    /// alarm fires; a new instance sets it again).
+    armed: Cell<Option<u64>>,
 }
 
 impl ProviderGate {
@@ -56,11 +60,14 @@ impl ProviderGate {
     async fn save(&self, r: &GateRecord, now: u64) -> Result<()> {
         self.record.put(&self.state.storage(), r).await?;
         if let Some(at) = r.gate.next_alarm_ms() {
-            let delay = at.saturating_sub(now).max(1);
-            self.state
-                .storage()
-                .set_alarm(Duration::from_millis(delay))
-                .await?;
+            if self.armed.get() != Some(at) {
+                let delay = at.saturating_sub(now).max(1);
+                self.state
+                    .storage()
+                    .set_alarm(Duration::from_millis(delay))
+                    .await?;
+                self.armed.set(Some(at));
+            }
         }
         Ok(())
     }
@@ -72,6 +79,7 @@ impl DurableObject for ProviderGate {
             state,
             env,
             record: Record::new(STATE_KEY),
+            armed: Cell::new(None),
         }
     }
 
@@ -109,6 +117,7 @@ impl DurableObject for ProviderGate {
     }
 
     async fn alarm(&self) -> Result<Response> {
+        self.armed.set(None);
         let now = now_ms();
         let mut r = self.load().await?;
         let rt = self.runtime();
