@@ -16,7 +16,7 @@ use crate::error::DepError;
 use crate::gate::Acquire;
 use crate::jobs::{delay_seconds, JobKind, JobMessage};
 use crate::log::Level;
-use crate::retry::{decide, Attempts, Decision, Failure, RetryPolicy};
+use crate::retry::{decide, Attempts, Decision, ErrorCode, Failure, RetryPolicy};
 use crate::step::Step;
 use crate::task::{Command, Outcome, StepError, DEFAULT_LEASE_MS, LEASE_RENEW_MS};
 use crate::task_wire::DoError;
@@ -218,8 +218,16 @@ pub async fn fail_step<W: Ports>(
     code: &str,
     message: &str,
 ) -> Result<(), DepError> {
+    // The caller's own input refused (moderation, a bad image) is no fault of ours: a warning.
+    let caller_caused = [ErrorCode::ContentPolicy, ErrorCode::InvalidInput]
+        .iter()
+        .any(|c| c.as_str() == code);
     job.log(
-        Level::Error,
+        if caller_caused {
+            Level::Warn
+        } else {
+            Level::Error
+        },
         "job.failed",
         json!({ "kind": job.msg.kind.as_str(), "code": code, "message": message }),
     );
