@@ -12,7 +12,26 @@
 use std::cell::RefCell;
 
 use serde::{de::DeserializeOwned, Serialize};
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
 use worker::{Result, Storage};
+
+/// The JSON text of a value that `Storage::put` of a Rust value stored (`serde_wasm_bindgen`'s
+/// default shapes: structs as objects, maps as `Map`s, `None` as `undefined`): `JSON.stringify`
+/// with every `Map` turned into an object, which `serde_json` reads as the record's own JSON.
+pub fn object_json(value: &JsValue) -> Result<String> {
+    let replacer = Closure::<dyn FnMut(JsValue, JsValue) -> JsValue>::new(|_key, v: JsValue| {
+        if v.is_instance_of::<js_sys::Map>() {
+            js_sys::Object::from_entries(&v).map_or(v, JsValue::from)
+        } else {
+            v
+        }
+    });
+    let text = js_sys::JSON::stringify_with_replacer(value, replacer.as_ref().unchecked_ref())
+        .map_err(worker::Error::from)?;
+    text.as_string()
+        .ok_or_else(|| worker::Error::RustError("a stored record with no JSON form".into()))
+}
 
 /// What the instance knows of the record.
 enum Cached<T> {
@@ -48,9 +67,23 @@ impl<T: Serialize + DeserializeOwned + Clone> Record<T> {
                     .map_err(|e| worker::Error::RustError(format!("stored {}: {e}", self.key)))?,
             ),
             // Not text: an object written by an earlier build (read once, rewritten as text by
-            // the next write). No untagged enum here: it would compile the record's whole
-            // deserializer a second time, over serde's buffered `Content`.
-            Err(_) => storage.get::<T>(self.key).await?,
+            // the next write), turned into JSON text in JavaScript ([`object_json`]) and parsed
+            // like the rest. (Reading it with `storage.get::<T>` compiled the record's whole
+            // deserializer a second time, for `serde_wasm_bindgen`: 23 KiB of the bundle.)
+            Err(_) => {
+                let raw = storage
+                    .get_multiple(vec![self.key])
+                    .await?
+                    .get(&JsValue::from_str(self.key));
+                if raw.is_undefined() {
+                    None
+                } else {
+                    let text = object_json(&raw)?;
+                    Some(serde_json::from_str::<T>(&text).map_err(|e| {
+                        worker::Error::RustError(format!("stored {} (object): {e}", self.key))
+                    })?)
+                }
+            }
         };
         // A write that finished while this read waited is newer: keep it.
         let mut cache = self.cache.borrow_mut();

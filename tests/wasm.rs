@@ -79,3 +79,43 @@ fn query_string_is_what_the_url_crate_parses() {
         );
     }
 }
+
+/// A task record that an earlier build stored as an object (`Storage::put` of the Rust value:
+/// `serde_wasm_bindgen`, maps as `Map`s, `None` as `undefined`) reads back equal through
+/// `record::object_json` and `serde_json`, without `serde_wasm_bindgen`'s deserializer.
+#[wasm_bindgen_test]
+fn a_record_stored_as_an_object_reads_back_through_its_json() {
+    use makeit3d_bff::core::ids::UserId;
+    use makeit3d_bff::core::jobs::JobKind;
+    use makeit3d_bff::core::request::{parse, Endpoint};
+    use makeit3d_bff::core::task::{apply, Command, StepError, Submission};
+
+    let body =
+        br#"{"task_id":"t-old","prompt":"a chair","texture_quality":"detailed","face_limit":5000}"#;
+    let valid = parse(Endpoint::TextToModel, body).unwrap();
+    let submit = Command::Submit(Submission {
+        owner: UserId(uuid::Uuid::from_u128(9)),
+        task_id: valid.task_id.clone(),
+        request: valid.request,
+        deadline_ms: 1_800_000,
+    });
+    let (state, _) = apply(None, submit, 1_000).unwrap();
+    let claim = Command::ClaimJob {
+        step: Step::Model,
+        attempt: 1,
+        kind: JobKind::Run,
+        lease_ms: 60_000,
+        create: true,
+    };
+    let (state, _) = apply(Some(state), claim, 2_000).unwrap();
+    let fail = Command::Fail {
+        step: Step::Model,
+        attempt: 1,
+        error: StepError::new("content_policy", "refused"),
+    };
+    let (state, _) = apply(Some(state), fail, 3_000).unwrap();
+    let stored = serde_wasm_bindgen::to_value(&state).unwrap();
+    let text = makeit3d_bff::record::object_json(&stored).unwrap();
+    let back: makeit3d_bff::core::task::TaskState = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, state);
+}
