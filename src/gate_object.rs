@@ -15,8 +15,9 @@ use worker::{durable_object, DurableObject, Env, Request, Response, Result, Stat
 use crate::core::flow;
 use crate::core::gate::Gate;
 use crate::core::gate_wire::{
-    AcquireReply, AcquireRequest, PositionReply, PositionRequest, ReleaseReply, ReleaseRequest,
-    ACQUIRE_PATH, POSITION_PATH, RELEASE_PATH,
+    AcquireManyReply, AcquireManyRequest, AcquireReply, AcquireRequest, PositionReply,
+    PositionRequest, ReleaseManyRequest, ReleaseReply, ReleaseRequest, ACQUIRE_MANY_PATH,
+    ACQUIRE_PATH, POSITION_PATH, RELEASE_MANY_PATH, RELEASE_PATH,
 };
 use crate::net::now_ms;
 use crate::record::Record;
@@ -101,6 +102,34 @@ impl DurableObject for ProviderGate {
                 let mut r = self.load().await?;
                 r.capacity = body.capacity;
                 let woken = r.gate.release(&body.key, body.capacity, now);
+                self.save(&r, now).await?;
+                let n = flow::gate::wake(&self.runtime(), woken).await;
+                Response::from_json(&ReleaseReply { woken: n })
+            }
+            ACQUIRE_MANY_PATH => {
+                let body: AcquireManyRequest = crate::stub::read_json(&mut req).await?;
+                let mut r = self.load().await?;
+                r.capacity = body.capacity;
+                let acquire = body
+                    .keys
+                    .iter()
+                    .map(|k| r.gate.acquire(k, body.capacity, body.deadline_ms, now))
+                    .collect();
+                self.save(&r, now).await?;
+                Response::from_json(&AcquireManyReply { acquire })
+            }
+            RELEASE_MANY_PATH => {
+                let body: ReleaseManyRequest = crate::stub::read_json(&mut req).await?;
+                let mut r = self.load().await?;
+                r.capacity = body.capacity;
+                let mut woken = Vec::new();
+                for key in &body.keys {
+                    for k in r.gate.release(key, body.capacity, now) {
+                        if !woken.contains(&k) {
+                            woken.push(k);
+                        }
+                    }
+                }
                 self.save(&r, now).await?;
                 let n = flow::gate::wake(&self.runtime(), woken).await;
                 Response::from_json(&ReleaseReply { woken: n })

@@ -3,6 +3,8 @@
 //! PostgREST, Storage, Tripo and OpenAI over `fetch`, and the console log. Translation only: what
 //! to do lives in `flow`.
 
+use std::cell::RefCell;
+
 use futures::future::LocalBoxFuture;
 use futures::stream::{LocalBoxStream, StreamExt};
 use serde_json::Value;
@@ -11,14 +13,16 @@ use worker::{Env, Method, ResponseBody};
 use crate::core::config::Config;
 use crate::core::error::{DepError, Dependency};
 use crate::core::flow::finalize::host_of;
+use crate::core::flow::gate as gate_flow;
 use crate::core::flow::ports::{
     Clock, Events, JobQueue, ObjectStore, OpenAiApi, RowStore, SlotGate, TaskStore, TripoApi,
     WebhookSender,
 };
 use crate::core::gate::{Acquire, GateName, SlotKey};
 use crate::core::gate_wire::{
-    AcquireReply, AcquireRequest, ReleaseReply, ReleaseRequest, ACQUIRE_PATH, BINDING as GATES,
-    RELEASE_PATH,
+    AcquireManyReply, AcquireManyRequest, AcquireReply, AcquireRequest, ReleaseManyRequest,
+    ReleaseReply, ReleaseRequest, ACQUIRE_MANY_PATH, ACQUIRE_PATH, BINDING as GATES,
+    RELEASE_MANY_PATH, RELEASE_PATH,
 };
 use crate::core::ids::TaskId;
 use crate::core::jobs::JobMessage;
@@ -64,11 +68,26 @@ pub struct Runtime<'a> {
     pub env: &'a Env,
     pub cfg: Option<&'a Config>,
     pub tasks: Tasks<'a>,
+    /// The queue batch this runtime serves, whose gate calls are gathered ([`GateBatch`]).
+    pub batch: Option<&'a GateBatch>,
 }
 
 impl<'a> Runtime<'a> {
     pub fn new(env: &'a Env, cfg: Option<&'a Config>, tasks: Tasks<'a>) -> Runtime<'a> {
-        Runtime { env, cfg, tasks }
+        Runtime {
+            env,
+            cfg,
+            tasks,
+            batch: None,
+        }
+    }
+
+    /// This runtime with the gate calls of a queue batch gathered in `batch`.
+    pub fn in_batch(self, batch: &'a GateBatch) -> Runtime<'a> {
+        Runtime {
+            batch: Some(batch),
+            ..self
+        }
     }
 
     fn cfg(&self, dependency: Dependency) -> Result<&'a Config, DepError> {
@@ -316,6 +335,85 @@ impl OpenAiApi for Runtime<'_> {
     }
 }
 
+/// A queue batch's provider-gate calls, gathered (P13): the slots of the batch's run messages are
+/// asked for in one call per gate before the first message runs ([`GateBatch::prefetch`]), and
+/// the slots given back while the batch runs go back in one call per gate after the last
+/// ([`GateBatch::flush`]) — two Durable Object calls per batch instead of two per job. A slot is
+/// thus taken up to one batch earlier and given back up to one batch later; a batch that dies
+/// before its flush leaves those releases to the gate's own healing (`core::gate`: a holder whose
+/// step is over is freed), as any lost release.
+#[derive(Default)]
+pub struct GateBatch {
+    /// Answers of the prefetch not yet taken by their message.
+    granted: RefCell<Vec<(GateName, SlotKey, Acquire)>>,
+    /// Releases waiting for the flush: gate, capacity, key.
+    released: RefCell<Vec<(GateName, u32, SlotKey)>>,
+}
+
+impl GateBatch {
+    /// Asks each gate once for the slots of `msgs`' run messages. A failed call prefetches
+    /// nothing for its gate: each message then asks for itself.
+    pub async fn prefetch(&self, env: &Env, cfg: &Config, msgs: &[&JobMessage]) {
+        let deadline_ms = cfg.tripo_deadline_s.saturating_mul(1000);
+        for (gate, capacity, keys) in gate_flow::batch_keys(cfg, msgs.iter().copied()) {
+            if keys.len() < 2 {
+                continue;
+            }
+            let req = AcquireManyRequest {
+                keys,
+                capacity,
+                deadline_ms,
+            };
+            let dep = Dependency::ProviderGate;
+            let answer: Result<AcquireManyReply, DepError> =
+                stub::call(env, dep, GATES, gate.as_str(), ACQUIRE_MANY_PATH, &req).await;
+            if let Ok(reply) = answer {
+                let mut granted = self.granted.borrow_mut();
+                for (key, acquire) in req.keys.into_iter().zip(reply.acquire) {
+                    granted.push((gate, key, acquire));
+                }
+            }
+        }
+    }
+
+    fn take(&self, gate: GateName, key: &SlotKey) -> Option<Acquire> {
+        let mut granted = self.granted.borrow_mut();
+        let i = granted
+            .iter()
+            .position(|(g, k, _)| *g == gate && k == key)?;
+        Some(granted.swap_remove(i).2)
+    }
+
+    /// Gives back every slot released during the batch, one call per gate; a failure is logged
+    /// (the gate heals lost releases).
+    pub async fn flush(&self, env: &Env) {
+        let released = std::mem::take(&mut *self.released.borrow_mut());
+        let mut by_gate: Vec<(GateName, u32, Vec<SlotKey>)> = Vec::new();
+        for (gate, capacity, key) in released {
+            match by_gate.iter_mut().find(|(g, _, _)| *g == gate) {
+                Some((_, _, keys)) => keys.push(key),
+                None => by_gate.push((gate, capacity, vec![key])),
+            }
+        }
+        for (gate, capacity, keys) in by_gate {
+            let n = keys.len();
+            let req = ReleaseManyRequest { keys, capacity };
+            let dep = Dependency::ProviderGate;
+            let answer: Result<ReleaseReply, DepError> =
+                stub::call(env, dep, GATES, gate.as_str(), RELEASE_MANY_PATH, &req).await;
+            if let Err(e) = answer {
+                log::emit(
+                    Level::Warn,
+                    "gate.release_failed",
+                    None,
+                    None,
+                    serde_json::json!({ "gate": gate.as_str(), "slots": n, "error": e.to_string() }),
+                );
+            }
+        }
+    }
+}
+
 impl SlotGate for Runtime<'_> {
     async fn acquire_slot(
         &self,
@@ -324,6 +422,9 @@ impl SlotGate for Runtime<'_> {
         capacity: u32,
         deadline_ms: u64,
     ) -> Result<Acquire, DepError> {
+        if let Some(acquire) = self.batch.and_then(|b| b.take(gate, key)) {
+            return Ok(acquire);
+        }
         let req = AcquireRequest {
             key: key.clone(),
             capacity,
@@ -341,6 +442,13 @@ impl SlotGate for Runtime<'_> {
         key: &SlotKey,
         capacity: u32,
     ) -> Result<(), DepError> {
+        if let Some(batch) = self.batch {
+            batch
+                .released
+                .borrow_mut()
+                .push((gate, capacity, key.clone()));
+            return Ok(());
+        }
         let req = ReleaseRequest {
             key: key.clone(),
             capacity,

@@ -2,7 +2,9 @@
 //! callers both import it): its binding, and one JSON request per call — `POST /acquire`
 //! [`AcquireRequest`] → [`AcquireReply`]; `POST /release` [`ReleaseRequest`] → `{"woken": n}`;
 //! `POST /position` [`PositionRequest`] → [`PositionReply`] (the status endpoint's live
-//! `queue_position`). One object per gate (`idFromName(GateName::as_str())`).
+//! `queue_position`); for a queue batch, `POST /acquire-many` [`AcquireManyRequest`] →
+//! [`AcquireManyReply`] and `POST /release-many` [`ReleaseManyRequest`] → `{"woken": n}` (one
+//! call for the batch's messages instead of one each). One object per gate (`idFromName(GateName::as_str())`).
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +17,8 @@ pub const BINDING: &str = "GATES";
 pub const ACQUIRE_PATH: &str = "/acquire";
 pub const RELEASE_PATH: &str = "/release";
 pub const POSITION_PATH: &str = "/position";
+pub const ACQUIRE_MANY_PATH: &str = "/acquire-many";
+pub const RELEASE_MANY_PATH: &str = "/release-many";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AcquireRequest {
@@ -49,4 +53,26 @@ pub struct ReleaseRequest {
 pub struct ReleaseReply {
     /// How many waiters the release woke.
     pub woken: usize,
+}
+
+/// Acquires for several keys in order, as that many [`AcquireRequest`]s would.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AcquireManyRequest {
+    pub keys: Vec<SlotKey>,
+    pub capacity: u32,
+    pub deadline_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AcquireManyReply {
+    /// One answer per key, in the request's order.
+    pub acquire: Vec<Acquire>,
+}
+
+/// Releases several keys, as that many [`ReleaseRequest`]s would (each waiter entitled to a
+/// slot is woken once).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReleaseManyRequest {
+    pub keys: Vec<SlotKey>,
+    pub capacity: u32,
 }

@@ -12,7 +12,7 @@ use crate::core::flow;
 use crate::core::jobs::JobMessage;
 use crate::core::retry;
 use crate::log::{self, Level};
-use crate::runtime::{Runtime, Tasks};
+use crate::runtime::{GateBatch, Runtime, Tasks};
 use crate::settings;
 
 /// Name of the dead-letter queue (wrangler.toml).
@@ -40,8 +40,18 @@ pub async fn consume(batch: MessageBatch<String>, env: Env) -> worker::Result<()
             return Ok(());
         }
     };
-    let rt = Runtime::new(&env, Some(cfg), Tasks::Stub);
-    for msg in batch.messages()? {
+    let gates = GateBatch::default();
+    let rt = Runtime::new(&env, Some(cfg), Tasks::Stub).in_batch(&gates);
+    let messages = batch.messages()?;
+    if !dead_letter {
+        let jobs: Vec<JobMessage> = messages
+            .iter()
+            .filter_map(|m| JobMessage::from_json(m.body()).ok())
+            .collect();
+        let refs: Vec<&JobMessage> = jobs.iter().collect();
+        gates.prefetch(&env, cfg, &refs).await;
+    }
+    for msg in messages {
         let job = match JobMessage::from_json(msg.body()) {
             Ok(job) => job,
             Err(e) => {
@@ -94,5 +104,6 @@ pub async fn consume(batch: MessageBatch<String>, env: Env) -> worker::Result<()
             }
         }
     }
+    gates.flush(&env).await;
     Ok(())
 }

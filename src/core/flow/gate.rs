@@ -12,7 +12,7 @@ use super::ports::Ports;
 use crate::config::Config;
 use crate::gate::{Gate, GateName, SlotKey, TRIPO_REFINE_LIMIT};
 use crate::ids::TaskId;
-use crate::jobs::JobMessage;
+use crate::jobs::{JobKind, JobMessage};
 use crate::log::Level;
 use crate::step::Step;
 use crate::task::{Phase, StepState};
@@ -29,6 +29,30 @@ pub fn gate_of(cfg: &Config, step: Step) -> Option<(GateName, u32)> {
         GateName::OpenAi => cfg.openai_max_concurrent_requests,
     };
     (capacity > 0).then_some((gate, capacity))
+}
+
+/// The slots a queue batch's run messages will ask for, by gate (in the messages' order), so the
+/// glue can ask each gate once for the whole batch (`gate_wire::AcquireManyRequest`).
+pub fn batch_keys<'m>(
+    cfg: &Config,
+    msgs: impl IntoIterator<Item = &'m JobMessage>,
+) -> Vec<(GateName, u32, Vec<SlotKey>)> {
+    let mut out: Vec<(GateName, u32, Vec<SlotKey>)> = Vec::new();
+    for m in msgs {
+        if m.kind != JobKind::Run {
+            continue;
+        }
+        let Some((gate, capacity)) = gate_of(cfg, m.step) else {
+            continue;
+        };
+        let k = key(&m.task_id, m.step, m.attempt);
+        match out.iter_mut().find(|(g, _, _)| *g == gate) {
+            Some((_, _, keys)) if !keys.contains(&k) => keys.push(k),
+            Some(_) => {}
+            None => out.push((gate, capacity, vec![k])),
+        }
+    }
+    out
 }
 
 pub fn key(task: &TaskId, step: Step, attempt: u32) -> SlotKey {
@@ -122,4 +146,44 @@ pub async fn wake<W: Ports>(w: &W, keys: Vec<SlotKey>) -> usize {
         }
     }
     sent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_asks_each_gate_once_for_its_run_messages() {
+        let cfg = super::super::memory::config();
+        let t = |s: &str| TaskId::parse(s).unwrap();
+        let msgs = [
+            JobMessage::run(t("a"), Step::Model, 1),
+            JobMessage::run(t("b"), Step::Concepts, 1),
+            JobMessage::run(t("c"), Step::Model, 2),
+            JobMessage::run(t("a"), Step::Model, 1),
+            JobMessage::webhook(t("d"), Step::Model, 1),
+            JobMessage::run(t("e"), Step::Refine, 1),
+        ];
+        let batch = batch_keys(&cfg, &msgs);
+        let model = gate_of(&cfg, Step::Model).unwrap();
+        let by_gate = |g: GateName| batch.iter().find(|(x, _, _)| *x == g);
+        let (_, capacity, keys) = by_gate(model.0).unwrap();
+        assert_eq!(*capacity, model.1);
+        // In order, a duplicate once, the webhook not at all.
+        assert_eq!(
+            keys.iter().map(|k| k.task_id.as_str()).collect::<Vec<_>>(),
+            ["a", "c"]
+        );
+        assert_eq!(keys[1].attempt, 2);
+        for (gate, _, keys) in &batch {
+            assert!(keys.iter().all(|k| GateName::of(k.step) == *gate));
+        }
+        assert_eq!(
+            batch.iter().map(|(_, _, k)| k.len()).sum::<usize>(),
+            msgs.iter()
+                .filter(|m| m.kind == JobKind::Run && gate_of(&cfg, m.step).is_some())
+                .count()
+                - 1
+        );
+    }
 }
