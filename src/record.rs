@@ -10,6 +10,7 @@
 //! Records stored as objects by an earlier build are still read (and rewritten as text).
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use serde::{de::DeserializeOwned, Serialize};
 use wasm_bindgen::closure::Closure;
@@ -45,6 +46,9 @@ enum Cached<T> {
 pub struct Record<T> {
     key: &'static str,
     cache: RefCell<Cached<T>>,
+    /// The JSON text of the cached record, as stored: a read that only passes the record on
+    /// (the task object's `POST /state`) answers it without serializing again.
+    text: RefCell<Option<Rc<str>>>,
 }
 
 impl<T: Serialize + DeserializeOwned + Clone> Record<T> {
@@ -52,6 +56,7 @@ impl<T: Serialize + DeserializeOwned + Clone> Record<T> {
         Self {
             key,
             cache: RefCell::new(Cached::Unread),
+            text: RefCell::new(None),
         }
     }
 
@@ -60,12 +65,15 @@ impl<T: Serialize + DeserializeOwned + Clone> Record<T> {
         if let Cached::Known(known) = &*self.cache.borrow() {
             return Ok(known.clone());
         }
+        let mut stored_text = None;
         let value = match storage.get::<String>(self.key).await {
             Ok(None) => None,
-            Ok(Some(text)) => Some(
-                serde_json::from_str::<T>(&text)
-                    .map_err(|e| worker::Error::RustError(format!("stored {}: {e}", self.key)))?,
-            ),
+            Ok(Some(text)) => {
+                let value = serde_json::from_str::<T>(&text)
+                    .map_err(|e| worker::Error::RustError(format!("stored {}: {e}", self.key)))?;
+                stored_text = Some(Rc::from(text));
+                Some(value)
+            }
             // Not text: an object written by an earlier build (read once, rewritten as text by
             // the next write), turned into JSON text in JavaScript ([`object_json`]) and parsed
             // like the rest. (Reading it with `storage.get::<T>` compiled the record's whole
@@ -91,6 +99,8 @@ impl<T: Serialize + DeserializeOwned + Clone> Record<T> {
             Cached::Known(newer) => Ok(newer.clone()),
             Cached::Unread => {
                 *cache = Cached::Known(value.clone());
+                // An object record's text is made at its next write.
+                *self.text.borrow_mut() = stored_text;
                 Ok(value)
             }
         }
@@ -100,13 +110,29 @@ impl<T: Serialize + DeserializeOwned + Clone> Record<T> {
     pub async fn put(&self, storage: &Storage, value: &T) -> Result<()> {
         let text = serde_json::to_string(value)
             .map_err(|e| worker::Error::RustError(format!("storing {}: {e}", self.key)))?;
-        storage.put(self.key, text).await?;
+        storage.put_raw(self.key, JsValue::from_str(&text)).await?;
         *self.cache.borrow_mut() = Cached::Known(Some(value.clone()));
+        *self.text.borrow_mut() = Some(Rc::from(text));
         Ok(())
+    }
+
+    /// The record's JSON text as stored (`None`: no record), read from storage only the first
+    /// time; a record an earlier build stored as an object is serialized here once.
+    pub async fn get_text(&self, storage: &Storage) -> Result<Option<Rc<str>>> {
+        let Some(value) = self.get(storage).await? else {
+            return Ok(None);
+        };
+        if let Some(text) = self.text.borrow().clone() {
+            return Ok(Some(text));
+        }
+        let text = serde_json::to_string(&value)
+            .map_err(|e| worker::Error::RustError(format!("storing {}: {e}", self.key)))?;
+        Ok(Some(Rc::from(text)))
     }
 
     /// After the object's storage was deleted: the record is absent.
     pub fn forget(&self) {
         *self.cache.borrow_mut() = Cached::Known(None);
+        *self.text.borrow_mut() = None;
     }
 }

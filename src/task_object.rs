@@ -28,8 +28,8 @@ use crate::core::status::{view, StatusQuery};
 use crate::core::step::Step;
 use crate::core::task::{apply, effects, Command, Refusal, TaskState};
 use crate::core::task_wire::{
-    CmdReply, CmdRequest, DoError, LiveRequest, RefusalReply, StateReply, CMD_PATH, EVENTS_PATH,
-    LIVE_HEADER, STATE_PATH, WS_PATH,
+    CmdReply, CmdRequest, DoError, LiveRequest, RefusalReply, CMD_PATH, EVENTS_PATH, LIVE_HEADER,
+    STATE_PATH, WS_PATH,
 };
 use crate::log::{self, Level};
 use crate::record::Record;
@@ -394,9 +394,14 @@ impl DurableObject for TaskObject {
                     }
                 }
             }
-            STATE_PATH => Response::from_json(&StateReply {
-                state: self.load().await?,
-            }),
+            STATE_PATH => {
+                // `StateReply` around the stored JSON text, not serialized again.
+                let text = self.record.get_text(&self.state.storage()).await?;
+                let body = format!("{{\"state\":{}}}", text.as_deref().unwrap_or("null"));
+                let resp = Response::ok(body)?;
+                resp.headers().set("content-type", "application/json")?;
+                Ok(resp)
+            }
             EVENTS_PATH => {
                 let body: LiveRequest = crate::stub::read_json(&mut req).await?;
                 self.events(body).await
