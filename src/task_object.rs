@@ -321,7 +321,8 @@ impl TaskObject {
         Ok(())
     }
 
-    /// Sets the alarm to the task's next poll, watchdog or deadline (`TaskState::next_alarm_ms`).
+    /// Sets the alarm to the task's next poll, watchdog or deadline (`TaskState::next_alarm_ms`);
+    /// deletes the one this instance set when nothing is left to watch.
     async fn arm(&self, state: &TaskState, now_ms: u64) -> Result<()> {
         match state.next_alarm_ms() {
             Some(at) if self.armed.get() != Some(at) => {
@@ -331,6 +332,13 @@ impl TaskObject {
                     .set_alarm(Duration::from_millis(delay))
                     .await?;
                 self.armed.set(Some(at));
+                Ok(())
+            }
+            // Nothing left to watch (every step final, its rows confirmed, no webhook due): the
+            // alarm this instance set would only wake the object for an empty sweep and a write.
+            None if self.armed.get().is_some() => {
+                self.state.storage().delete_alarm().await?;
+                self.armed.set(None);
                 Ok(())
             }
             _ => Ok(()),
