@@ -14,6 +14,7 @@ use worker::{durable_object, DurableObject, Env, Request, Response, Result, Stat
 
 use crate::core::flow;
 use crate::core::gate::Gate;
+use crate::core::gate::{Acquire, SlotKey};
 use crate::core::gate_wire::{
     AcquireManyReply, AcquireManyRequest, AcquireReply, AcquireRequest, PositionReply,
     PositionRequest, ReleaseManyRequest, ReleaseReply, ReleaseRequest, ACQUIRE_MANY_PATH,
@@ -74,6 +75,43 @@ impl ProviderGate {
     }
 }
 
+impl ProviderGate {
+    /// Acquires for `keys` in order (one write for all); one answer per key.
+    async fn acquire(
+        &self,
+        keys: &[SlotKey],
+        capacity: u32,
+        deadline_ms: u64,
+        now: u64,
+    ) -> Result<Vec<Acquire>> {
+        let mut r = self.load().await?;
+        r.capacity = capacity;
+        let acquire = keys
+            .iter()
+            .map(|k| r.gate.acquire(k, capacity, deadline_ms, now))
+            .collect();
+        self.save(&r, now).await?;
+        Ok(acquire)
+    }
+
+    /// Releases `keys` (one write for all) and wakes each waiter now entitled to a slot once;
+    /// how many were woken.
+    async fn release(&self, keys: &[SlotKey], capacity: u32, now: u64) -> Result<usize> {
+        let mut r = self.load().await?;
+        r.capacity = capacity;
+        let mut woken = Vec::new();
+        for key in keys {
+            for k in r.gate.release(key, capacity, now) {
+                if !woken.contains(&k) {
+                    woken.push(k);
+                }
+            }
+        }
+        self.save(&r, now).await?;
+        Ok(flow::gate::wake(&self.runtime(), woken).await)
+    }
+}
+
 impl DurableObject for ProviderGate {
     fn new(state: State, env: Env) -> Self {
         Self {
@@ -89,50 +127,33 @@ impl DurableObject for ProviderGate {
         match req.path().as_str() {
             ACQUIRE_PATH => {
                 let body: AcquireRequest = crate::stub::read_json(&mut req).await?;
-                let mut r = self.load().await?;
-                r.capacity = body.capacity;
-                let acquire = r
-                    .gate
-                    .acquire(&body.key, body.capacity, body.deadline_ms, now);
-                self.save(&r, now).await?;
-                Response::from_json(&AcquireReply { acquire })
-            }
-            RELEASE_PATH => {
-                let body: ReleaseRequest = crate::stub::read_json(&mut req).await?;
-                let mut r = self.load().await?;
-                r.capacity = body.capacity;
-                let woken = r.gate.release(&body.key, body.capacity, now);
-                self.save(&r, now).await?;
-                let n = flow::gate::wake(&self.runtime(), woken).await;
-                Response::from_json(&ReleaseReply { woken: n })
+                let keys = std::slice::from_ref(&body.key);
+                let acquire = self
+                    .acquire(keys, body.capacity, body.deadline_ms, now)
+                    .await?;
+                match acquire.into_iter().next() {
+                    Some(acquire) => Response::from_json(&AcquireReply { acquire }),
+                    None => Response::error("no answer", 500),
+                }
             }
             ACQUIRE_MANY_PATH => {
                 let body: AcquireManyRequest = crate::stub::read_json(&mut req).await?;
-                let mut r = self.load().await?;
-                r.capacity = body.capacity;
-                let acquire = body
-                    .keys
-                    .iter()
-                    .map(|k| r.gate.acquire(k, body.capacity, body.deadline_ms, now))
-                    .collect();
-                self.save(&r, now).await?;
+                let acquire = self
+                    .acquire(&body.keys, body.capacity, body.deadline_ms, now)
+                    .await?;
                 Response::from_json(&AcquireManyReply { acquire })
+            }
+            RELEASE_PATH => {
+                let body: ReleaseRequest = crate::stub::read_json(&mut req).await?;
+                let woken = self
+                    .release(std::slice::from_ref(&body.key), body.capacity, now)
+                    .await?;
+                Response::from_json(&ReleaseReply { woken })
             }
             RELEASE_MANY_PATH => {
                 let body: ReleaseManyRequest = crate::stub::read_json(&mut req).await?;
-                let mut r = self.load().await?;
-                r.capacity = body.capacity;
-                let mut woken = Vec::new();
-                for key in &body.keys {
-                    for k in r.gate.release(key, body.capacity, now) {
-                        if !woken.contains(&k) {
-                            woken.push(k);
-                        }
-                    }
-                }
-                self.save(&r, now).await?;
-                let n = flow::gate::wake(&self.runtime(), woken).await;
-                Response::from_json(&ReleaseReply { woken: n })
+                let woken = self.release(&body.keys, body.capacity, now).await?;
+                Response::from_json(&ReleaseReply { woken })
             }
             POSITION_PATH => {
                 let body: PositionRequest = crate::stub::read_json(&mut req).await?;

@@ -20,16 +20,7 @@ pub async fn command(
     command: Command,
     now_ms: u64,
 ) -> Result<CmdReply, DoError> {
-    send(
-        env,
-        task,
-        CmdRequest {
-            command,
-            now_ms,
-            sync_rows: false,
-        },
-    )
-    .await
+    send(env, task, command, now_ms, false).await
 }
 
 /// [`command`] for a command that ends a step: the object also writes the step's rows when it
@@ -40,19 +31,21 @@ pub async fn command_syncing_rows(
     command: Command,
     now_ms: u64,
 ) -> Result<CmdReply, DoError> {
-    send(
-        env,
-        task,
-        CmdRequest {
-            command,
-            now_ms,
-            sync_rows: true,
-        },
-    )
-    .await
+    send(env, task, command, now_ms, true).await
 }
 
-async fn send(env: &Env, task: &TaskId, req: CmdRequest) -> Result<CmdReply, DoError> {
+async fn send(
+    env: &Env,
+    task: &TaskId,
+    command: Command,
+    now_ms: u64,
+    sync_rows: bool,
+) -> Result<CmdReply, DoError> {
+    let req = CmdRequest {
+        command,
+        now_ms,
+        sync_rows,
+    };
     let dep = Dependency::TaskObject;
     let answer = stub::post(env, dep, BINDING, task.as_str(), CMD_PATH, &req).await?;
     match answer.status {
