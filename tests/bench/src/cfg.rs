@@ -13,10 +13,10 @@ pub struct Cfg {
     pub concurrency: Vec<u32>,
     /// Connections of the status loads (`BENCH_STATUS_CONCURRENCY`, `16,64`).
     pub status_concurrency: Vec<u32>,
-    /// Existing tasks the status load reads (`BENCH_STATUS_TASKS`, 1000).
+    /// Existing tasks the status load reads (`BENCH_STATUS_TASKS`, 500).
     pub status_tasks: usize,
-    /// Text-to-model jobs submitted at once (`BENCH_JOBS`, 100: ten times what the Tripo account
-    /// runs at once; 200 doubles the scenario's 3½ minutes).
+    /// Text-to-model jobs submitted at once (`BENCH_JOBS`, 60: six times what the Tripo account
+    /// runs at once; each 10 more add 20 s).
     pub jobs: usize,
     /// Image-to-image jobs with n = 4 (`BENCH_CONCEPT_JOBS`, 50).
     pub concept_jobs: usize,
@@ -64,8 +64,8 @@ impl Cfg {
             secs: var("BENCH_SECONDS", 5u32).max(1),
             concurrency: list("BENCH_CONCURRENCY", "1,16"),
             status_concurrency: list("BENCH_STATUS_CONCURRENCY", "16,64"),
-            status_tasks: var("BENCH_STATUS_TASKS", 1000usize).max(1),
-            jobs: var("BENCH_JOBS", 100usize).max(1),
+            status_tasks: var("BENCH_STATUS_TASKS", 500usize).max(1),
+            jobs: var("BENCH_JOBS", 60usize).max(1),
             concept_jobs: var("BENCH_CONCEPT_JOBS", 50usize).max(1),
             copy_mib: list("BENCH_COPY_MIB", "10,100,300"),
             floor_secs: var("BENCH_FLOOR_SECONDS", 6u32).max(2),
@@ -117,8 +117,8 @@ impl Cfg {
             s += 120.0 + 2.0 * runs * (2.0 * (fsecs + 1.0) + drain) + 2.0 * (6.0 + drain);
         }
         if self.wants("limits") {
-            // Three workers to start, then a warm-up and `runs` loads on each side, each drained.
-            s += 90.0 + 3.0 * (runs + 1.0) * (secs + 1.0 + (self.drain_s as f64).min(6.0));
+            // Three workers to start, then a warm-up and two loads on each side, each drained.
+            s += 90.0 + 3.0 * (runs.min(2.0) + 1.0) * (secs + 1.0 + (self.drain_s as f64).min(6.0));
         }
         s + 10.0
     }

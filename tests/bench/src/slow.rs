@@ -1,4 +1,4 @@
-//! The job scenarios: 3 (`BENCH_JOBS` Tripo jobs at once, 100), 4 (50 concept jobs with n = 4) and 5 (model
+//! The job scenarios: 3 (`BENCH_JOBS` Tripo jobs at once, 60), 4 (50 concept jobs with n = 4) and 5 (model
 //! copies of 10–300 MiB with the worker's memory sampled). Each run gets its own nonce, so the
 //! fakes' request log tells its provider calls apart.
 
