@@ -584,7 +584,8 @@ pub enum Command {
     /// first, so a lost answer is known afterwards (see [`MAX_CREATES`]).
     CreateStarting { step: Step, attempt: u32 },
     /// The provider refused the creation with a definite answer (e.g. 429, Tripo 2000): no task
-    /// was created, the next creation is not an uncertain one.
+    /// was created, the next creation is not an uncertain one. Jobs now say this in their
+    /// `ReleaseJob` (`create_settled`); still applied for messages of an earlier build.
     CreateSettled { step: Step, attempt: u32 },
     /// The run job created the provider task; polling starts.
     ProviderTaskCreated {

@@ -8,7 +8,8 @@
 //! `Running`) and one claim at a time, so a duplicate delivery never creates a second Tripo task.
 //! A creation is recorded in the DO before `POST /task` (`CreateStarting`): when its answer is
 //! lost (timeout, 5xx, crash) the retry knows it, logs `provider.create_uncertain`, and creates at
-//! most once more; a definite refusal (429, 2000) settles it (`CreateSettled`).
+//! most once more; a definite refusal (429, 2000) settles it (in the retry's `ReleaseJob`). A text
+//! or refine step's claim records the creation itself (`Outcome::RunCreate`).
 //! Tripo 2000 (concurrency) and 429 come back as classified failures that `core::retry` waits out;
 //! 2008 (moderation) and 2010 (no credits) fail the step at once.
 
