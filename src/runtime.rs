@@ -26,6 +26,7 @@ use crate::core::gate_wire::{
 };
 use crate::core::ids::TaskId;
 use crate::core::jobs::JobMessage;
+use crate::core::log::Carry;
 use crate::core::openai::EditRequest;
 use crate::core::rest::RestRequest;
 use crate::core::retry::{parse_retry_after, Failure};
@@ -70,6 +71,9 @@ pub struct Runtime<'a> {
     pub tasks: Tasks<'a>,
     /// The queue batch this runtime serves, whose gate calls are gathered ([`GateBatch`]).
     pub batch: Option<&'a GateBatch>,
+    /// The log context of the queue delivery under way (`core::log::Carry`): its receipt and
+    /// Tripo calls go in the line of the event they lead to.
+    pub carry: RefCell<Carry>,
 }
 
 impl<'a> Runtime<'a> {
@@ -79,6 +83,7 @@ impl<'a> Runtime<'a> {
             cfg,
             tasks,
             batch: None,
+            carry: RefCell::new(Carry::default()),
         }
     }
 
@@ -285,6 +290,7 @@ impl TripoApi for Runtime<'_> {
         let cx = tripo::CallCtx {
             task_id: task,
             step,
+            carry: Some(&self.carry),
         };
         tripo::upload(cx, self.cfg_for(Dependency::Tripo)?, bytes, format).await
     }
@@ -298,6 +304,7 @@ impl TripoApi for Runtime<'_> {
         let cx = tripo::CallCtx {
             task_id: task,
             step,
+            carry: Some(&self.carry),
         };
         tripo::create(cx, self.cfg_for(Dependency::Tripo)?, req).await
     }
@@ -306,6 +313,7 @@ impl TripoApi for Runtime<'_> {
         let cx = tripo::CallCtx {
             task_id: task,
             step,
+            carry: Some(&self.carry),
         };
         tripo::task(cx, self.cfg_for(Dependency::Tripo)?, id).await
     }
@@ -469,7 +477,9 @@ impl Events for Runtime<'_> {
         step: Option<Step>,
         fields: Value,
     ) {
-        log::emit(level, event, task.map(TaskId::as_str), step, fields);
+        let task = task.map(TaskId::as_str);
+        let (level, fields) = self.carry.borrow_mut().merge(level, task, step, fields);
+        log::emit(level, event, task, step, fields);
     }
 
     fn memory_bytes(&self) -> u64 {

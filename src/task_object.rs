@@ -26,7 +26,7 @@ use crate::core::flow;
 use crate::core::live::{self, Start};
 use crate::core::status::{view, StatusQuery};
 use crate::core::step::Step;
-use crate::core::task::{apply, effects, Command, Refusal, TaskState};
+use crate::core::task::{alarm_op, apply, effects, AlarmOp, Command, Refusal, TaskState};
 use crate::core::task_wire::{
     CmdReply, CmdRequest, DoError, LiveRequest, RefusalReply, CMD_PATH, EVENTS_PATH, LIVE_HEADER,
     STATE_PATH, WS_PATH,
@@ -97,6 +97,16 @@ impl TaskObject {
         cmd: Command,
         now_ms: u64,
     ) -> Result<std::result::Result<CmdReply, Refusal>> {
+        self.command_with(cmd, now_ms, true).await
+    }
+
+    /// [`Self::command`]; `arm: false` leaves the alarm as it is (the caller arms later).
+    async fn command_with(
+        &self,
+        cmd: Command,
+        now_ms: u64,
+        arm: bool,
+    ) -> Result<std::result::Result<CmdReply, Refusal>> {
         let current = self.load().await?;
         let before = current.as_ref().map(|s| s.version);
         let (state, outcome) = match apply(current, cmd, now_ms) {
@@ -114,7 +124,7 @@ impl TaskObject {
         if effects.persist {
             self.record.put(&self.state.storage(), &state).await?;
         }
-        if effects.arm {
+        if effects.arm && arm {
             self.arm(&state, now_ms).await?;
         }
         if changed {
@@ -321,28 +331,26 @@ impl TaskObject {
         Ok(())
     }
 
-    /// Sets the alarm to the task's next poll, watchdog or deadline (`TaskState::next_alarm_ms`);
-    /// deletes the one this instance set when nothing is left to watch.
+    /// Sets the alarm to the task's next poll, watchdog or deadline (`TaskState::next_alarm_ms`),
+    /// keeps one this instance set earlier, deletes it when nothing is left to watch
+    /// (`core::task::alarm_op`).
     async fn arm(&self, state: &TaskState, now_ms: u64) -> Result<()> {
-        match state.next_alarm_ms() {
-            Some(at) if self.armed.get() != Some(at) => {
+        match alarm_op(self.armed.get(), state.next_alarm_ms()) {
+            AlarmOp::Keep => {}
+            AlarmOp::Set(at) => {
                 let delay = at.saturating_sub(now_ms).max(1);
                 self.state
                     .storage()
                     .set_alarm(Duration::from_millis(delay))
                     .await?;
                 self.armed.set(Some(at));
-                Ok(())
             }
-            // Nothing left to watch (every step final, its rows confirmed, no webhook due): the
-            // alarm this instance set would only wake the object for an empty sweep and a write.
-            None if self.armed.get().is_some() => {
+            AlarmOp::Delete => {
                 self.state.storage().delete_alarm().await?;
                 self.armed.set(None);
-                Ok(())
             }
-            _ => Ok(()),
         }
+        Ok(())
     }
 }
 
@@ -390,10 +398,20 @@ impl DurableObject for TaskObject {
             CMD_PATH => {
                 let body: CmdRequest = crate::stub::read_json(&mut req).await?;
                 let ends = body.sync_rows.then(|| body.command.ends_step()).flatten();
-                match self.command(body.command, body.now_ms).await? {
+                // A step ending with its rows written here: the alarm this instance set stays
+                // until the rows are (it is the way out if the object stops before), and then
+                // follows the state after them — usually nothing left, so one write for both.
+                let defer_arm = ends.is_some() && self.armed.get().is_some();
+                match self
+                    .command_with(body.command, body.now_ms, !defer_arm)
+                    .await?
+                {
                     Ok(mut reply) => {
                         if let Some(step) = ends {
                             self.sync_rows(&mut reply, step).await?;
+                        }
+                        if defer_arm {
+                            self.arm(&reply.state, body.now_ms).await?;
                         }
                         Response::from_json(&reply)
                     }

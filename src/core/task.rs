@@ -479,7 +479,8 @@ impl TaskState {
     /// When the Durable Object's alarm should fire next: the earliest poll due, watchdog
     /// ([`StepState::watchdog_at_ms`]) or deadline ([`StepState::deadline_at_ms`]) of any
     /// unfinished step; `None` when every step is final. Every time is one that [`sweep`] or a
-    /// poll acts on, so the alarm never fires for nothing twice.
+    /// poll acts on, so an alarm set to it never fires for nothing (one kept from earlier may,
+    /// once: [`alarm_op`]).
     pub fn next_alarm_ms(&self) -> Option<u64> {
         self.steps
             .values()
@@ -1428,6 +1429,30 @@ pub fn effects(outcome: &Outcome) -> Effects {
     }
 }
 
+/// What the Durable Object does with its alarm after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlarmOp {
+    /// The alarm already set serves: leave it.
+    Keep,
+    /// Set it to this time.
+    Set(u64),
+    /// Nothing is left to watch: delete the one set.
+    Delete,
+}
+
+/// The alarm for a state whose next time is `wanted` ([`TaskState::next_alarm_ms`]), given the
+/// one set already (`armed`; `None`: none, or not known). One set earlier is kept: it only wakes
+/// the object for a sweep with nothing due, which sets the next time then — so a job's claim or
+/// its lease renewals, which push the watchdog further out, cost no alarm write.
+pub fn alarm_op(armed: Option<u64>, wanted: Option<u64>) -> AlarmOp {
+    match (armed, wanted) {
+        (Some(a), Some(w)) if a <= w => AlarmOp::Keep,
+        (_, Some(w)) => AlarmOp::Set(w),
+        (Some(_), None) => AlarmOp::Delete,
+        (None, None) => AlarmOp::Keep,
+    }
+}
+
 /// The alarm's sweep (SPEC §6: every state has a way out). For each unfinished step:
 /// past its deadline → `failed` (`timeout`, or `provider_timeout` while waiting for the
 /// provider); else, when its watchdog is due → its job message is sent again (a pending step's
@@ -1576,6 +1601,16 @@ fn fail(s: &mut StepState, error: StepError, now: u64) -> Result<Outcome, SkipRe
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_alarm_set_earlier_is_kept_a_later_one_moved_and_none_left_deleted() {
+        assert_eq!(alarm_op(Some(10), Some(20)), AlarmOp::Keep);
+        assert_eq!(alarm_op(Some(20), Some(20)), AlarmOp::Keep);
+        assert_eq!(alarm_op(Some(30), Some(20)), AlarmOp::Set(20));
+        assert_eq!(alarm_op(None, Some(20)), AlarmOp::Set(20));
+        assert_eq!(alarm_op(Some(30), None), AlarmOp::Delete);
+        assert_eq!(alarm_op(None, None), AlarmOp::Keep);
+    }
+
     use super::*;
     use crate::request::{parse, Endpoint};
 

@@ -9,6 +9,7 @@ use serde_json::json;
 use worker::{Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder};
 
 use crate::core::flow;
+use crate::core::flow::ports::Events;
 use crate::core::jobs::JobMessage;
 use crate::core::retry;
 use crate::log::{self, Level};
@@ -66,11 +67,11 @@ pub async fn consume(batch: MessageBatch<String>, env: Env) -> worker::Result<()
                 continue;
             }
         };
-        log::emit(
-            Level::Info,
-            "job.received",
-            Some(job.task_id.as_str()),
-            Some(job.step),
+        // The receipt goes in the first line the delivery writes about its step (one line per
+        // event, not one more per delivery: `core::log::Carry`); else in `job.handled`.
+        rt.carry.borrow_mut().begin(
+            job.task_id.as_str(),
+            job.step,
             json!({
                 "queue": queue, "kind": job.kind.as_str(), "attempt": job.attempt, "try": job.try_no, "waits": job.waits, "dead_letter": dead_letter,
             }),
@@ -89,10 +90,10 @@ pub async fn consume(batch: MessageBatch<String>, env: Env) -> worker::Result<()
                 // whatever happens to the message).
                 let age_ms = crate::net::now_ms().saturating_sub(msg.timestamp().as_millis());
                 let delay_s = retry::redelivery_delay_s(age_ms);
-                log::emit(
+                rt.event(
                     Level::Warn,
                     "job.redeliver",
-                    Some(job.task_id.as_str()),
+                    Some(&job.task_id),
                     Some(job.step),
                     json!({ "error": e.to_string(), "delay_s": delay_s }),
                 );
@@ -102,6 +103,16 @@ pub async fn consume(batch: MessageBatch<String>, env: Env) -> worker::Result<()
                         .build(),
                 );
             }
+        }
+        let leftover = rt.carry.borrow_mut().finish();
+        if let Some((level, fields)) = leftover {
+            log::emit(
+                level,
+                "job.handled",
+                Some(job.task_id.as_str()),
+                Some(job.step),
+                fields,
+            );
         }
     }
     gates.flush(&env).await;

@@ -2,8 +2,11 @@
 //! (multipart), `POST /task`, `GET /task/{id}`; v3 `POST {TRIPO_V3_BASE_URL}/files`,
 //! `POST /generation/…` (one endpoint per capability), `GET /tasks/{id}`. Paths, payloads,
 //! parsing and error classification live in `core::tripo` and `core::tripo_v3` (picked by
-//! `core::tripo_v3::ApiVersion`); this module sends the requests, logs one `tripo.call` line per request (with Tripo's
-//! `X-Tripo-Trace-ID`), and hands back parsed answers or classified failures.
+//! `core::tripo_v3::ApiVersion`); this module sends the requests, logs each one (with Tripo's
+//! `X-Tripo-Trace-ID`) in the line of what it led to when a queue delivery carries it, else as
+//! its own `tripo.call` line, and hands back parsed answers or classified failures.
+
+use std::cell::RefCell;
 
 use serde_json::json;
 use worker::Method;
@@ -11,6 +14,7 @@ use worker::Method;
 use crate::core::config::Config;
 use crate::core::error::Dependency;
 use crate::core::ids::TaskId;
+use crate::core::log::Carry;
 use crate::core::retry::{parse_retry_after, Failure};
 use crate::core::step::Step;
 use crate::core::tripo::{
@@ -29,6 +33,28 @@ pub const API_TIMEOUT_MS: u64 = 30_000;
 pub struct CallCtx<'a> {
     pub task_id: &'a TaskId,
     pub step: Step,
+    /// A queue delivery's carried log context: the call goes in the line of the event it leads
+    /// to (`core::log::Carry`); `None`, or another step's delivery: its own `tripo.call` line.
+    pub carry: Option<&'a RefCell<Carry>>,
+}
+
+/// The call's record: carried by the delivery, else one `tripo.call` line.
+fn log_call(cx: CallCtx<'_>, level: Level, fields: serde_json::Value) {
+    let own_line = match cx.carry {
+        Some(c) => c
+            .borrow_mut()
+            .call(cx.task_id.as_str(), cx.step, level, fields),
+        None => Some(fields),
+    };
+    if let Some(fields) = own_line {
+        log::emit(
+            level,
+            "tripo.call",
+            Some(cx.task_id.as_str()),
+            Some(cx.step),
+            fields,
+        );
+    }
 }
 
 fn net_failure(e: NetError) -> Failure {
@@ -63,12 +89,10 @@ async fn call(
     let reply = match result {
         Ok(r) => r,
         Err(e) => {
-            log::emit(
+            log_call(
+                cx,
                 Level::Warn,
-                "tripo.call",
-                Some(cx.task_id.as_str()),
-                Some(cx.step),
-                json!({ "method": method_name, "path": path, "error": e.to_string(), "ms": elapsed_ms }),
+                json!({ "service": "tripo", "method": method_name, "path": path, "error": e.to_string(), "ms": elapsed_ms }),
             );
             return Err(net_failure(e));
         }
@@ -79,12 +103,10 @@ async fn call(
     } else {
         Level::Warn
     };
-    log::emit(
+    log_call(
+        cx,
         level,
-        "tripo.call",
-        Some(cx.task_id.as_str()),
-        Some(cx.step),
-        json!({ "api": cfg.tripo_api, "method": method_name, "path": path, "status": reply.status, "trace_id": trace, "ms": elapsed_ms }),
+        json!({ "service": "tripo", "api": cfg.tripo_api, "method": method_name, "path": path, "status": reply.status, "trace_id": trace, "ms": elapsed_ms }),
     );
     if reply.is_success() {
         return Ok(reply);

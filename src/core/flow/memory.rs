@@ -32,7 +32,7 @@ use crate::rest::{Method, RestRequest};
 use crate::retry::Failure;
 use crate::step::Step;
 use crate::storage_path::InputObject;
-use crate::task::{apply, effects, Command, Outcome, Refusal, TaskState};
+use crate::task::{alarm_op, apply, effects, AlarmOp, Command, Outcome, Refusal, TaskState};
 use crate::task_wire::{CmdReply, DoError};
 use crate::tripo::{parse_task, CreateTask, ImageFormat, TaskDetail};
 
@@ -273,24 +273,50 @@ impl Mem {
     }
 
     fn apply(&self, task: &TaskId, cmd: Command, now_ms: u64) -> Result<CmdReply, Refusal> {
+        self.apply_with(task, cmd, now_ms, true)
+    }
+
+    fn apply_with(
+        &self,
+        task: &TaskId,
+        cmd: Command,
+        now_ms: u64,
+        arm: bool,
+    ) -> Result<CmdReply, Refusal> {
+        let (state, outcome) = {
+            let mut w = self.w.borrow_mut();
+            let current = w.tasks.get(task).cloned();
+            let (state, outcome) = apply(current, cmd.clone(), now_ms)?;
+            let fx = effects(&outcome);
+            if fx.delete_task {
+                w.tasks.remove(task);
+                w.alarms.remove(task);
+            }
+            if fx.persist {
+                w.tasks.insert(task.clone(), state.clone());
+            }
+            w.applied.push((cmd, outcome.clone()));
+            if !(fx.arm && arm) {
+                return Ok(CmdReply { outcome, state });
+            }
+            (state, outcome)
+        };
+        self.arm(task, &state);
+        Ok(CmdReply { outcome, state })
+    }
+
+    /// As the object does (`task_object::arm`), knowing the alarm it set.
+    fn arm(&self, task: &TaskId, state: &TaskState) {
         let mut w = self.w.borrow_mut();
-        let current = w.tasks.get(task).cloned();
-        let (state, outcome) = apply(current, cmd.clone(), now_ms)?;
-        let fx = effects(&outcome);
-        if fx.delete_task {
-            w.tasks.remove(task);
-            w.alarms.remove(task);
-        }
-        if fx.persist {
-            w.tasks.insert(task.clone(), state.clone());
-        }
-        if fx.arm {
-            if let Some(at) = state.next_alarm_ms() {
+        match alarm_op(w.alarms.get(task).copied(), state.next_alarm_ms()) {
+            AlarmOp::Keep => {}
+            AlarmOp::Set(at) => {
                 w.alarms.insert(task.clone(), at);
             }
+            AlarmOp::Delete => {
+                w.alarms.remove(task);
+            }
         }
-        w.applied.push((cmd, outcome.clone()));
-        Ok(CmdReply { outcome, state })
     }
 
     pub fn state(&self, task: &TaskId) -> Option<TaskState> {
@@ -556,7 +582,9 @@ impl TaskStore for Mem {
     }
 
     /// As the object does (`task_object::sync_rows`): the command, then the rows of the step it
-    /// ended and `RowsSynced` (each a port call, so a stop can fall between them).
+    /// ended and `RowsSynced` (each a port call, so a stop can fall between them). With an
+    /// alarm already set, the command leaves it (it is the way out if the object stops before
+    /// its rows are written) and the alarm follows the state after the rows.
     async fn command_syncing_rows(
         &self,
         task: &TaskId,
@@ -564,7 +592,13 @@ impl TaskStore for Mem {
         now_ms: u64,
     ) -> Result<CmdReply, DoError> {
         let ends = cmd.ends_step();
-        let mut reply = self.command(task, cmd, now_ms).await?;
+        let defer_arm = self.w.borrow().alarms.contains_key(task);
+        let mut reply = self
+            .io(Op::Command, |m| {
+                Ok(m.apply_with(task, cmd, now_ms, !defer_arm))
+            })
+            .await?
+            .map_err(DoError::Refused)?;
         let ended = ends.and_then(|step| reply.state.steps.get(&step).cloned());
         if let Some(s) = ended.filter(|s| s.status.is_terminal() && !s.rows.is_settled()) {
             self.w.borrow_mut().object_row_syncs += 1;
@@ -573,6 +607,9 @@ impl TaskStore for Mem {
                     reply.state = latest;
                 }
             }
+        }
+        if defer_arm {
+            self.arm(task, &reply.state);
         }
         Ok(reply)
     }

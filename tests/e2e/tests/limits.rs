@@ -12,7 +12,7 @@ use e2e::{WorkerOptions, WorkerProcess};
 use libtest_mimic::Failed;
 use serde_json::{json, Value};
 
-use crate::support::{check, expect_error, Case, CaseResult, Ctx, Reply, User};
+use crate::support::{check, deliveries_in, expect_error, Case, CaseResult, Ctx, Reply, User};
 
 pub fn cases() -> Vec<(&'static str, Case)> {
     vec![
@@ -164,10 +164,7 @@ impl On<'_> {
         })?;
         expect_error(&self.status(user, task)?, 404, "not_found")?;
         let log = self.worker.log();
-        let jobs = log
-            .lines()
-            .filter(|l| l.contains("job.received") && l.contains(task))
-            .count();
+        let jobs = deliveries_in(&log, task).len();
         check(jobs == 0, || format!("{jobs} job messages for {task}"))?;
         let fakes = self
             .ctx

@@ -876,9 +876,32 @@ fn faults(ctx: &Ctx) -> CaseResult {
                 "poll5xx" => check(count("/v2/openapi/task/", 500) == 3, || {
                     format!("polls: {log:?}")
                 })?,
-                "moderation" | "credits" => check(creates(ctx, n)?.len() == 1, || {
-                    format!("a final create failure was retried: {log:?}")
-                })?,
+                "moderation" | "credits" => {
+                    let made = creates(ctx, n)?;
+                    check(made.len() == 1, || {
+                        format!("a final create failure was retried: {log:?}")
+                    })?;
+                    // One line says it all: the delivery, the refused create with Tripo's
+                    // trace id (for their support), and the failure (`core::log::Carry`).
+                    let lines = ctx.worker_events(task);
+                    let failed: Vec<&Value> = lines
+                        .iter()
+                        .filter(|v| v["event"] == "job.failed")
+                        .collect();
+                    let ok = failed.len() == 1
+                        && failed[0]["level"] == "warn"
+                        && failed[0]["delivery"]["kind"] == "run"
+                        && failed[0]["calls"].as_array().is_some_and(|c| {
+                            c.len() == 1
+                                && c[0]["path"] == "/task"
+                                && c[0]["status"] == made[0]["status"]
+                                && c[0]["trace_id"] == made[0]["request_id"]
+                        });
+                    check(ok, || format!("job.failed lines: {failed:?}"))?;
+                    check(!lines.iter().any(|v| v["event"] == "tripo.call"), || {
+                        format!("a carried call was logged on its own too: {lines:?}")
+                    })?;
+                }
                 _ => {}
             }
             Ok(())

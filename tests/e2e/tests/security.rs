@@ -12,7 +12,7 @@ use e2e::{WorkerOptions, WorkerProcess};
 use libtest_mimic::Failed;
 use serde_json::{json, Value};
 
-use crate::support::{check, expect_error, png, Case, CaseResult, Ctx, Reply, User};
+use crate::support::{check, deliveries_in, expect_error, png, Case, CaseResult, Ctx, Reply, User};
 
 pub fn cases() -> Vec<(&'static str, Case)> {
     vec![
@@ -525,11 +525,7 @@ fn test_hook_under_real_auth(ctx: &Ctx) -> CaseResult {
     )?;
     expect_error(&g, 503, "misconfigured")?;
     std::thread::sleep(Duration::from_millis(1200));
-    let received = worker
-        .log()
-        .lines()
-        .filter(|l| l.contains(&task) && l.contains("job.received"))
-        .count();
+    let received = deliveries_in(&worker.log(), &task).len();
     check(received == 0, || {
         format!("{received} job messages received")
     })

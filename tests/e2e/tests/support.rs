@@ -404,12 +404,10 @@ impl Ctx {
         }
     }
 
-    /// `job.received` events of the worker for `task_id`.
+    /// The queue deliveries the worker handled for `task_id`: one line each carries its receipt
+    /// (`delivery`; `core::log::Carry`).
     pub fn jobs_received(&self, task_id: &str) -> Vec<Value> {
-        self.worker_events(task_id)
-            .into_iter()
-            .filter(|v| v["event"] == "job.received" && v["task_id"] == task_id)
-            .collect()
+        deliveries_in(&self.current_log(), task_id)
     }
 }
 
@@ -505,6 +503,15 @@ pub fn expect_error(r: &Reply, status: u16, code: &str) -> CaseResult {
 }
 
 /// The structured lines (JSON objects) of a worker log that mention `needle`.
+/// The lines of `log` that carry a queue delivery's receipt (`delivery`) for `task_id`: one per
+/// delivery handled, in the line of the first event it led to, or its own `job.handled`.
+pub fn deliveries_in(log: &str, task_id: &str) -> Vec<Value> {
+    events_in(log, task_id)
+        .into_iter()
+        .filter(|v| v["delivery"].is_object() && v["task_id"] == task_id)
+        .collect()
+}
+
 pub fn events_in(log: &str, needle: &str) -> Vec<Value> {
     log.lines()
         .filter(|l| l.contains(needle))
