@@ -28,6 +28,10 @@ use crate::core::step::{Status, Step};
 use crate::log::{self, Level};
 use crate::{stub, task_client};
 
+/// Stale marks and entries (past the window, past their deadline) left in the tables before a
+/// reservation deletes them: uncounted meanwhile, so they cost only their rows.
+const PRUNE_AT: u64 = 64;
+
 /// Binding of the per-user Durable Object namespace (wrangler.toml).
 pub const BINDING: &str = "USER_LIMITS";
 /// The Rate Limiting bindings (wrangler.toml `[[ratelimits]]`): the flood guard of signed-in
@@ -84,6 +88,7 @@ fn v_str(s: &str) -> SqlStorageValue {
 #[derive(Deserialize)]
 struct UsageRow {
     marks: u64,
+    stale: u64,
     oldest: Option<u64>,
     active: u64,
     earliest: Option<u64>,
@@ -149,23 +154,20 @@ impl UserLimits {
         Ok(sql)
     }
 
-    /// Drops the marks older than the window and the entries past their deadline (no write when
-    /// there is nothing to drop: every write costs a commit).
-    fn prune(&self, sql: &SqlStorage, usage: &Usage, now_ms: u64) -> Result<bool> {
+    /// Drops the marks older than the window and the entries past their deadline once
+    /// [`PRUNE_AT`] of them piled up: they are not counted ([`Self::usage`] counts only live
+    /// rows), so a submit pays for no `DELETE` most of the time.
+    fn prune(&self, sql: &SqlStorage, stale: u64, now_ms: u64) -> Result<()> {
+        if stale < PRUNE_AT {
+            return Ok(());
+        }
         let cutoff = now_ms.saturating_sub(WINDOW_MS);
-        let mut pruned = false;
-        if usage.oldest_submit_ms.is_some_and(|t| t <= cutoff) {
-            sql.exec("DELETE FROM marks WHERE at_ms <= ?", vec![v_int(cutoff)])?;
-            pruned = true;
-        }
-        if usage.earliest_deadline_ms.is_some_and(|d| d <= now_ms) {
-            sql.exec(
-                "DELETE FROM entries WHERE deadline_at_ms <= ?",
-                vec![v_int(now_ms)],
-            )?;
-            pruned = true;
-        }
-        Ok(pruned)
+        sql.exec("DELETE FROM marks WHERE at_ms <= ?", vec![v_int(cutoff)])?;
+        sql.exec(
+            "DELETE FROM entries WHERE deadline_at_ms <= ?",
+            vec![v_int(now_ms)],
+        )?;
+        Ok(())
     }
 
     fn entry(&self, sql: &SqlStorage, task_id: &str, step: Step) -> Result<Option<Entry>> {
@@ -179,17 +181,41 @@ impl UserLimits {
         Ok(rows.into_iter().next().and_then(EntryRow::entry))
     }
 
-    /// The counts and the submitted step's entry, in one statement (every `exec` crosses into
-    /// the runtime and back; the submit path pays for each).
-    fn usage(&self, sql: &SqlStorage, task_id: &str, step: Step) -> Result<(Usage, Option<Entry>)> {
+    /// The counts of live rows (marks of the window, entries before their deadline), the stale
+    /// ones left to prune, and the submitted step's live entry, in one statement (every `exec`
+    /// crosses into the runtime and back; the submit path pays for each).
+    fn usage(
+        &self,
+        sql: &SqlStorage,
+        task_id: &str,
+        step: Step,
+        now_ms: u64,
+    ) -> Result<(Usage, Option<Entry>, u64)> {
+        let cutoff = v_int(now_ms.saturating_sub(WINDOW_MS));
+        let now = v_int(now_ms);
         let row: UsageRow = sql
             .exec(
                 "SELECT m.n AS marks, m.first AS oldest, e.n AS active, e.first AS earliest, \
+                 m.stale + e.stale AS stale, \
                  x.task_id, x.step, x.since_ms, x.deadline_at_ms, x.reservation \
-                 FROM (SELECT COUNT(*) AS n, MIN(at_ms) AS first FROM marks) AS m \
-                 CROSS JOIN (SELECT COUNT(*) AS n, MIN(deadline_at_ms) AS first FROM entries) AS e \
-                 LEFT JOIN entries AS x ON x.task_id = ? AND x.step = ?",
-                vec![v_str(task_id), v_str(step.as_str())],
+                 FROM (SELECT COALESCE(SUM(at_ms > ?), 0) AS n, \
+                   MIN(CASE WHEN at_ms > ? THEN at_ms END) AS first, \
+                   COALESCE(SUM(at_ms <= ?), 0) AS stale FROM marks) AS m \
+                 CROSS JOIN (SELECT COALESCE(SUM(deadline_at_ms > ?), 0) AS n, \
+                   MIN(CASE WHEN deadline_at_ms > ? THEN deadline_at_ms END) AS first, \
+                   COALESCE(SUM(deadline_at_ms <= ?), 0) AS stale FROM entries) AS e \
+                 LEFT JOIN entries AS x ON x.task_id = ? AND x.step = ? AND x.deadline_at_ms > ?",
+                vec![
+                    cutoff.clone(),
+                    cutoff.clone(),
+                    cutoff,
+                    now.clone(),
+                    now.clone(),
+                    now.clone(),
+                    v_str(task_id),
+                    v_str(step.as_str()),
+                    now,
+                ],
             )?
             .one()?;
         let entry = row.entry();
@@ -200,7 +226,7 @@ impl UserLimits {
             has_entry: entry.is_some(),
             earliest_deadline_ms: row.earliest,
         };
-        Ok((usage, entry))
+        Ok((usage, entry, row.stale))
     }
 
     /// A reservation id that no live mark or entry has: increasing within this instance, and
@@ -236,10 +262,8 @@ impl UserLimits {
         let mut healed = false;
         loop {
             let sql = self.sql()?;
-            let (mut usage, mut existing) = self.usage(&sql, &req.task_id, req.step)?;
-            if self.prune(&sql, &usage, now)? {
-                (usage, existing) = self.usage(&sql, &req.task_id, req.step)?;
-            }
+            let (usage, existing, stale) = self.usage(&sql, &req.task_id, req.step, now)?;
+            self.prune(&sql, stale, now)?;
             match decide(req.tier, &usage, now, healed) {
                 Decision::Refuse(refused) => return Ok(ReserveReply::Refused { refused }),
                 Decision::Heal => {
@@ -281,8 +305,8 @@ impl UserLimits {
             .sql()?
             .exec(
                 "SELECT task_id, step, since_ms, deadline_at_ms, reservation FROM entries \
-                 ORDER BY since_ms LIMIT ?",
-                vec![v_int(HEAL_BATCH as u64)],
+                 WHERE deadline_at_ms > ? ORDER BY since_ms LIMIT ?",
+                vec![v_int(now_ms), v_int(HEAL_BATCH as u64)],
             )?
             .to_array()?;
         let entries: Vec<Entry> = rows.into_iter().filter_map(EntryRow::entry).collect();
