@@ -663,7 +663,7 @@ fn same_request_twice(ctx: &Ctx) -> CaseResult {
     let jobs: Vec<Value> = ctx
         .jobs_received(&task)
         .into_iter()
-        .filter(|j| j["kind"] == "run" && j["try"] == 1)
+        .filter(|j| j["delivery"]["kind"] == "run" && j["delivery"]["try"] == 1)
         .collect();
     check(jobs.len() == 1, || {
         format!("expected one run message, got {jobs:?}")
