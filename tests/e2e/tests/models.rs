@@ -888,8 +888,14 @@ fn faults(ctx: &Ctx) -> CaseResult {
                         .iter()
                         .filter(|v| v["event"] == "job.failed")
                         .collect();
+                    // Refused content is the caller's doing (a warning); no credits is ours.
+                    let level = if *label == "moderation" {
+                        "warn"
+                    } else {
+                        "error"
+                    };
                     let ok = failed.len() == 1
-                        && failed[0]["level"] == "warn"
+                        && failed[0]["level"] == level
                         && failed[0]["delivery"]["kind"] == "run"
                         && failed[0]["calls"].as_array().is_some_and(|c| {
                             c.len() == 1
