@@ -43,17 +43,24 @@ pub async fn consume(batch: MessageBatch<String>, env: Env) -> worker::Result<()
     };
     let gates = GateBatch::default();
     let rt = Runtime::new(&env, Some(cfg), Tasks::Stub).in_batch(&gates);
-    let messages = batch.messages()?;
+    // Each body parsed once: the gate prefetch and the loop read the same messages.
+    let messages: Vec<_> = batch
+        .messages()?
+        .into_iter()
+        .map(|m| {
+            let job = JobMessage::from_json(m.body());
+            (m, job)
+        })
+        .collect();
     if !dead_letter {
-        let jobs: Vec<JobMessage> = messages
+        let refs: Vec<&JobMessage> = messages
             .iter()
-            .filter_map(|m| JobMessage::from_json(m.body()).ok())
+            .filter_map(|(_, j)| j.as_ref().ok())
             .collect();
-        let refs: Vec<&JobMessage> = jobs.iter().collect();
         gates.prefetch(&env, cfg, &refs).await;
     }
-    for msg in messages {
-        let job = match JobMessage::from_json(msg.body()) {
+    for (msg, parsed) in messages {
+        let job = match parsed {
             Ok(job) => job,
             Err(e) => {
                 log::emit(
