@@ -1,6 +1,7 @@
 //! WebAssembly tests (`cargo test --target wasm32-unknown-unknown`, run under Node by
 //! wasm-bindgen-test-runner): the code that must behave the same inside the Workers runtime —
-//! the JSON error layer through real `Response` objects, config, ids and log lines.
+//! the JSON error layer through real `Response` objects, config, ids, log lines and `net::send`'s
+//! one call into `fetch`.
 #![cfg(target_arch = "wasm32")]
 
 use makeit3d_bff::core::config::Config;
@@ -118,4 +119,55 @@ fn a_record_stored_as_an_object_reads_back_through_its_json() {
     let text = makeit3d_bff::record::object_json(&stored).unwrap();
     let back: makeit3d_bff::core::task::TaskState = serde_json::from_str(&text).unwrap();
     assert_eq!(back, state);
+}
+
+/// `net::send` (one call into JavaScript): a reply's status, headers and body come back whole;
+/// the request's headers reach `fetch` as given (a `data:` URL answers without a network).
+#[wasm_bindgen_test]
+async fn a_small_request_reads_status_headers_and_body_in_one_call() {
+    use makeit3d_bff::net::{send, Body};
+    let reply = send(
+        worker::Method::Get,
+        "data:application/json,%7B%22a%22%3A1%7D",
+        &[("accept", "application/json"), ("x-trace", "a:b: c")],
+        Body::Empty,
+        5_000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(reply.text(), r#"{"a":1}"#);
+}
+
+/// A header with a line break is refused before anything is sent (it would split into two
+/// headers on the way to JavaScript); a refused connection is a network error, not a timeout.
+#[wasm_bindgen_test]
+async fn a_broken_header_is_refused_and_a_refused_connection_is_a_network_error() {
+    use makeit3d_bff::net::{send, Body, NetError};
+    let bad = send(
+        worker::Method::Get,
+        "data:text/plain,x",
+        &[("x-a", "one\nx-b: two")],
+        Body::Empty,
+        5_000,
+    )
+    .await;
+    assert!(matches!(bad, Err(NetError::Invalid(_))), "{:?}", bad.err());
+    let refused = send(
+        worker::Method::Post,
+        "http://127.0.0.1:9/",
+        &[("content-type", "application/json")],
+        Body::Text("{}".into()),
+        5_000,
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(NetError::Network(_))),
+        "{:?}",
+        refused.err()
+    );
 }
