@@ -24,6 +24,10 @@ pub struct Cfg {
     pub copy_mib: Vec<u64>,
     /// Seconds of each load of the floor comparison (`BENCH_FLOOR_SECONDS`, 6).
     pub floor_secs: u32,
+    /// The worker on the floor's side (`BENCH_FLOOR_DIR`, `tests/bench/floor`). Another checkout
+    /// of this repository there turns the floor scenario into an A/B comparison of two builds of
+    /// ours, taken in the same paired turns ("floor" then names build B).
+    pub floor_dir: Option<PathBuf>,
     /// Longest wait for the submit loads' jobs to finish between runs (`BENCH_DRAIN_S`, 15).
     pub drain_s: u64,
     /// Per-user limits (`BENCH_LIMITS`, `on`): `on` = the stack's generous limits (every
@@ -69,6 +73,10 @@ impl Cfg {
             concept_jobs: var("BENCH_CONCEPT_JOBS", 50usize).max(1),
             copy_mib: list("BENCH_COPY_MIB", "10,100,300"),
             floor_secs: var("BENCH_FLOOR_SECONDS", 6u32).max(2),
+            floor_dir: std::env::var("BENCH_FLOOR_DIR")
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+                .map(PathBuf::from),
             drain_s: var("BENCH_DRAIN_S", 15u64),
             limits: std::env::var("BENCH_LIMITS").unwrap_or_else(|_| "on".into()),
             only: std::env::var("BENCH_ONLY")

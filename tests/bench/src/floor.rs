@@ -392,10 +392,17 @@ pub fn run(env: &Env, rep: &mut Report, cfg: &Cfg, script: &Path) {
     let root = e2e::repo_root();
     let scratch = env.scratch.path();
     let mut sides = Vec::new();
-    for (label, dir) in [
-        ("ours", root.clone()),
-        ("floor", root.join("tests/bench/floor")),
-    ] {
+    let floor_dir = cfg
+        .floor_dir
+        .clone()
+        .unwrap_or_else(|| root.join("tests/bench/floor"));
+    if cfg.floor_dir.is_some() {
+        rep.note(format!(
+            "floor: BENCH_FLOOR_DIR: the \"floor\" side is the worker in {} (an A/B run, not the floor)",
+            floor_dir.display()
+        ));
+    }
+    for (label, dir) in [("ours", root.clone()), ("floor", floor_dir)] {
         match start(
             env,
             label,
