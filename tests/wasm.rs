@@ -171,3 +171,65 @@ async fn a_broken_header_is_refused_and_a_refused_connection_is_a_network_error(
         refused.err()
     );
 }
+
+/// Servers on 127.0.0.1 (Node's `net`) that accept and then stall: `head` never answers,
+/// `body` sends a head and two of its ten body bytes, then nothing.
+mod stalling {
+    use wasm_bindgen::prelude::wasm_bindgen;
+
+    #[wasm_bindgen(inline_js = r#"
+export async function stalling_server(mode) {
+  const net = await import('node:net');
+  const sockets = new Set();
+  const srv = net.createServer((s) => {
+    sockets.add(s);
+    s.on('error', () => {});
+    s.once('data', () => {
+      if (mode === 'body') s.write('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nab');
+    });
+  });
+  await new Promise((ok) => srv.listen(0, '127.0.0.1', ok));
+  return { port: srv.address().port, close: () => { for (const s of sockets) s.destroy(); srv.close(); } };
+}
+"#)]
+    extern "C" {
+        pub fn stalling_server(mode: &str) -> js_sys::Promise;
+    }
+}
+
+/// `net::send`'s timeout covers the whole exchange: no answer at all, and an answer whose body
+/// stops halfway, both end as `Timeout` (not `Network`) after about the time given.
+#[wasm_bindgen_test]
+async fn a_stalled_answer_or_body_is_a_timeout() {
+    use makeit3d_bff::net::{send, Body, NetError};
+    use wasm_bindgen::JsCast;
+    for mode in ["head", "body"] {
+        let server = wasm_bindgen_futures::JsFuture::from(stalling::stalling_server(mode))
+            .await
+            .unwrap();
+        let port = js_sys::Reflect::get(&server, &"port".into())
+            .unwrap()
+            .as_f64()
+            .unwrap();
+        let started = js_sys::Date::now();
+        let got = send(
+            worker::Method::Get,
+            &format!("http://127.0.0.1:{port}/"),
+            &[],
+            Body::Empty,
+            300,
+        )
+        .await;
+        let took = js_sys::Date::now() - started;
+        let close: js_sys::Function = js_sys::Reflect::get(&server, &"close".into())
+            .unwrap()
+            .unchecked_into();
+        close.call0(&server).unwrap();
+        assert!(
+            matches!(got, Err(NetError::Timeout(300))),
+            "{mode}: {:?}",
+            got.err()
+        );
+        assert!((250.0..5_000.0).contains(&took), "{mode}: {took} ms");
+    }
+}
