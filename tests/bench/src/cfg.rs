@@ -28,6 +28,10 @@ pub struct Cfg {
     /// of this repository there turns the floor scenario into an A/B comparison of two builds of
     /// ours, taken in the same paired turns ("floor" then names build B).
     pub floor_dir: Option<PathBuf>,
+    /// `BENCH_FLOOR_CONTRACT=1`: the floor worker also does the I/O the contract adds to each
+    /// path (`FLOOR_CONTRACT_IO=1`; tests/bench/floor/src/lib.rs), so the ratios say what ours'
+    /// own code costs over the same I/O.
+    pub floor_contract: bool,
     /// Longest wait for the submit loads' jobs to finish between runs (`BENCH_DRAIN_S`, 15).
     pub drain_s: u64,
     /// Per-user limits (`BENCH_LIMITS`, `on`): `on` = the stack's generous limits (every
@@ -77,6 +81,7 @@ impl Cfg {
                 .ok()
                 .filter(|s| !s.trim().is_empty())
                 .map(PathBuf::from),
+            floor_contract: std::env::var("BENCH_FLOOR_CONTRACT").is_ok_and(|v| v.trim() == "1"),
             drain_s: var("BENCH_DRAIN_S", 15u64),
             limits: std::env::var("BENCH_LIMITS").unwrap_or_else(|_| "on".into()),
             only: std::env::var("BENCH_ONLY")

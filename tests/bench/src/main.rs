@@ -124,6 +124,8 @@ fn run() -> Res<bool> {
         "jobs": cfg.jobs, "concept_jobs": cfg.concept_jobs, "copy_mib": cfg.copy_mib,
         "budget_s": cfg.budget_s, "worker_build": "--release",
         "floor_seconds_per_load": cfg.floor_secs,
+        "floor_dir": cfg.floor_dir.as_ref().map(|d| d.display().to_string()),
+        "floor_contract_io": cfg.floor_contract,
     });
     std::fs::write(&out, serde_json::to_string_pretty(&json)?)?;
     println!();

@@ -12,6 +12,18 @@
 //!
 //! Every I/O is awaited and its status checked; an error answers 5xx (the job is retried).
 //! Nothing else: no validation beyond what the I/O needs, no logs, no limits, no events.
+//!
+//! With `FLOOR_CONTRACT_IO=1` (`BENCH_FLOOR_CONTRACT=1`; README "Benchmarks") it also does the
+//! I/O that the contract and our rules add to each path, the way the worker does it, and still
+//! nothing else — a floor for "the same I/O as ours":
+//!
+//! * submit: the per-user limits' object (its own SQLite: one count, one submit mark, one
+//!   unfinished-step entry; SPEC §11), the watchdog alarm with the task's record (the way out of
+//!   a submit that dies after its object accepted it), one JSON log line;
+//! * a Tripo job: the provider gate's object called once before a batch and once after it
+//!   (SPEC §11, one write each); the failure written by the task's object, which then PATCHes
+//!   the row itself, records that the row is written (a second write) and deletes the alarm
+//!   (SPEC §6: the object first, rows after); one JSON log line.
 
 pub mod jwt;
 
@@ -49,6 +61,11 @@ struct Settings {
     tripo_base: String,
     tripo_key: String,
     models: String,
+    /// `FLOOR_CONTRACT_IO=1`: the contract's extra I/O too (module doc).
+    contract: bool,
+    /// The per-user limits are on (the worker's `LimitTier::is_off` is false): not both of
+    /// `RATE_LIMIT_SUBMITS_PER_MINUTE` and `MAX_ACTIVE_STEPS_PER_USER` are 0.
+    limits: bool,
 }
 
 thread_local! {
@@ -85,6 +102,10 @@ fn settings(env: &Env) -> &'static Settings {
                 } else {
                     models
                 },
+                contract: setting(env, "FLOOR_CONTRACT_IO").trim() == "1",
+                limits: ["RATE_LIMIT_SUBMITS_PER_MINUTE", "MAX_ACTIVE_STEPS_PER_USER"]
+                    .iter()
+                    .any(|name| setting(env, name).trim() != "0"),
             }))
         })
     })
@@ -95,6 +116,28 @@ fn now_s() -> i64 {
     #[allow(clippy::cast_possible_truncation)]
     let s = (js_sys::Date::now() / 1000.0).floor() as i64;
     s
+}
+
+fn now_ms() -> u64 {
+    // Milliseconds since 1970: positive and below 2^53.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let ms = js_sys::Date::now() as u64;
+    ms
+}
+
+/// One JSON log line, the worker's shape (`core::log::line`).
+fn log_line(level: &str, event: &str, task_id: &str, fields: serde_json::Value) {
+    let mut line = serde_json::json!({
+        "ts": now_ms(), "level": level, "event": event, "task_id": task_id, "step": "model",
+    });
+    if let (Some(o), serde_json::Value::Object(f)) = (line.as_object_mut(), fields) {
+        o.extend(f);
+    }
+    if level == "info" {
+        worker::console_log!("{}", line);
+    } else {
+        worker::console_warn!("{}", line);
+    }
 }
 
 fn obj(pairs: &[(&str, &JsValue)]) -> std::result::Result<Object, JsValue> {
@@ -188,7 +231,18 @@ fn row_id(task_id: &str) -> uuid::Uuid {
 
 /// A call to the task's object: `path` with `body` (POST) or none (GET).
 async fn object(env: &Env, task_id: &str, path: &str, body: Option<String>) -> Result<Response> {
-    let stub = env.durable_object("TASKS")?.get_by_name(task_id)?;
+    object_in(env, "TASKS", task_id, path, body).await
+}
+
+/// A call to the object `name` of `binding`: `path` with `body` (POST) or none (GET).
+async fn object_in(
+    env: &Env,
+    binding: &str,
+    name: &str,
+    path: &str,
+    body: Option<String>,
+) -> Result<Response> {
+    let stub = env.durable_object(binding)?.get_by_name(name)?;
     let url = format!("https://object{path}");
     match body {
         None => stub.fetch_with_str(&url).await,
@@ -218,6 +272,14 @@ async fn submit(mut req: Request, env: &Env, s: &Settings) -> Result<Response> {
         Ok(u) => u,
         Err(m) => return error(401, &m),
     };
+    if s.contract && s.limits {
+        let reserve = serde_json::json!({ "task_id": body.task_id, "now_ms": now_ms() });
+        let reserved =
+            object_in(env, "USERS", &user, "/reserve", Some(reserve.to_string())).await?;
+        if reserved.status_code() != 200 {
+            return error(503, "limits object");
+        }
+    }
     let record = Record {
         user,
         prompt: body.prompt,
@@ -249,6 +311,14 @@ async fn submit(mut req: Request, env: &Env, s: &Settings) -> Result<Response> {
         return error(503, "rows");
     }
     env.queue("JOBS")?.send(body.task_id.clone()).await?;
+    if s.contract {
+        log_line(
+            "info",
+            "submit.accepted",
+            &body.task_id,
+            serde_json::json!({ "attempt": 1, "outcome": "Created", "rows": 1 }),
+        );
+    }
     Ok(Response::from_json(&serde_json::json!({
         "task_id": body.task_id, "status": "pending",
     }))?
@@ -345,10 +415,43 @@ async fn job(env: &Env, s: &Settings, task_id: &str) -> Result<()> {
         }
         _ => return Err(worker::Error::RustError(format!("tripo: {http}"))),
     };
+    if s.contract {
+        // The object writes the outcome, then the row, then that the row is written.
+        let failed = record.state == "failed";
+        let finish = Finish {
+            task_id: task_id.to_owned(),
+            record,
+            patch,
+        };
+        let done = object(
+            env,
+            task_id,
+            "/finish",
+            Some(serde_json::to_string(&finish)?),
+        )
+        .await?;
+        if done.status_code() != 200 {
+            return Err(worker::Error::RustError("finish".into()));
+        }
+        if failed {
+            log_line(
+                "warn",
+                "job.failed",
+                task_id,
+                serde_json::json!({ "attempt": 1, "code": "moderation" }),
+            );
+        }
+        return Ok(());
+    }
     let written = object(env, task_id, "/set", Some(serde_json::to_string(&record)?)).await?;
     if written.status_code() != 200 {
         return Err(worker::Error::RustError("set".into()));
     }
+    patch_row(s, task_id, &patch).await
+}
+
+/// The PATCH of the task's `models` row.
+async fn patch_row(s: &Settings, task_id: &str, patch: &serde_json::Value) -> Result<()> {
     let url = format!(
         "{}/rest/v1/{}?id=eq.{}",
         s.supabase_url,
@@ -368,35 +471,89 @@ async fn job(env: &Env, s: &Settings, task_id: &str) -> Result<()> {
     Ok(())
 }
 
+/// A job's outcome for the task's object to write (`FLOOR_CONTRACT_IO`).
+#[derive(Serialize, Deserialize)]
+struct Finish {
+    task_id: String,
+    record: Record,
+    patch: serde_json::Value,
+}
+
+/// The provider gate's call for a batch's tasks (`FLOOR_CONTRACT_IO`): `/acquire` or `/release`.
+async fn gate(env: &Env, path: &str, batch: &[String]) -> Result<()> {
+    let body = serde_json::to_string(batch)?;
+    let answer = object_in(env, "GATES", "tripo", path, Some(body)).await?;
+    if answer.status_code() != 200 {
+        return Err(worker::Error::RustError(format!("gate: {path}")));
+    }
+    Ok(())
+}
+
 #[event(queue)]
 async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<()> {
     let s = settings(&env);
-    for msg in batch.messages()? {
+    let messages = batch.messages()?;
+    let ids: Vec<String> = messages.iter().map(|m| m.body().clone()).collect();
+    if s.contract {
+        gate(&env, "/acquire", &ids).await?;
+    }
+    for msg in messages {
         match job(&env, s, msg.body()).await {
             Ok(()) => msg.ack(),
             Err(_) => msg.retry(),
         }
     }
+    if s.contract {
+        gate(&env, "/release", &ids).await?;
+    }
     Ok(())
 }
+
+/// The watchdog alarm of a new task (`FLOOR_CONTRACT_IO`), as the worker's `RESUME_AFTER_MS`.
+const WATCHDOG_MS: u64 = 30_000;
+/// Storage key of the record that the task's row is written (`FLOOR_CONTRACT_IO`).
+const SYNCED_KEY: &str = "r";
 
 /// One task: its record, as JSON text under one key.
 #[durable_object]
 pub struct FloorTask {
     state: State,
+    env: Env,
 }
 
 impl DurableObject for FloorTask {
-    fn new(state: State, _env: Env) -> Self {
-        FloorTask { state }
+    fn new(state: State, env: Env) -> Self {
+        FloorTask { state, env }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let storage = self.state.storage();
         match req.path().as_str() {
-            // Create and set: store the record sent.
-            "/create" | "/set" => {
+            // Create: store the record sent (and arm the watchdog, with the contract's I/O).
+            "/create" => {
                 storage.put(KEY, req.text().await?).await?;
+                if settings(&self.env).contract {
+                    storage
+                        .set_alarm(std::time::Duration::from_millis(WATCHDOG_MS))
+                        .await?;
+                }
+                Response::ok("")
+            }
+            // Set: store the record sent.
+            "/set" => {
+                storage.put(KEY, req.text().await?).await?;
+                Response::ok("")
+            }
+            // Finish (`FLOOR_CONTRACT_IO`): the outcome, the row, that the row is written, and
+            // no alarm left.
+            "/finish" => {
+                let finish: Finish = req.json().await?;
+                storage
+                    .put(KEY, serde_json::to_string(&finish.record)?)
+                    .await?;
+                patch_row(settings(&self.env), &finish.task_id, &finish.patch).await?;
+                storage.put(SYNCED_KEY, true).await?;
+                storage.delete_alarm().await?;
                 Response::ok("")
             }
             "/get" => match storage.get::<String>(KEY).await? {
@@ -419,5 +576,122 @@ impl DurableObject for FloorTask {
             }
             _ => error(404, "not found"),
         }
+    }
+
+    /// The watchdog (`FLOOR_CONTRACT_IO`): nothing to resume in the floor.
+    async fn alarm(&self) -> Result<Response> {
+        Response::ok("")
+    }
+}
+
+/// One user's limits (`FLOOR_CONTRACT_IO`): the worker's `UserLimits` statements for a submit —
+/// one count over its own SQLite tables, one submit mark, one unfinished-step entry.
+#[durable_object]
+pub struct FloorUser {
+    state: State,
+    ready: std::cell::Cell<bool>,
+}
+
+#[derive(Deserialize)]
+struct Reserve {
+    task_id: String,
+    now_ms: u64,
+}
+
+#[derive(Deserialize)]
+struct Counts {
+    #[allow(dead_code)] // read as the worker reads its counts; the floor refuses nothing
+    marks: i64,
+    #[allow(dead_code)]
+    active: i64,
+}
+
+/// An SQL integer (the times are below 2^53).
+#[allow(clippy::cast_precision_loss)]
+fn sql_int(n: u64) -> worker::SqlStorageValue {
+    worker::SqlStorageValue::from(n as f64)
+}
+
+impl DurableObject for FloorUser {
+    fn new(state: State, _env: Env) -> Self {
+        FloorUser {
+            state,
+            ready: std::cell::Cell::new(false),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        if req.path() != "/reserve" {
+            return error(404, "not found");
+        }
+        let r: Reserve = req.json().await?;
+        let sql = self.state.storage().sql();
+        if !self.ready.get() {
+            sql.exec(
+                "CREATE TABLE IF NOT EXISTS marks (id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL)",
+                None,
+            )?;
+            sql.exec(
+                "CREATE TABLE IF NOT EXISTS entries (task_id TEXT PRIMARY KEY, since_ms INTEGER NOT NULL)",
+                None,
+            )?;
+            self.ready.set(true);
+        }
+        let window_start = r.now_ms.saturating_sub(60_000);
+        let _counts: Counts = sql
+            .exec(
+                "SELECT (SELECT COUNT(*) FROM marks WHERE at_ms > ?) AS marks, \
+                 (SELECT COUNT(*) FROM entries) AS active",
+                vec![sql_int(window_start)],
+            )?
+            .one()?;
+        sql.exec(
+            "INSERT INTO marks (at_ms) VALUES (?)",
+            vec![sql_int(r.now_ms)],
+        )?;
+        sql.exec(
+            "INSERT OR REPLACE INTO entries (task_id, since_ms) VALUES (?, ?)",
+            vec![r.task_id.into(), sql_int(r.now_ms)],
+        )?;
+        Response::ok("")
+    }
+}
+
+/// The provider gate (`FLOOR_CONTRACT_IO`): the slots of a batch's tasks, taken and given back,
+/// one write each (its record as JSON text, cached here as the worker's gate caches its own).
+#[durable_object]
+pub struct FloorGate {
+    state: State,
+    held: RefCell<Option<Vec<String>>>,
+}
+
+impl DurableObject for FloorGate {
+    fn new(state: State, _env: Env) -> Self {
+        FloorGate {
+            state,
+            held: RefCell::new(None),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let path = req.path();
+        let keys: Vec<String> = req.json().await?;
+        let storage = self.state.storage();
+        let cached = self.held.borrow().clone();
+        let mut held = match cached {
+            Some(h) => h,
+            None => match storage.get::<String>(KEY).await? {
+                Some(text) => serde_json::from_str(&text)?,
+                None => Vec::new(),
+            },
+        };
+        match path.as_str() {
+            "/acquire" => held.extend(keys),
+            "/release" => held.retain(|k| !keys.contains(k)),
+            _ => return error(404, "not found"),
+        }
+        storage.put(KEY, serde_json::to_string(&held)?).await?;
+        *self.held.borrow_mut() = Some(held);
+        Response::ok("")
     }
 }
