@@ -437,9 +437,11 @@ fn header_lines(headers: &[(&str, &str)]) -> Result<String, NetError> {
 /// sent and its reply read in one call into JavaScript ([`js::fetch_small`]): building it field by
 /// field across the boundary (`Headers`, `RequestInit`, `Request`, then reading the body through
 /// a second `Response`) cost about a quarter of a millisecond per request. `timeout_ms` covers
-/// the reply's body as well as its head; it is the runtime's own `AbortSignal.timeout` (the
-/// `setTimeout` of `nodejs_compat` builds a Node `Timeout` object in JavaScript, and with its
-/// `AbortController` and `clearTimeout` that cost about 0.1 ms per request in the profile).
+/// the reply's body as well as its head. Its timer is cleared as soon as the reply is read:
+/// `AbortSignal.timeout` cannot be cleared, and in a Durable Object (whose timers outlive the
+/// request) each call would leave one pending for the whole timeout. `setTimeout` is the
+/// runtime's own (`no_nodejs_global_timers` in wrangler.toml: Node's, the default with
+/// `nodejs_compat`, builds a `Timeout` object in JavaScript on every call).
 pub async fn send(
     method: Method,
     url: &str,
@@ -493,12 +495,15 @@ export async function fetch_small(url, method, lines, body, ms) {
   const headers = new Headers();
   const p = lines.split('\n');
   for (let i = 0; i + 1 < p.length; i += 2) headers.set(p[i], p[i + 1]);
-  const signal = AbortSignal.timeout(ms);
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), ms);
   try {
-    const r = await fetch(url, { method, headers, body, redirect: 'follow', signal });
+    const r = await fetch(url, { method, headers, body, redirect: 'follow', signal: ctl.signal });
     return [r.status, r.headers, new Uint8Array(await r.arrayBuffer())];
   } catch (e) {
-    return [signal.aborted ? -2 : -1, String(e && e.message || e)];
+    return [ctl.signal.aborted ? -2 : -1, String(e && e.message || e)];
+  } finally {
+    clearTimeout(timer);
   }
 }
 "#)]
