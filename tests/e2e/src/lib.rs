@@ -23,6 +23,7 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// Options for one `wrangler dev` run.
+#[derive(Clone)]
 pub struct WorkerOptions {
     /// `KEY=VALUE` settings; passed as an env file so secret values never reach argv or logs.
     pub settings: Vec<(String, String)>,
@@ -57,10 +58,22 @@ pub struct WorkerProcess {
 
 impl WorkerProcess {
     /// Starts `wrangler dev` and waits until `GET /health` answers (the build runs first).
+    /// Workers started side by side can race for a port that wrangler picked free a moment
+    /// before ("Address already in use"): such a start is tried again, twice at most.
     pub fn start(opts: WorkerOptions) -> io::Result<WorkerProcess> {
-        let mut wp = Self::spawn_in(&repo_root(), opts)?;
-        wp.wait_ready(Duration::from_secs(600))?;
-        Ok(wp)
+        let mut retries = 0;
+        loop {
+            let mut wp = Self::spawn_in(&repo_root(), opts.clone())?;
+            match wp.wait_ready(Duration::from_secs(600)) {
+                Ok(()) => return Ok(wp),
+                Err(_) if retries < 2 && wp.log().contains("Address already in use") => {
+                    retries += 1;
+                    eprintln!("e2e: wrangler dev lost a race for a port; starting it again");
+                    wp.stop();
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Starts `wrangler dev` in `dir` (a directory with its own wrangler.toml, e.g. the bench's
