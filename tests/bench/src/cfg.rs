@@ -66,6 +66,12 @@ fn list<T: std::str::FromStr>(name: &str, default: &str) -> Vec<T> {
 }
 
 impl Cfg {
+    /// Whether the floor's side runs the floor worker with the contract's I/O: asked for, and
+    /// not an A/B run (`BENCH_FLOOR_DIR` puts another build of ours there instead).
+    pub fn floor_contract_io(&self) -> bool {
+        self.floor_contract && self.floor_dir.is_none()
+    }
+
     pub fn from_env() -> Cfg {
         Cfg {
             runs: var("BENCH_RUNS", 3usize).max(1),

@@ -406,8 +406,10 @@ pub fn run(env: &Env, rep: &mut Report, cfg: &Cfg, script: &Path) {
             floor_dir.display()
         ));
     }
-    // BENCH_FLOOR_CONTRACT=1: the floor with the contract's I/O (an A/B run has no such switch).
-    let contract = cfg.floor_contract && cfg.floor_dir.is_none();
+    let contract = cfg.floor_contract_io();
+    if cfg.floor_contract && !contract {
+        rep.note("floor: BENCH_FLOOR_CONTRACT=1 is ignored in an A/B run (BENCH_FLOOR_DIR)");
+    }
     if contract {
         rep.note(
             "floor: BENCH_FLOOR_CONTRACT=1: the \"floor\" side is the floor worker with the I/O the \

@@ -125,7 +125,7 @@ fn run() -> Res<bool> {
         "budget_s": cfg.budget_s, "worker_build": "--release",
         "floor_seconds_per_load": cfg.floor_secs,
         "floor_dir": cfg.floor_dir.as_ref().map(|d| d.display().to_string()),
-        "floor_contract_io": cfg.floor_contract,
+        "floor_contract_io": cfg.floor_contract_io(),
     });
     std::fs::write(&out, serde_json::to_string_pretty(&json)?)?;
     println!();
