@@ -631,6 +631,8 @@ impl DurableObject for FloorUser {
                 "CREATE TABLE IF NOT EXISTS marks (id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL)",
                 None,
             )?;
+            // The worker's index on the marks' time: its count is a range, not a scan.
+            sql.exec("CREATE INDEX IF NOT EXISTS marks_at ON marks (at_ms)", None)?;
             sql.exec(
                 "CREATE TABLE IF NOT EXISTS entries (task_id TEXT PRIMARY KEY, since_ms INTEGER NOT NULL)",
                 None,
