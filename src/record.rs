@@ -106,14 +106,15 @@ impl<T: Serialize + DeserializeOwned + Clone> Record<T> {
         }
     }
 
-    /// Writes the record; the cache follows once storage has it.
-    pub async fn put(&self, storage: &Storage, value: &T) -> Result<()> {
+    /// Writes the record; the cache follows once storage has it. Returns the JSON text stored.
+    pub async fn put(&self, storage: &Storage, value: &T) -> Result<Rc<str>> {
         let text = serde_json::to_string(value)
             .map_err(|e| worker::Error::RustError(format!("storing {}: {e}", self.key)))?;
         storage.put_raw(self.key, JsValue::from_str(&text)).await?;
+        let text: Rc<str> = Rc::from(text);
         *self.cache.borrow_mut() = Cached::Known(Some(value.clone()));
-        *self.text.borrow_mut() = Some(Rc::from(text));
-        Ok(())
+        *self.text.borrow_mut() = Some(Rc::clone(&text));
+        Ok(text)
     }
 
     /// The record's JSON text as stored (`None`: no record), read from storage only the first

@@ -97,16 +97,21 @@ impl TaskObject {
         cmd: Command,
         now_ms: u64,
     ) -> Result<std::result::Result<CmdReply, Refusal>> {
-        self.command_with(cmd, now_ms, true).await
+        Ok(self
+            .command_with(cmd, now_ms, true)
+            .await?
+            .map(|(reply, _)| reply))
     }
 
-    /// [`Self::command`]; `arm: false` leaves the alarm as it is (the caller arms later).
+    /// [`Self::command`]; `arm: false` leaves the alarm as it is (the caller arms later). With
+    /// the reply comes the state's JSON text when this command stored it (the wire reply reuses
+    /// it: `CmdReply::to_json`).
     async fn command_with(
         &self,
         cmd: Command,
         now_ms: u64,
         arm: bool,
-    ) -> Result<std::result::Result<CmdReply, Refusal>> {
+    ) -> Result<std::result::Result<(CmdReply, Option<Rc<str>>), Refusal>> {
         let current = self.load().await?;
         let before = current.as_ref().map(|s| s.version);
         let (state, outcome) = match apply(current, cmd, now_ms) {
@@ -121,16 +126,18 @@ impl TaskObject {
             self.armed.set(None);
         }
         let changed = effects.persist && before != Some(state.version);
-        if effects.persist {
-            self.record.put(&self.state.storage(), &state).await?;
-        }
+        let stored = if effects.persist {
+            Some(self.record.put(&self.state.storage(), &state).await?)
+        } else {
+            None
+        };
         if effects.arm && arm {
             self.arm(&state, now_ms).await?;
         }
         if changed {
             self.push(&state).await;
         }
-        Ok(Ok(CmdReply { outcome, state }))
+        Ok(Ok((CmdReply { outcome, state }, stored)))
     }
 
     /// Sends the new view to every open stream and WebSocket; when every step is final, ends
@@ -310,25 +317,27 @@ impl TaskObject {
     /// (`CmdRequest::sync_rows`), then settles the rows check here (`RowsSynced`, applied
     /// locally); `reply` gets the state after it. The state was persisted first, and the
     /// object's output gate holds the row write until it is. A failed write is logged by
-    /// nobody here: the check stays due and the caller writes the rows itself.
-    async fn sync_rows(&self, reply: &mut CmdReply, step: Step) -> Result<()> {
+    /// nobody here: the check stays due and the caller writes the rows itself. `true` when
+    /// `reply.state` was replaced by the stored state after the rows.
+    async fn sync_rows(&self, reply: &mut CmdReply, step: Step) -> Result<bool> {
         let Some(s) = reply.state.steps.get(&step) else {
-            return Ok(());
+            return Ok(false);
         };
         if !s.status.is_terminal() || s.rows.is_settled() {
-            return Ok(());
+            return Ok(false);
         }
         let Ok(cfg) = settings::loaded(&self.env) else {
-            return Ok(());
+            return Ok(false);
         };
         let rt = Runtime::new(&self.env, Some(cfg), Tasks::Object(self));
         let task = reply.state.task_id.clone();
         if flow::rows::sync(&rt, cfg, &task, s).await.is_ok() {
             if let Some(latest) = self.load().await? {
                 reply.state = latest;
+                return Ok(true);
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Sets the alarm to the task's next poll, watchdog or deadline (`TaskState::next_alarm_ms`),
@@ -406,14 +415,21 @@ impl DurableObject for TaskObject {
                     .command_with(body.command, body.now_ms, !defer_arm)
                     .await?
                 {
-                    Ok(mut reply) => {
+                    Ok((mut reply, mut stored)) => {
                         if let Some(step) = ends {
-                            self.sync_rows(&mut reply, step).await?;
+                            if self.sync_rows(&mut reply, step).await? {
+                                stored = self.record.get_text(&self.state.storage()).await?;
+                            }
                         }
                         if defer_arm {
                             self.arm(&reply.state, body.now_ms).await?;
                         }
-                        Response::from_json(&reply)
+                        let json = reply
+                            .to_json(stored.as_deref())
+                            .map_err(worker::Error::from)?;
+                        let resp = Response::ok(json)?;
+                        resp.headers().set("content-type", "application/json")?;
+                        Ok(resp)
                     }
                     Err(refusal) => {
                         Ok(Response::from_json(&RefusalReply { refusal })?.with_status(409))

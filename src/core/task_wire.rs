@@ -42,6 +42,20 @@ pub struct CmdReply {
     pub state: TaskState,
 }
 
+impl CmdReply {
+    /// The reply's JSON. `stored` is the state's JSON text as the object just stored it (the same
+    /// state): it goes in as it is instead of being serialized a second time.
+    pub fn to_json(&self, stored: Option<&str>) -> serde_json::Result<String> {
+        match stored {
+            Some(state) => {
+                let outcome = serde_json::to_string(&self.outcome)?;
+                Ok(format!("{{\"outcome\":{outcome},\"state\":{state}}}"))
+            }
+            None => serde_json::to_string(self),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RefusalReply {
     pub refusal: Refusal,
@@ -100,5 +114,56 @@ impl From<DoError> for Failure {
             ),
             DoError::Unavailable(e) => Failure::from(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::UserId;
+    use crate::request::{parse, Endpoint};
+    use crate::task::{apply, Submission};
+
+    fn created() -> CmdReply {
+        let valid = parse(
+            Endpoint::TextToModel,
+            br#"{"task_id": "wire-1", "prompt": "a \"quoted\" cat", "texture": false}"#,
+        )
+        .expect("a valid request");
+        let cmd = Command::Submit(Submission {
+            owner: UserId(uuid::Uuid::from_u128(7)),
+            task_id: valid.task_id,
+            request: valid.request,
+            deadline_ms: 60_000,
+        });
+        let (state, outcome) = apply(None, cmd, 1_000).expect("a new task");
+        CmdReply { outcome, state }
+    }
+
+    #[test]
+    fn a_reply_around_the_stored_text_reads_as_the_serialized_reply() {
+        let reply = created();
+        let stored = serde_json::to_string(&reply.state).expect("state JSON");
+        let around = reply.to_json(Some(&stored)).expect("reply JSON");
+        let whole = reply.to_json(None).expect("reply JSON");
+        let read: CmdReply = serde_json::from_str(&around).expect("the reply reads back");
+        assert_eq!(read, reply);
+        let as_value = |s: &str| serde_json::from_str::<serde_json::Value>(s).expect("JSON");
+        assert_eq!(as_value(&around), as_value(&whole));
+    }
+
+    #[test]
+    fn the_stored_text_is_sent_as_it_is() {
+        // The object's stored text, not the reply's own state, is what the caller reads: a
+        // state that differs from it (which the object never passes) shows through.
+        let reply = created();
+        let mut other = reply.state.clone();
+        other.version += 1;
+        let stored = serde_json::to_string(&other).expect("state JSON");
+        let read: CmdReply =
+            serde_json::from_str(&reply.to_json(Some(&stored)).expect("reply JSON"))
+                .expect("the reply reads back");
+        assert_eq!(read.state.version, reply.state.version + 1);
+        assert_eq!(read.outcome, reply.outcome);
     }
 }
