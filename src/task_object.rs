@@ -386,6 +386,13 @@ impl TaskHost for TaskObject {
     }
 }
 
+/// A 200 whose body is JSON text made here (no second serialization).
+fn json_text(body: String) -> Result<Response> {
+    let resp = Response::ok(body)?;
+    resp.headers().set("content-type", "application/json")?;
+    Ok(resp)
+}
+
 fn unavailable(e: &worker::Error) -> DepError {
     DepError::new(Dependency::TaskObject, None, e.to_string())
 }
@@ -427,9 +434,7 @@ impl DurableObject for TaskObject {
                         let json = reply
                             .to_json(stored.as_deref())
                             .map_err(worker::Error::from)?;
-                        let resp = Response::ok(json)?;
-                        resp.headers().set("content-type", "application/json")?;
-                        Ok(resp)
+                        json_text(json)
                     }
                     Err(refusal) => {
                         Ok(Response::from_json(&RefusalReply { refusal })?.with_status(409))
@@ -439,10 +444,10 @@ impl DurableObject for TaskObject {
             STATE_PATH => {
                 // `StateReply` around the stored JSON text, not serialized again.
                 let text = self.record.get_text(&self.state.storage()).await?;
-                let body = format!("{{\"state\":{}}}", text.as_deref().unwrap_or("null"));
-                let resp = Response::ok(body)?;
-                resp.headers().set("content-type", "application/json")?;
-                Ok(resp)
+                json_text(format!(
+                    "{{\"state\":{}}}",
+                    text.as_deref().unwrap_or("null")
+                ))
             }
             EVENTS_PATH => {
                 let body: LiveRequest = crate::stub::read_json(&mut req).await?;
