@@ -4,6 +4,7 @@
 //! to do lives in `flow`.
 
 use std::cell::RefCell;
+use std::future::Future;
 
 use futures::future::LocalBoxFuture;
 use futures::stream::{LocalBoxStream, StreamExt};
@@ -14,8 +15,9 @@ use crate::core::config::Config;
 use crate::core::error::{DepError, Dependency};
 use crate::core::flow::finalize::host_of;
 use crate::core::flow::gate as gate_flow;
+use crate::core::flow::gate::{BatchReleases, Releases};
 use crate::core::flow::ports::{
-    Clock, Events, JobQueue, ObjectStore, OpenAiApi, RowStore, SlotGate, TaskStore, TripoApi,
+    Bulk, Clock, Events, JobQueue, ObjectStore, OpenAiApi, RowStore, SlotGate, TaskStore, TripoApi,
     WebhookSender,
 };
 use crate::core::gate::{Acquire, GateName, SlotKey};
@@ -69,8 +71,8 @@ pub struct Runtime<'a> {
     pub env: &'a Env,
     pub cfg: Option<&'a Config>,
     pub tasks: Tasks<'a>,
-    /// The queue batch this runtime serves, whose gate calls are gathered ([`GateBatch`]).
-    pub batch: Option<&'a GateBatch>,
+    /// The queue batch this runtime's message belongs to ([`Batch`]).
+    pub batch: Option<&'a Batch<'a>>,
     /// The log context of the queue delivery under way (`core::log::Carry`): its receipt and
     /// Tripo calls go in the line of the event they lead to.
     pub carry: RefCell<Carry>,
@@ -87,8 +89,8 @@ impl<'a> Runtime<'a> {
         }
     }
 
-    /// This runtime with the gate calls of a queue batch gathered in `batch`.
-    pub fn in_batch(self, batch: &'a GateBatch) -> Runtime<'a> {
+    /// This runtime for one message of a queue batch: gate calls gathered, bulky parts in turn.
+    pub fn in_batch(self, batch: &'a Batch<'a>) -> Runtime<'a> {
         Runtime {
             batch: Some(batch),
             ..self
@@ -343,27 +345,39 @@ impl OpenAiApi for Runtime<'_> {
     }
 }
 
-/// A queue batch's provider-gate calls, gathered (P13): the slots of the batch's run messages are
-/// asked for in one call per gate before the first message runs ([`GateBatch::prefetch`]), and
-/// the slots given back while the batch runs go back in one call per gate after the last
-/// ([`GateBatch::flush`]) — two Durable Object calls per batch instead of two per job. A slot is
-/// thus taken up to one batch earlier and given back up to one batch later; a batch that dies
-/// before its flush leaves those releases to the gate's own healing (`core::gate`: a holder whose
-/// step is over is freed), as any lost release.
-#[derive(Default)]
-pub struct GateBatch {
+/// What a queue batch's messages share while they run together (`crate::jobs`).
+///
+/// - Its provider-gate calls, gathered (P13): the slots of the batch's run messages are asked for
+///   in one call per gate before the messages start ([`Batch::prefetch`]); the slots given back
+///   go back in one call per gate once the batch's last message about that gate's steps is over
+///   ([`Batch::done`], `core::flow::gate::BatchReleases`), the rest after the last message
+///   ([`Batch::flush`]). A batch that dies before then leaves those releases to the gate's own
+///   healing (`core::gate`: a holder whose step is over is freed), as any lost release.
+/// - Its bulky parts ([`Bulk`]): one at a time.
+pub struct Batch<'a> {
+    cfg: &'a Config,
     /// Answers of the prefetch not yet taken by their message.
     granted: RefCell<Vec<(GateName, SlotKey, Acquire)>>,
-    /// Releases waiting for the flush: gate, capacity, key.
-    released: RefCell<Vec<(GateName, u32, SlotKey)>>,
+    /// Releases not sent yet.
+    released: RefCell<BatchReleases>,
+    bulk: futures::lock::Mutex<()>,
 }
 
-impl GateBatch {
+impl<'a> Batch<'a> {
+    pub fn new<'m>(cfg: &'a Config, msgs: impl IntoIterator<Item = &'m JobMessage>) -> Batch<'a> {
+        Batch {
+            cfg,
+            granted: RefCell::new(Vec::new()),
+            released: RefCell::new(BatchReleases::new(cfg, msgs)),
+            bulk: futures::lock::Mutex::new(()),
+        }
+    }
+
     /// Asks each gate once for the slots of `msgs`' run messages. A failed call prefetches
     /// nothing for its gate: each message then asks for itself.
-    pub async fn prefetch(&self, env: &Env, cfg: &Config, msgs: &[&JobMessage]) {
-        let deadline_ms = cfg.tripo_deadline_s.saturating_mul(1000);
-        for (gate, capacity, keys) in gate_flow::batch_keys(cfg, msgs.iter().copied()) {
+    pub async fn prefetch(&self, env: &Env, msgs: &[&JobMessage]) {
+        let deadline_ms = self.cfg.tripo_deadline_s.saturating_mul(1000);
+        for (gate, capacity, keys) in gate_flow::batch_keys(self.cfg, msgs.iter().copied()) {
             if keys.len() < 2 {
                 continue;
             }
@@ -392,33 +406,49 @@ impl GateBatch {
         Some(granted.swap_remove(i).2)
     }
 
-    /// Gives back every slot released during the batch, one call per gate; a failure is logged
-    /// (the gate heals lost releases).
+    /// `msg` is over: gives back its gate's slots if no other message of the batch is about that
+    /// gate's steps.
+    pub async fn done(&self, env: &Env, msg: &JobMessage) {
+        let due = self.released.borrow_mut().done(self.cfg, msg);
+        if let Some(releases) = due {
+            release_many(env, releases).await;
+        }
+    }
+
+    /// Gives back every slot not given back yet (the batch is over).
     pub async fn flush(&self, env: &Env) {
-        let released = std::mem::take(&mut *self.released.borrow_mut());
-        let mut by_gate: Vec<(GateName, u32, Vec<SlotKey>)> = Vec::new();
-        for (gate, capacity, key) in released {
-            match by_gate.iter_mut().find(|(g, _, _)| *g == gate) {
-                Some((_, _, keys)) => keys.push(key),
-                None => by_gate.push((gate, capacity, vec![key])),
-            }
+        let rest = self.released.borrow_mut().rest();
+        for releases in rest {
+            release_many(env, releases).await;
         }
-        for (gate, capacity, keys) in by_gate {
-            let n = keys.len();
-            let req = ReleaseManyRequest { keys, capacity };
-            let dep = Dependency::ProviderGate;
-            let answer: Result<ReleaseReply, DepError> =
-                stub::call(env, dep, GATES, gate.as_str(), RELEASE_MANY_PATH, &req).await;
-            if let Err(e) = answer {
-                log::emit(
-                    Level::Warn,
-                    "gate.release_failed",
-                    None,
-                    None,
-                    serde_json::json!({ "gate": gate.as_str(), "slots": n, "error": e.to_string() }),
-                );
-            }
-        }
+    }
+}
+
+/// One call giving a gate's slots back; a failure is logged (the gate heals lost releases).
+async fn release_many(env: &Env, (gate, capacity, keys): Releases) {
+    let n = keys.len();
+    let req = ReleaseManyRequest { keys, capacity };
+    let dep = Dependency::ProviderGate;
+    let answer: Result<ReleaseReply, DepError> =
+        stub::call(env, dep, GATES, gate.as_str(), RELEASE_MANY_PATH, &req).await;
+    if let Err(e) = answer {
+        log::emit(
+            Level::Warn,
+            "gate.release_failed",
+            None,
+            None,
+            serde_json::json!({ "gate": gate.as_str(), "slots": n, "error": e.to_string() }),
+        );
+    }
+}
+
+impl Bulk for Runtime<'_> {
+    async fn bulk<T>(&self, work: impl Future<Output = T>) -> T {
+        let _turn = match self.batch {
+            Some(b) => Some(b.bulk.lock().await),
+            None => None,
+        };
+        work.await
     }
 }
 
@@ -454,7 +484,7 @@ impl SlotGate for Runtime<'_> {
             batch
                 .released
                 .borrow_mut()
-                .push((gate, capacity, key.clone()));
+                .push(gate, capacity, key.clone());
             return Ok(());
         }
         let req = ReleaseRequest {

@@ -12,7 +12,7 @@ use super::{rows, Job};
 use crate::error::Dependency;
 use crate::log::Level;
 use crate::openai::{Background as WireBackground, EditRequest, ReplyScanner};
-use crate::request::{Background, StepRequest};
+use crate::request::{Background, ConceptsRequest, StepRequest};
 use crate::retry::{Failure, FailureClass};
 use crate::step::Step;
 use crate::storage_path::{asset_url, output_path, parse_input_url};
@@ -39,9 +39,50 @@ pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
             "not a concepts step",
         ));
     };
-    let (w, cfg, origin) = (job.w, job.cfg(), &job.cfg().supabase_origin);
+    let (w, cfg) = (job.w, job.cfg());
     rows::start(w, cfg, job.task(), job.owner, &job.step).await?;
 
+    // The input, the call and OpenAI's images are one bulky part (`Bulk`): one per batch at once.
+    let Images::Stored { urls, paths } = w.bulk(images(job, req)).await? else {
+        return Ok(());
+    };
+
+    let cmd = Command::Complete {
+        step: Step::Concepts,
+        attempt: job.msg.attempt,
+        asset_urls: urls,
+    };
+    let reply = job.command_syncing_rows(cmd).await?;
+    if let (Outcome::Completed, Some(step)) =
+        (&reply.outcome, reply.state.steps.get(&Step::Concepts))
+    {
+        super::gate::release_if_done(w, job.cfg(), job.task(), step).await;
+        rows::sync(w, cfg, job.task(), step).await?;
+        job.log(
+            Level::Info,
+            "concepts.complete",
+            json!({ "images": step.asset_urls.len() }),
+        );
+        super::webhook::kick(w, job.task(), step).await;
+    } else if cancelled_in(&reply.state, job) {
+        // Cancelled while the last upload was in flight: it landed; remove it again.
+        return cancelled(job, &paths).await;
+    }
+    Ok(())
+}
+
+/// What the OpenAI part of a concepts job left: the images stored, or a cancel cleaned up.
+enum Images {
+    Stored {
+        urls: Vec<String>,
+        paths: Vec<String>,
+    },
+    Cancelled,
+}
+
+/// Downloads the input, calls OpenAI and stores each image as soon as its base64 has arrived.
+async fn images<W: Ports>(job: &Job<'_, W>, req: &ConceptsRequest) -> Result<Images, Failure> {
+    let (w, cfg, origin) = (job.w, job.cfg(), &job.cfg().supabase_origin);
     let input = parse_input_url(&req.input_image_asset_url, origin).map_err(|e| {
         Failure::new(
             Dependency::Storage,
@@ -95,7 +136,8 @@ pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
         for png in scanner.feed(&chunk).map_err(|e| e.to_failure())? {
             // A cancelled step stores nothing more (SPEC §11 "Cancel"); what was stored goes.
             if !still_running(job).await? {
-                return cancelled(job, &paths).await;
+                cancelled(job, &paths).await?;
+                return Ok(Images::Cancelled);
             }
             // Handed to the runtime (a JS buffer) and dropped here before its upload.
             let blob = w.hold(png);
@@ -116,29 +158,7 @@ pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
             "wasm_memory_before_bytes": wasm_before, "wasm_memory_bytes": w.memory_bytes(),
         }),
     );
-
-    let cmd = Command::Complete {
-        step: Step::Concepts,
-        attempt: job.msg.attempt,
-        asset_urls: urls,
-    };
-    let reply = job.command_syncing_rows(cmd).await?;
-    if let (Outcome::Completed, Some(step)) =
-        (&reply.outcome, reply.state.steps.get(&Step::Concepts))
-    {
-        super::gate::release_if_done(w, job.cfg(), job.task(), step).await;
-        rows::sync(w, cfg, job.task(), step).await?;
-        job.log(
-            Level::Info,
-            "concepts.complete",
-            json!({ "images": step.asset_urls.len() }),
-        );
-        super::webhook::kick(w, job.task(), step).await;
-    } else if cancelled_in(&reply.state, job) {
-        // Cancelled while the last upload was in flight: it landed; remove it again.
-        return cancelled(job, &paths).await;
-    }
-    Ok(())
+    Ok(Images::Stored { urls, paths })
 }
 
 /// Whether the job's step is still this attempt and unfinished (a DO that cannot be read is a

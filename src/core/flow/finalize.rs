@@ -76,8 +76,9 @@ pub async fn run<W: Ports>(job: &Job<'_, W>) -> Result<(), Failure> {
     }
     let started = w.now_ms();
     let path = output_path(job.task(), step, 0);
+    // One connection streamed into another: a bulky part (`Bulk`), one at a time per batch.
     let length = w
-        .copy_model(job.task(), step, &url, &path, output_content_type(step))
+        .bulk(w.copy_model(job.task(), step, &url, &path, output_content_type(step)))
         .await?;
     job.log(
         Level::Info,

@@ -55,6 +55,66 @@ pub fn batch_keys<'m>(
     out
 }
 
+/// Slots one gate gives back in one call: the gate, its capacity, the keys.
+pub type Releases = (GateName, u32, Vec<SlotKey>);
+
+/// The slots a queue batch gives back while its messages run together (`crate::jobs` in the
+/// worker), gathered per gate: a gate's releases go in one call once the batch's last message
+/// about a step behind that gate is over, not at the batch's end, so a long message of another
+/// gate (a concepts run, a model copy) does not keep them from the steps waiting in line.
+#[derive(Debug, Default)]
+pub struct BatchReleases {
+    /// Per gate: the batch's messages about its steps not yet over.
+    open: Vec<(GateName, usize)>,
+    pending: Vec<Releases>,
+}
+
+impl BatchReleases {
+    /// The batch of `msgs` (every kind counts: a finalize, a webhook or a dead letter may end a
+    /// step and give its slot back).
+    pub fn new<'m>(cfg: &Config, msgs: impl IntoIterator<Item = &'m JobMessage>) -> Self {
+        let mut open: Vec<(GateName, usize)> = Vec::new();
+        for m in msgs {
+            let Some((gate, _)) = gate_of(cfg, m.step) else {
+                continue;
+            };
+            match open.iter_mut().find(|(g, _)| *g == gate) {
+                Some((_, n)) => *n += 1,
+                None => open.push((gate, 1)),
+            }
+        }
+        BatchReleases {
+            open,
+            pending: Vec::new(),
+        }
+    }
+
+    /// A slot given back during the batch.
+    pub fn push(&mut self, gate: GateName, capacity: u32, key: SlotKey) {
+        match self.pending.iter_mut().find(|(g, _, _)| *g == gate) {
+            Some((_, _, keys)) => keys.push(key),
+            None => self.pending.push((gate, capacity, vec![key])),
+        }
+    }
+
+    /// `msg` is over: the releases to send now (its gate has no other message left), if any.
+    pub fn done(&mut self, cfg: &Config, msg: &JobMessage) -> Option<Releases> {
+        let (gate, _) = gate_of(cfg, msg.step)?;
+        let (_, n) = self.open.iter_mut().find(|(g, _)| *g == gate)?;
+        *n = n.saturating_sub(1);
+        if *n > 0 {
+            return None;
+        }
+        let i = self.pending.iter().position(|(g, _, _)| *g == gate)?;
+        Some(self.pending.swap_remove(i))
+    }
+
+    /// Every release not sent yet (the batch is over).
+    pub fn rest(&mut self) -> Vec<Releases> {
+        std::mem::take(&mut self.pending)
+    }
+}
+
 pub fn key(task: &TaskId, step: Step, attempt: u32) -> SlotKey {
     SlotKey {
         task_id: task.clone(),
@@ -151,6 +211,38 @@ pub async fn wake<W: Ports>(w: &W, keys: Vec<SlotKey>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batchs_releases_go_per_gate_once_its_last_message_for_that_gate_is_over() {
+        let cfg = super::super::memory::config();
+        let t = |s: &str| TaskId::parse(s).unwrap();
+        let (tripo, capacity) = gate_of(&cfg, Step::Model).unwrap();
+        let a = JobMessage::run(t("a"), Step::Model, 1);
+        let b = JobMessage::run(t("b"), Step::Model, 1);
+        let c = JobMessage::finalize(t("c"), Step::Model, 1).unwrap();
+        let concepts = JobMessage::run(t("d"), Step::Concepts, 1);
+        let mut batch = BatchReleases::new(&cfg, [&a, &b, &c, &concepts]);
+        // `a` was refused at create: its slot waits for the gate's other messages.
+        batch.push(tripo, capacity, key(&a.task_id, a.step, 1));
+        assert_eq!(batch.done(&cfg, &a), None);
+        assert_eq!(batch.done(&cfg, &b), None);
+        batch.push(tripo, capacity, key(&c.task_id, c.step, 1));
+        // The gate's last message: both slots in one call, while the concepts run goes on.
+        let (gate, cap, keys) = batch.done(&cfg, &c).unwrap();
+        assert_eq!((gate, cap), (tripo, capacity));
+        assert_eq!(
+            keys.iter().map(|k| k.task_id.as_str()).collect::<Vec<_>>(),
+            ["a", "c"]
+        );
+        // Nothing twice; a gate with nothing to give back sends nothing.
+        assert_eq!(batch.done(&cfg, &concepts), None);
+        assert!(batch.rest().is_empty());
+        // A release after its gate's messages are over waits for the end of the batch.
+        batch.push(tripo, capacity, key(&t("e"), Step::Model, 2));
+        assert_eq!(batch.done(&cfg, &concepts), None);
+        assert_eq!(batch.rest().len(), 1);
+        assert!(batch.rest().is_empty());
+    }
 
     #[test]
     fn a_batch_asks_each_gate_once_for_its_run_messages() {

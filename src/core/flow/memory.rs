@@ -18,7 +18,7 @@ use futures::stream::{self, LocalBoxStream, StreamExt};
 use serde_json::{json, Map, Value};
 
 use super::ports::{
-    Clock, Events, JobQueue, ObjectStore, OpenAiApi, RowStore, SlotGate, TaskStore, TripoApi,
+    Bulk, Clock, Events, JobQueue, ObjectStore, OpenAiApi, RowStore, SlotGate, TaskStore, TripoApi,
     WebhookSender,
 };
 use crate::config::Config;
@@ -131,6 +131,12 @@ pub struct World {
     /// At this port call (before it acts), every task's owner cancels every unfinished step
     /// (`Command::Cancel`), as a concurrent `POST /tasks/{id}/cancel` would.
     pub cancel_at: Option<usize>,
+    /// Bulky parts (`Bulk`) under way now, and entered so far.
+    pub bulky: u32,
+    pub bulk_parts: u32,
+    /// Transfers that hold a whole body (input downloads, Tripo uploads, OpenAI calls, model
+    /// copies) made outside a bulky part.
+    pub outside_bulk: Vec<Op>,
 }
 
 pub struct Mem {
@@ -173,6 +179,14 @@ impl Mem {
 
     pub fn now(&self) -> u64 {
         self.w.borrow().now
+    }
+
+    /// Notes a transfer that must run inside a bulky part when it does not.
+    fn bulky_op(&self, op: Op) {
+        let mut w = self.w.borrow_mut();
+        if w.bulky == 0 {
+            w.outside_bulk.push(op);
+        }
     }
 
     pub fn advance_to(&self, at: u64) {
@@ -644,6 +658,7 @@ impl ObjectStore for Mem {
     type Blob = Vec<u8>;
 
     async fn download_input(&self, _obj: &InputObject) -> Result<Vec<u8>, DepError> {
+        self.bulky_op(Op::Download);
         self.io(Op::Download, |_| Ok(PNG.to_vec())).await
     }
 
@@ -669,6 +684,7 @@ impl ObjectStore for Mem {
         path: &str,
         _ct: &str,
     ) -> Result<Option<u64>, Failure> {
+        self.bulky_op(Op::Copy);
         let id = url
             .trim_start_matches("https://tripo.test/")
             .trim_end_matches(".glb")
@@ -755,6 +771,7 @@ impl TripoApi for Mem {
         _bytes: &[u8],
         _format: ImageFormat,
     ) -> Result<String, Failure> {
+        self.bulky_op(Op::TripoUpload);
         self.io(Op::TripoUpload, |_| Ok("image-token".to_owned()))
             .await
             .map_err(tripo_failure)
@@ -818,6 +835,7 @@ impl OpenAiApi for Mem {
         _image: Vec<u8>,
         _format: ImageFormat,
     ) -> Result<Self::Reply, Failure> {
+        self.bulky_op(Op::OpenAi);
         let n = req.n();
         let body = self
             .io(Op::OpenAi, |m| {
@@ -873,6 +891,26 @@ impl SlotGate for Mem {
             Ok(())
         })
         .await
+    }
+}
+
+/// Counts the bulky parts (one runs at a time: the flow never nests them, and a test drives one
+/// job at a time); the count drops when the part ends or is dropped half-way (a stopped job).
+impl Bulk for Mem {
+    async fn bulk<T>(&self, work: impl Future<Output = T>) -> T {
+        struct Part<'a>(&'a Mem);
+        impl Drop for Part<'_> {
+            fn drop(&mut self) {
+                self.0.w.borrow_mut().bulky -= 1;
+            }
+        }
+        {
+            let mut w = self.w.borrow_mut();
+            w.bulky += 1;
+            w.bulk_parts += 1;
+        }
+        let _part = Part(self);
+        work.await
     }
 }
 

@@ -194,7 +194,8 @@ async fn model_task<W: Ports>(job: &Job<'_, W>, m: &ModelRequest) -> Result<Crea
 }
 
 /// Downloads one input from Storage and uploads it to Tripo; its file token. The bytes are
-/// dropped before the next input is fetched.
+/// dropped before the next input is fetched, and the whole transfer is one bulky part
+/// ([`Bulk`](super::ports::Bulk)): a batch holds one input at a time.
 async fn upload_input<W: Ports>(
     job: &Job<'_, W>,
     url: &str,
@@ -202,21 +203,27 @@ async fn upload_input<W: Ports>(
 ) -> Result<FileToken, Failure> {
     let obj = parse_input_url(url, &job.cfg().supabase_origin)
         .map_err(|e| invalid(Dependency::Storage, &e.to_string()))?;
-    let bytes = job.w.download_input(&obj).await?;
-    let format = ImageFormat::sniff(&bytes).ok_or_else(|| {
-        invalid(
-            Dependency::Storage,
-            "the input is not a PNG, JPEG or WebP image",
-        )
-    })?;
-    let token = job
+    let (token, bytes, format) = job
         .w
-        .tripo_upload(job.task(), job.msg.step, &bytes, format)
+        .bulk(async {
+            let bytes = job.w.download_input(&obj).await?;
+            let format = ImageFormat::sniff(&bytes).ok_or_else(|| {
+                invalid(
+                    Dependency::Storage,
+                    "the input is not a PNG, JPEG or WebP image",
+                )
+            })?;
+            let token = job
+                .w
+                .tripo_upload(job.task(), job.msg.step, &bytes, format)
+                .await?;
+            Ok::<_, Failure>((token, bytes.len(), format))
+        })
         .await?;
     job.log(
         Level::Info,
         "model.input_uploaded",
-        json!({ "index": index, "bytes": bytes.len(), "format": format.extension() }),
+        json!({ "index": index, "bytes": bytes, "format": format.extension() }),
     );
     Ok(FileToken::new(format, token))
 }

@@ -6,6 +6,8 @@
 //! Futures are not `Send` (a Worker isolate is single-threaded), hence `async fn` in traits.
 #![allow(async_fn_in_trait)]
 
+use std::future::Future;
+
 use futures::Stream;
 use serde_json::Value;
 
@@ -185,6 +187,18 @@ pub trait Events {
     }
 }
 
+/// Bulky transfers: a whole input image held in WebAssembly memory (downloaded from Storage for
+/// Tripo's upload or OpenAI's edit, with OpenAI's images read after it), or a model streamed from
+/// one connection into another. The messages of a queue batch run together (`crate::jobs`); the
+/// runtime runs these parts one at a time per batch, so a batch holds at most one input in memory
+/// and never has every one of its connections waiting on another (a Worker invocation has six).
+pub trait Bulk {
+    /// Runs `work` once no other bulky part of the batch runs (at once outside a batch).
+    async fn bulk<T>(&self, work: impl Future<Output = T>) -> T {
+        work.await
+    }
+}
+
 /// Everything a job or the alarm may touch.
 pub trait Ports:
     Clock
@@ -197,6 +211,7 @@ pub trait Ports:
     + SlotGate
     + WebhookSender
     + Events
+    + Bulk
 {
 }
 
@@ -211,5 +226,6 @@ impl<T> Ports for T where
         + SlotGate
         + WebhookSender
         + Events
+        + Bulk
 {
 }

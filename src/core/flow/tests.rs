@@ -262,6 +262,13 @@ fn check(mem: &Mem, label: &str) {
         mem.w.borrow().alarms.is_empty(),
         "{label}: an alarm is left"
     );
+    let w = mem.w.borrow();
+    assert!(
+        w.outside_bulk.is_empty(),
+        "{label}: transfers outside a bulky part: {:?}",
+        w.outside_bulk
+    );
+    assert_eq!(w.bulky, 0, "{label}: a bulky part never ended");
 }
 
 #[test]
@@ -273,6 +280,8 @@ fn undisturbed_runs_complete_with_the_expected_calls() {
         let w = mem.w.borrow();
         assert!(w.calls > 10, "{} calls", w.calls);
         assert_eq!(w.tripo_creates + w.openai_calls, 1);
+        // Concepts: the OpenAI part; a model: its copy, and an image model its input's upload.
+        assert!(w.bulk_parts >= 1, "no bulky part");
     }
 }
 
