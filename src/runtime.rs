@@ -20,6 +20,7 @@ use crate::core::flow::ports::{
     Bulk, Clock, Events, JobQueue, ObjectStore, OpenAiApi, RowStore, SlotGate, TaskStore, TripoApi,
     WebhookSender,
 };
+use crate::core::flow::turns::Turns;
 use crate::core::gate::{Acquire, GateName, SlotKey};
 use crate::core::gate_wire::{
     AcquireManyReply, AcquireManyRequest, AcquireReply, AcquireRequest, ReleaseManyRequest,
@@ -360,7 +361,7 @@ pub struct Batch<'a> {
     granted: RefCell<Vec<(GateName, SlotKey, Acquire)>>,
     /// Releases not sent yet.
     released: RefCell<BatchReleases>,
-    bulk: futures::lock::Mutex<()>,
+    bulk: Turns,
 }
 
 impl<'a> Batch<'a> {
@@ -369,7 +370,7 @@ impl<'a> Batch<'a> {
             cfg,
             granted: RefCell::new(Vec::new()),
             released: RefCell::new(BatchReleases::new(cfg, msgs)),
-            bulk: futures::lock::Mutex::new(()),
+            bulk: Turns::default(),
         }
     }
 
@@ -445,7 +446,7 @@ async fn release_many(env: &Env, (gate, capacity, keys): Releases) {
 impl Bulk for Runtime<'_> {
     async fn bulk<T>(&self, work: impl Future<Output = T>) -> T {
         let _turn = match self.batch {
-            Some(b) => Some(b.bulk.lock().await),
+            Some(b) => Some(b.bulk.take().await),
             None => None,
         };
         work.await

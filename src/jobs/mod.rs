@@ -7,12 +7,15 @@
 //! changes nothing. A retry decided by the job is a new message with `try_no + 1` and a delay
 //! (workers-rs exposes no delivery count), decided by `core::retry` from the classified failure.
 
+use std::pin::Pin;
+
 use serde_json::json;
 use worker::{Env, Message, MessageBatch, MessageExt, QueueRetryOptionsBuilder};
 
 use crate::core::config::Config;
 use crate::core::flow;
 use crate::core::flow::ports::Events;
+use crate::core::flow::turns::together;
 use crate::core::jobs::{JobError, JobMessage};
 use crate::core::retry;
 use crate::log::{self, Level};
@@ -65,8 +68,11 @@ pub async fn consume(batch: MessageBatch<String>, env: Env) -> worker::Result<()
     // sum, and a prefetched slot is used at once. Bulky parts still go one at a time (`Bulk`).
     let handled = messages
         .iter()
-        .map(|(msg, parsed)| handle(&env, cfg, &shared, &queue, dead_letter, msg, parsed));
-    futures::future::join_all(handled).await;
+        .map(|(msg, parsed)| {
+            Box::pin(handle(&env, cfg, &shared, &queue, dead_letter, msg, parsed)) as Pin<Box<_>>
+        })
+        .collect();
+    together(handled).await;
     shared.flush(&env).await;
     Ok(())
 }

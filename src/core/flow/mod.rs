@@ -16,6 +16,7 @@ pub mod ports;
 pub mod rows;
 pub mod submit;
 pub mod tripo_events;
+pub mod turns;
 pub mod webhook;
 
 #[cfg(test)]
