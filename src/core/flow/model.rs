@@ -203,7 +203,7 @@ async fn upload_input<W: Ports>(
 ) -> Result<FileToken, Failure> {
     let obj = parse_input_url(url, &job.cfg().supabase_origin)
         .map_err(|e| invalid(Dependency::Storage, &e.to_string()))?;
-    let (token, bytes, format) = job
+    let (token, len, format) = job
         .w
         .bulk(async {
             let bytes = job.w.download_input(&obj).await?;
@@ -223,7 +223,7 @@ async fn upload_input<W: Ports>(
     job.log(
         Level::Info,
         "model.input_uploaded",
-        json!({ "index": index, "bytes": bytes, "format": format.extension() }),
+        json!({ "index": index, "bytes": len, "format": format.extension() }),
     );
     Ok(FileToken::new(format, token))
 }
