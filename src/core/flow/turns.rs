@@ -39,7 +39,12 @@ impl Turns {
     pub async fn take(&self) -> Turn<'_> {
         poll_fn(|cx| {
             if self.busy.get() {
-                self.waiting.borrow_mut().push(cx.waker().clone());
+                // Once per waker: `together` polls every waiting message on each wake, and all of
+                // them share one waker.
+                let mut waiting = self.waiting.borrow_mut();
+                if !waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                    waiting.push(cx.waker().clone());
+                }
                 Poll::Pending
             } else {
                 self.busy.set(true);
@@ -123,18 +128,29 @@ mod tests {
         };
         let mut second = pin!(turns.take());
         let mut third = pin!(turns.take());
+        let other = Arc::new(Count(AtomicUsize::new(0)));
+        let other_waker = Waker::from(other.clone());
+        let mut other_cx = Context::from_waker(&other_waker);
         assert!(second.as_mut().poll(&mut cx).is_pending());
-        assert!(third.as_mut().poll(&mut cx).is_pending());
+        assert!(third.as_mut().poll(&mut other_cx).is_pending());
+        // Polled again while waiting (as `together` does on every wake): no second entry.
+        assert!(second.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(turns.waiting.borrow().len(), 2);
         assert_eq!(woken.0.load(Ordering::SeqCst), 0);
 
         drop(held);
-        assert_eq!(woken.0.load(Ordering::SeqCst), 2, "both waiters woken");
+        assert_eq!(
+            woken.0.load(Ordering::SeqCst) + other.0.load(Ordering::SeqCst),
+            2,
+            "both waiters woken"
+        );
+        assert_eq!(other.0.load(Ordering::SeqCst), 1);
         let Poll::Ready(next) = second.as_mut().poll(&mut cx) else {
             panic!("the turn given back goes to the next waiter polled");
         };
         // The other one waits again, and gets it once that turn ends.
-        assert!(third.as_mut().poll(&mut cx).is_pending());
+        assert!(third.as_mut().poll(&mut other_cx).is_pending());
         drop(next);
-        assert!(third.as_mut().poll(&mut cx).is_ready());
+        assert!(third.as_mut().poll(&mut other_cx).is_ready());
     }
 }
