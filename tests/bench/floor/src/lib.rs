@@ -8,7 +8,7 @@
 //!   PostgREST insert of the `models` row (the worker's row, minimal), one queue send.
 //! * `GET /tasks/{id}/status`: the verify, one Durable Object read, the owner compared.
 //! * The queue consumer (a Tripo job): one Durable Object claim, one Tripo create call, one
-//!   Durable Object write, one PATCH of the row.
+//!   Durable Object write, one PATCH of the row. A batch's jobs run together, as the worker's do.
 //!
 //! Every I/O is awaited and its status checked; an error answers 5xx (the job is retried).
 //! Nothing else: no validation beyond what the I/O needs, no logs, no limits, no events.
@@ -29,6 +29,7 @@ pub mod jwt;
 
 use std::cell::{OnceCell, RefCell};
 
+use futures::future::join_all;
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::{JsCast, JsValue};
@@ -497,8 +498,11 @@ async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<(
     if s.contract {
         gate(&env, "/acquire", &ids).await?;
     }
-    for msg in messages {
-        match job(&env, s, msg.body()).await {
+    // A batch's jobs run together, as the worker's consumer runs them (`jobs::consume`): the
+    // same scheduling, so a load's jobs run during it on both sides alike.
+    let outcomes = join_all(messages.iter().map(|m| job(&env, s, m.body()))).await;
+    for (msg, outcome) in messages.iter().zip(outcomes) {
+        match outcome {
             Ok(()) => msg.ack(),
             Err(_) => msg.retry(),
         }
