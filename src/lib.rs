@@ -40,7 +40,7 @@ pub use gate_object::ProviderGate;
 pub use task_object::TaskObject;
 pub use user_limits::UserLimits;
 
-use worker::{event, Context, Env, MessageBatch, Request, Response};
+use worker::{event, Context, Env, MessageBatch, Request};
 
 #[event(start)]
 fn start() {
@@ -48,7 +48,7 @@ fn start() {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     http::handle(req, env, ctx).await
 }
 

@@ -416,10 +416,10 @@ pub async fn into_small_reply(mut resp: Response, limit: usize) -> Result<Reply,
     })
 }
 
-/// Headers as one string for [`js::fetch_small`]: name and value on lines of their own. A line
+/// Headers as one string for [`js::fetch_small`] (and `reply`'s `respond`): name and value on lines of their own. A line
 /// break cannot be part of a header, so one in a name or value is refused here, as `Headers`
 /// would refuse it.
-fn header_lines(headers: &[(&str, &str)]) -> Result<String, NetError> {
+pub(crate) fn header_lines(headers: &[(&str, &str)]) -> Result<String, NetError> {
     let mut out = String::with_capacity(headers.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
     for (k, v) in headers {
         if k.contains(['\n', '\r']) || v.contains(['\n', '\r']) {
@@ -479,7 +479,7 @@ pub async fn send(
 }
 
 /// A thrown JavaScript value as text (an `Error`'s message, or the value itself).
-fn js_text(e: &JsValue) -> String {
+pub(crate) fn js_text(e: &JsValue) -> String {
     e.dyn_ref::<js_sys::Error>()
         .map(|e| String::from(e.message()))
         .or_else(|| e.as_string())

@@ -8,41 +8,87 @@ use makeit3d_bff::core::config::Config;
 use makeit3d_bff::core::error::{ApiError, FieldError};
 use makeit3d_bff::core::ids::{row_id, TaskId};
 use makeit3d_bff::core::step::Step;
-use makeit3d_bff::reply::{error_response, json};
+use makeit3d_bff::reply::{respond, Reply};
 use wasm_bindgen_test::wasm_bindgen_test;
+
+/// `reply::respond`'s answer, as `worker` reads it.
+fn answer(reply: Result<Reply, ApiError>, origin: &str, head: bool) -> worker::Response {
+    worker::Response::from(respond(reply, origin, head).unwrap())
+}
+
+fn header(resp: &worker::Response, name: &str) -> Option<String> {
+    resp.headers().get(name).unwrap()
+}
 
 #[wasm_bindgen_test]
 async fn error_response_has_status_headers_and_shape() {
     let e = ApiError::Validation(vec![FieldError::new("n", "must be between 1 and 10")]);
-    let mut resp = error_response(&e).unwrap();
+    let mut resp = answer(Err(e), "*", false);
     assert_eq!(resp.status_code(), 422);
-    let ct = resp.headers().get("content-type").unwrap().unwrap();
+    let ct = header(&resp, "content-type").unwrap();
     assert!(ct.starts_with("application/json"), "{ct}");
+    assert_eq!(header(&resp, "cache-control").as_deref(), Some("no-store"));
+    assert_eq!(
+        header(&resp, "access-control-allow-origin").as_deref(),
+        Some("*")
+    );
+    assert_eq!(header(&resp, "vary"), None);
     let v: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
     assert_eq!(v["error"]["code"], "validation_error");
     assert_eq!(v["error"]["details"][0]["field"], "n");
 }
 
 #[wasm_bindgen_test]
-async fn method_not_allowed_sets_allow() {
+fn method_not_allowed_sets_allow() {
     let e = ApiError::MethodNotAllowed {
         method: "DELETE".into(),
         allowed: "GET, HEAD, OPTIONS".into(),
     };
-    let resp = error_response(&e).unwrap();
+    let resp = answer(Err(e), "*", false);
     assert_eq!(resp.status_code(), 405);
     assert_eq!(
-        resp.headers().get("allow").unwrap().as_deref(),
+        header(&resp, "allow").as_deref(),
         Some("GET, HEAD, OPTIONS")
     );
 }
 
 #[wasm_bindgen_test]
-async fn json_response_round_trips() {
-    let mut resp = json(202, r#"{"task_id":"t-1"}"#.to_owned()).unwrap();
+async fn json_response_round_trips_with_cors_of_a_named_origin() {
+    let reply = Reply::Json {
+        status: 202,
+        body: r#"{"task_id":"t-1"}"#.to_owned(),
+    };
+    let mut resp = answer(Ok(reply), "https://app.example", false);
     assert_eq!(resp.status_code(), 202);
+    assert_eq!(
+        header(&resp, "access-control-allow-origin").as_deref(),
+        Some("https://app.example")
+    );
+    assert_eq!(header(&resp, "vary").as_deref(), Some("origin"));
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["task_id"], "t-1");
+}
+
+#[wasm_bindgen_test]
+async fn head_keeps_the_headers_without_the_body_and_empty_has_no_type() {
+    let reply = Reply::Json {
+        status: 200,
+        body: r#"{"status":"ok"}"#.to_owned(),
+    };
+    let mut resp = answer(Ok(reply), "*", true);
+    assert_eq!(resp.status_code(), 200);
+    assert!(header(&resp, "content-type")
+        .unwrap()
+        .starts_with("application/json"));
+    assert_eq!(resp.text().await.unwrap(), "");
+    let mut empty = answer(Ok(Reply::Empty(204)), "*", false);
+    assert_eq!(empty.status_code(), 204);
+    assert_eq!(header(&empty, "content-type"), None);
+    assert_eq!(
+        header(&empty, "access-control-max-age").as_deref(),
+        Some("86400")
+    );
+    assert_eq!(empty.text().await.unwrap(), "");
 }
 
 #[wasm_bindgen_test]

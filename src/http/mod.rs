@@ -3,29 +3,14 @@
 
 use std::cell::Cell;
 
-use worker::{Context, Env, Request, Response};
+use worker::{Context, Env, Request};
 
 use crate::api;
 use crate::core::error::ApiError;
 use crate::core::route::{self, Route};
 use crate::log::{self, Level};
-use crate::reply::{error_response, internal, Reply};
+use crate::reply::{internal, respond, Reply};
 use crate::settings;
-
-fn add_cors(resp: &Response, origin: &str) -> worker::Result<()> {
-    let h = resp.headers();
-    h.set("access-control-allow-origin", origin)?;
-    h.set("access-control-allow-methods", "GET, HEAD, POST, OPTIONS")?;
-    h.set(
-        "access-control-allow-headers",
-        "authorization, content-type, apikey, x-client-info",
-    )?;
-    h.set("access-control-max-age", "86400")?;
-    if origin != "*" {
-        h.set("vary", "origin")?;
-    }
-    Ok(())
-}
 
 thread_local! {
     /// Whether this isolate has warned that authentication is off.
@@ -46,7 +31,7 @@ fn warn_if_auth_off(env: &Env) {
 }
 
 /// Entry point of every HTTP request.
-pub async fn handle(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+pub async fn handle(req: Request, env: Env, _ctx: Context) -> worker::Result<web_sys::Response> {
     warn_if_auth_off(&env);
     // The method as sent: `worker::Method` reads every method it does not know (QUERY, PROPFIND…)
     // as GET, which would serve them instead of answering 405.
@@ -56,31 +41,25 @@ pub async fn handle(req: Request, env: Env, _ctx: Context) -> worker::Result<Res
         Ok(route) => dispatch(route, req, &env).await,
         Err(e) => Err(e),
     };
-    let resp = match result.and_then(|reply| reply.into_response().map_err(internal)) {
-        Ok(resp) => resp,
-        Err(e) => {
-            if e.status() >= 500 {
-                log::emit(
-                    Level::Error,
-                    "http.error",
-                    None,
-                    None,
-                    serde_json::json!({
-                        "method": method, "path": path, "status": e.status(), "code": e.code(), "message": e.to_string(),
-                    }),
-                );
-            }
-            error_response(&e)?
+    if let Err(e) = &result {
+        if e.status() >= 500 {
+            log::emit(
+                Level::Error,
+                "http.error",
+                None,
+                None,
+                serde_json::json!({
+                    "method": method, "path": path, "status": e.status(), "code": e.code(), "message": e.to_string(),
+                }),
+            );
         }
-    };
-    add_cors(&resp, settings::cors_allow_origin(&env))?;
-    if method == "HEAD" {
-        let headers = resp.headers().clone();
-        return Ok(Response::empty()?
-            .with_status(resp.status_code())
-            .with_headers(headers));
     }
-    Ok(resp)
+    let origin = settings::cors_allow_origin(&env);
+    let head = method == "HEAD";
+    match respond(result, origin, head) {
+        Ok(resp) => Ok(resp),
+        Err(e) => respond(Err(internal(e)), origin, head),
+    }
 }
 
 async fn dispatch(route: Route, req: Request, env: &Env) -> Result<Reply, ApiError> {
