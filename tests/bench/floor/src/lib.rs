@@ -13,7 +13,7 @@
 //! Every I/O is awaited and its status checked; an error answers 5xx (the job is retried).
 //! Nothing else: no validation beyond what the I/O needs, no logs, no limits, no events.
 //!
-//! With `FLOOR_CONTRACT_IO=1` (`BENCH_FLOOR_CONTRACT=1`; README "Benchmarks") it also does the
+//! With `FLOOR_CONTRACT_IO=1` (the bench's default; README "Benchmarks") it also does the
 //! I/O that the contract and our rules add to each path, the way the worker does it, and still
 //! nothing else — a floor for "the same I/O as ours":
 //!
