@@ -2,7 +2,10 @@
 //! `worker::Response` (CORS, `HEAD`), so handlers never build the JSON shape or status mapping
 //! themselves and never import `http`.
 
+use std::cell::RefCell;
+
 use serde::Serialize;
+use wasm_bindgen::JsValue;
 use worker::Response;
 
 use crate::core::error::ApiError;
@@ -54,7 +57,8 @@ pub fn cors_headers(origin: &str) -> Vec<(&'static str, &str)> {
 /// `origin` added; no body for `HEAD`. A JSON or empty answer is built in one call into
 /// JavaScript ([`js::respond`]): `Headers` set one at a time, then `worker`'s conversion of its
 /// `Response` (a `ResponseInit`, a copy of the body) cost about 0.5 ms of a submit under
-/// `wrangler dev` (docs/architecture.md "The glue's own cost").
+/// `wrangler dev` (docs/architecture.md "The glue's own cost"). The headers of an answer
+/// without headers of its own are one JavaScript object per isolate ([`common_headers`]).
 pub fn respond(
     reply: Result<Reply, ApiError>,
     origin: &str,
@@ -67,16 +71,55 @@ pub fn respond(
         Ok(Reply::Json { status, body }) => (status, Some(body), Vec::new()),
         Err(e) => (e.status(), Some(e.body()), e.headers()),
     };
-    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(JSON_HEADERS.len() + cors.len() + 1);
-    if body.is_some() {
+    // A JSON answer keeps its content type under `HEAD`, without its body.
+    let json = body.is_some();
+    let body = if head { None } else { body };
+    let headers = if extra.is_empty() {
+        common_headers(origin, json)?
+    } else {
+        headers_object(json, &extra, &cors)?
+    };
+    js::respond(status, body.as_deref(), &headers)
+        .map_err(|e| worker::Error::JsError(net::js_text(&e)))
+}
+
+thread_local! {
+    /// The headers object of every answer without headers of its own, by (origin, JSON or not):
+    /// the origin is the isolate's setting, so this holds at most two entries.
+    static COMMON: RefCell<Vec<(String, bool, JsValue)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The headers of an answer with no headers of its own (a JavaScript object, made once per
+/// isolate and passed to every such `Response`).
+fn common_headers(origin: &str, json: bool) -> worker::Result<JsValue> {
+    COMMON.with(|c| {
+        if let Some((_, _, h)) = c
+            .borrow()
+            .iter()
+            .find(|(o, j, _)| o == origin && *j == json)
+        {
+            return Ok(h.clone());
+        }
+        let h = headers_object(json, &[], &cors_headers(origin))?;
+        c.borrow_mut().push((origin.to_owned(), json, h.clone()));
+        Ok(h)
+    })
+}
+
+/// A headers object: the JSON headers (when `json`), then `extra`, then `cors`.
+fn headers_object(
+    json: bool,
+    extra: &[(&'static str, String)],
+    cors: &[(&str, &str)],
+) -> worker::Result<JsValue> {
+    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(JSON_HEADERS.len() + cors.len() + 2);
+    if json {
         headers.extend(JSON_HEADERS);
     }
     headers.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
     headers.extend(cors);
     let lines = net::header_lines(&headers).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    let body = if head { None } else { body };
-    js::respond(status, body.as_deref(), &lines)
-        .map_err(|e| worker::Error::JsError(net::js_text(&e)))
+    Ok(js::headers_object(&lines))
 }
 
 /// A response the handler built itself, with the CORS headers added (no body for `HEAD`).
@@ -104,21 +147,26 @@ mod js {
     use wasm_bindgen::JsValue;
 
     #[wasm_bindgen(inline_js = r#"
-export function respond(status, body, lines) {
-  const headers = new Headers();
+export function headers_object(lines) {
+  const headers = {};
   const p = lines.split('\n');
-  for (let i = 0; i + 1 < p.length; i += 2) headers.set(p[i], p[i + 1]);
+  for (let i = 0; i + 1 < p.length; i += 2) headers[p[i]] = p[i + 1];
+  return headers;
+}
+export function respond(status, body, headers) {
   return new Response(body, { status, headers });
 }
 "#)]
     extern "C" {
-        /// `new Response(body, {status, headers})`, the headers from `lines` (name and value on
-        /// lines of their own).
+        /// A plain object of the headers in `lines` (name and value on lines of their own), for
+        /// [`respond`].
+        pub fn headers_object(lines: &str) -> JsValue;
+        /// `new Response(body, {status, headers})`.
         #[wasm_bindgen(catch)]
         pub fn respond(
             status: u16,
             body: Option<&str>,
-            lines: &str,
+            headers: &JsValue,
         ) -> Result<web_sys::Response, JsValue>;
     }
 }

@@ -53,6 +53,36 @@ fn method_not_allowed_sets_allow() {
 }
 
 #[wasm_bindgen_test]
+fn headers_of_one_answer_never_reach_the_next() {
+    // The headers shared by answers without headers of their own are made once per isolate: an
+    // error's own header (`Allow`) must not end up in them, nor a JSON type in an empty answer.
+    let first = answer(Ok(Reply::Empty(204)), "*", false);
+    let e = ApiError::MethodNotAllowed {
+        method: "PUT".into(),
+        allowed: "GET".into(),
+    };
+    let refused = answer(Err(e), "*", false);
+    assert_eq!(header(&refused, "allow").as_deref(), Some("GET"));
+    let reply = Reply::Json {
+        status: 200,
+        body: "{}".to_owned(),
+    };
+    for resp in [
+        answer(Ok(reply), "*", false),
+        answer(Ok(Reply::Empty(204)), "*", false),
+    ] {
+        assert_eq!(header(&resp, "allow"), None);
+        assert_eq!(
+            header(&resp, "access-control-allow-origin").as_deref(),
+            Some("*")
+        );
+    }
+    assert_eq!(header(&first, "content-type"), None);
+    let again = answer(Ok(Reply::Empty(204)), "*", false);
+    assert_eq!(header(&again, "content-type"), None);
+}
+
+#[wasm_bindgen_test]
 async fn json_response_round_trips_with_cors_of_a_named_origin() {
     let reply = Reply::Json {
         status: 202,
