@@ -4,10 +4,12 @@
 use worker::{Env, Request, Response};
 
 use crate::core::error::{DepError, Dependency};
-use crate::core::ids::TaskId;
+use crate::core::ids::{TaskId, UserId};
+use crate::core::status::StatusQuery;
 use crate::core::task::{Command, TaskState};
 use crate::core::task_wire::{
-    CmdReply, CmdRequest, DoError, RefusalReply, StateReply, BINDING, CMD_PATH, STATE_PATH,
+    CmdReply, CmdRequest, DoError, LiveRequest, RefusalReply, StateReply, BINDING, CMD_PATH,
+    STATE_PATH, VIEW_PATH,
 };
 use crate::stub;
 
@@ -69,6 +71,27 @@ pub async fn state(env: &Env, task: &TaskId) -> Result<Option<TaskState>, DepErr
     )
     .await?;
     Ok(reply.state)
+}
+
+/// The status view (SPEC §4.2) of `query` as `caller` may see it, made by the task's DO from the
+/// state it holds (the owner compared there, `view::present` applied): its JSON text, or `None`
+/// when there is nothing to show — no task, another owner, no such step — all one 404.
+pub async fn view(
+    env: &Env,
+    task: &TaskId,
+    caller: UserId,
+    query: StatusQuery,
+) -> Result<Option<String>, DepError> {
+    let dep = Dependency::TaskObject;
+    let req = LiveRequest::new(caller, query);
+    let answer = stub::post(env, dep, BINDING, task.as_str(), VIEW_PATH, &req).await?;
+    match answer.status {
+        404 => Ok(None),
+        _ if answer.is_success() => String::from_utf8(answer.body)
+            .map(Some)
+            .map_err(|e| DepError::new(dep, None, e.to_string())),
+        _ => Err(answer.into_error(dep)),
+    }
 }
 
 /// Sends `req` to the task's DO as it is and returns its raw answer (a stream or a WebSocket

@@ -7,6 +7,7 @@
 //! unfinished step (`Command::Sweep`: lost messages sent again, deadlines enforced), then polls.
 //! Requests: the contract of `core::task_wire` — `POST /cmd` `{"command": Command, "now_ms": …}`
 //! → `{"outcome", "state"}` or 409 `{"refusal"}`; `POST /state` → `{"state": TaskState | null}`;
+//! `POST /view` → the status view's JSON (the status endpoint's answer) or 404;
 //! `POST /events` and `GET /ws` (live status).
 
 use std::cell::{Cell, RefCell};
@@ -23,13 +24,14 @@ use worker::{
 
 use crate::core::error::{DepError, Dependency};
 use crate::core::flow;
+use crate::core::ids::UserId;
 use crate::core::live::{self, Start};
 use crate::core::status::{view, StatusQuery};
 use crate::core::step::Step;
 use crate::core::task::{alarm_op, apply, effects, AlarmOp, Command, Refusal, TaskState};
 use crate::core::task_wire::{
     CmdReply, CmdRequest, DoError, LiveRequest, RefusalReply, CMD_PATH, EVENTS_PATH, LIVE_HEADER,
-    STATE_PATH, WS_PATH,
+    STATE_PATH, VIEW_PATH, WS_PATH,
 };
 use crate::log::{self, Level};
 use crate::record::Record;
@@ -216,7 +218,17 @@ impl TaskObject {
     /// (`view::present`: the live place in line of a step waiting for a provider slot,
     /// fresh signed URLs for a private bucket); `None` when it has nothing to show.
     async fn view_json(&self, state: &TaskState, query: StatusQuery) -> Option<String> {
-        let mut v = view(state, query, state.owner).ok()?;
+        self.view_json_for(state, query, state.owner).await
+    }
+
+    /// [`Self::view_json`] as `caller` may see it: `None` for another owner too.
+    async fn view_json_for(
+        &self,
+        state: &TaskState,
+        query: StatusQuery,
+        caller: UserId,
+    ) -> Option<String> {
+        let mut v = view(state, query, caller).ok()?;
         if let Ok(cfg) = settings::loaded(&self.env) {
             crate::view::present_or_stored(&self.env, cfg, state, &mut v).await;
         }
@@ -448,6 +460,19 @@ impl DurableObject for TaskObject {
                     "{{\"state\":{}}}",
                     text.as_deref().unwrap_or("null")
                 ))
+            }
+            VIEW_PATH => {
+                // The status endpoint's view, made here from the state this instance holds.
+                let body: LiveRequest = crate::stub::read_json(&mut req).await?;
+                let state = self.load().await?;
+                let json = match &state {
+                    Some(state) => self.view_json_for(state, body.query(), body.owner).await,
+                    None => None,
+                };
+                match json {
+                    Some(json) => json_text(json),
+                    None => Response::error("nothing to show", 404),
+                }
             }
             EVENTS_PATH => {
                 let body: LiveRequest = crate::stub::read_json(&mut req).await?;

@@ -1,6 +1,7 @@
 //! The wire contract between callers and a task's Durable Object (`task_client` and
 //! `task_object` both import it): its binding, one JSON command per request (`POST /cmd` →
-//! [`CmdReply`] or 409 [`RefusalReply`]; `POST /state` → [`StateReply`]), the live-status
+//! [`CmdReply`] or 409 [`RefusalReply`]; `POST /state` → [`StateReply`]; `POST /view` with a
+//! [`LiveRequest`] → the status view's JSON, or 404 for another owner or nothing to show), the live-status
 //! subscriptions (`POST /events`, `GET /ws` with [`LIVE_HEADER`]), and the typed error of a
 //! command ([`DoError`]).
 
@@ -16,6 +17,7 @@ pub const BINDING: &str = "TASKS";
 /// The object's paths (a request goes to `https://object{path}`).
 pub const CMD_PATH: &str = "/cmd";
 pub const STATE_PATH: &str = "/state";
+pub const VIEW_PATH: &str = "/view";
 pub const EVENTS_PATH: &str = "/events";
 pub const WS_PATH: &str = "/ws";
 
@@ -81,6 +83,23 @@ pub struct LiveRequest {
 }
 
 impl LiveRequest {
+    /// The request of `owner` for the view `query` selects (`POST /view`, or a subscription
+    /// from its start).
+    pub fn new(owner: super::ids::UserId, query: super::status::StatusQuery) -> LiveRequest {
+        use super::status::StatusQuery;
+        let (step, service) = match query {
+            StatusQuery::Latest => (None, None),
+            StatusQuery::Step(step) => (Some(step), None),
+            StatusQuery::Service(service) => (None, Some(service)),
+        };
+        LiveRequest {
+            owner,
+            step,
+            service,
+            last_event_id: None,
+        }
+    }
+
     pub fn query(&self) -> super::status::StatusQuery {
         use super::status::StatusQuery;
         match (self.step, self.service) {
@@ -165,5 +184,26 @@ mod tests {
                 .expect("the reply reads back");
         assert_eq!(read.state.version, reply.state.version + 1);
         assert_eq!(read.outcome, reply.outcome);
+    }
+
+    #[test]
+    fn a_view_request_carries_the_callers_query_over_the_wire() {
+        use crate::status::StatusQuery;
+        use crate::step::{Service, Step};
+        let owner = UserId(uuid::Uuid::from_u128(9));
+        for query in [
+            StatusQuery::Latest,
+            StatusQuery::Step(Step::Concepts),
+            StatusQuery::Step(Step::Model),
+            StatusQuery::Service(Service::Tripo),
+            StatusQuery::Step(Step::Refine),
+            StatusQuery::Service(Service::OpenAi),
+        ] {
+            let sent = serde_json::to_string(&LiveRequest::new(owner, query)).expect("JSON");
+            let read: LiveRequest = serde_json::from_str(&sent).expect("reads back");
+            assert_eq!(read.query(), query, "{sent}");
+            assert_eq!(read.owner, owner);
+            assert_eq!(read.last_event_id, None);
+        }
     }
 }
