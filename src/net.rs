@@ -416,9 +416,9 @@ pub async fn into_small_reply(mut resp: Response, limit: usize) -> Result<Reply,
     })
 }
 
-/// Headers as one string for [`js::fetch_small`] (and `reply`'s `respond`): name and value on lines of their own. A line
-/// break cannot be part of a header, so one in a name or value is refused here, as `Headers`
-/// would refuse it.
+/// Headers as one string for [`js::fetch_small`] (and `reply`'s headers): name and value on
+/// lines of their own. A line break cannot be part of a header, so one in a name or value is
+/// refused here, as `Headers` would refuse it.
 pub(crate) fn header_lines(headers: &[(&str, &str)]) -> Result<String, NetError> {
     let mut out = String::with_capacity(headers.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
     for (k, v) in headers {

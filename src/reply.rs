@@ -37,7 +37,7 @@ const JSON_HEADERS: [(&str, &str); 2] = [
 ];
 
 /// The CORS headers of every answer (`CORS_ALLOW_ORIGIN`).
-pub fn cors_headers(origin: &str) -> Vec<(&'static str, &str)> {
+fn cors_headers(origin: &str) -> Vec<(&'static str, &str)> {
     let mut h = vec![
         ("access-control-allow-origin", origin),
         ("access-control-allow-methods", "GET, HEAD, POST, OPTIONS"),
@@ -64,9 +64,8 @@ pub fn respond(
     origin: &str,
     head: bool,
 ) -> worker::Result<web_sys::Response> {
-    let cors = cors_headers(origin);
     let (status, body, extra) = match reply {
-        Ok(Reply::Raw(resp)) => return raw_with_cors(resp, &cors, head),
+        Ok(Reply::Raw(resp)) => return raw_with_cors(resp, &cors_headers(origin), head),
         Ok(Reply::Empty(status)) => (status, None, Vec::new()),
         Ok(Reply::Json { status, body }) => (status, Some(body), Vec::new()),
         Err(e) => (e.status(), Some(e.body()), e.headers()),
@@ -77,7 +76,7 @@ pub fn respond(
     let headers = if extra.is_empty() {
         common_headers(origin, json)?
     } else {
-        headers_object(json, &extra, &cors)?
+        headers_object(json, &extra, &cors_headers(origin))?
     };
     js::respond(status, body.as_deref(), &headers)
         .map_err(|e| worker::Error::JsError(net::js_text(&e)))

@@ -1,9 +1,9 @@
 //! The wire contract between callers and a task's Durable Object (`task_client` and
 //! `task_object` both import it): its binding, one JSON command per request (`POST /cmd` →
 //! [`CmdReply`] or 409 [`RefusalReply`]; `POST /state` → [`StateReply`]; `POST /view` with a
-//! [`LiveRequest`] → the status view's JSON, or 404 for another owner or nothing to show), the live-status
-//! subscriptions (`POST /events`, `GET /ws` with [`LIVE_HEADER`]), and the typed error of a
-//! command ([`DoError`]).
+//! [`LiveRequest`] → the status view's JSON, or 404 for another owner or nothing to show), the
+//! live-status subscriptions (`POST /events`, `GET /ws` with [`LIVE_HEADER`]), and the typed
+//! error of a command ([`DoError`]).
 
 use serde::{Deserialize, Serialize};
 
