@@ -1,6 +1,6 @@
-//! What a handler answers: [`Reply`] on success, `ApiError` otherwise. `http` turns both into a
-//! `worker::Response` (CORS, `HEAD`), so handlers never build the JSON shape or status mapping
-//! themselves and never import `http`.
+//! What a handler answers: [`Reply`] on success, `ApiError` otherwise. [`respond`] (called by
+//! `http`) turns both into the runtime's `Response` (CORS, `HEAD`), so handlers never build the
+//! JSON shape or status mapping themselves and never import `http`.
 
 use std::cell::RefCell;
 
